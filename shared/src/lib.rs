@@ -1,1 +1,16 @@
+//! What both tiers of the tenant control plane share: validated ids, auth,
+//! the error model, telemetry, config loading, the HTTP surface and the
+//! GraphQL client one tier uses to call another.
 
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod model;
+pub mod request;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{Code, Error, IntoGql, Result};

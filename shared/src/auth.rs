@@ -1,0 +1,454 @@
+//! JWT claims, roles and verification.
+//!
+//! Tokens are HS256 (pinned: any other `alg`, including `none`, is refused)
+//! with `exp`, `iss` and `aud` required. Several verification secrets may be
+//! configured at once so that keys rotate without downtime; the first one
+//! signs, and each token names its key with a `kid`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::ids::{CellId, Invalid, TenantId};
+
+pub const DEFAULT_ISSUER: &str = "tenantctl";
+pub const DEFAULT_AUDIENCE: &str = "tenant-control-plane";
+const ALGORITHM: Algorithm = Algorithm::HS256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything, everywhere.
+    PlatformAdmin,
+    /// Reads everything and runs operations; cannot create tenants.
+    Sre,
+    /// Reads and changes the tenants named in the token.
+    TenantAdmin,
+    /// Reads the tenants named in the token.
+    TenantViewer,
+    /// Calls one cell's data-plane hooks.
+    DataPlane,
+    /// A tier of the control plane calling another (global → cell, cell → global).
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::PlatformAdmin,
+        Role::Sre,
+        Role::TenantAdmin,
+        Role::TenantViewer,
+        Role::DataPlane,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform-admin",
+            Role::Sre => "sre",
+            Role::TenantAdmin => "tenant-admin",
+            Role::TenantViewer => "tenant-viewer",
+            Role::DataPlane => "data-plane",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let valid: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                Invalid(format!("unknown role `{s}`; valid roles: {}", valid.join(", ")))
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub roles: Vec<Role>,
+    /// Tenants a tenant-scoped role applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantId>,
+    /// The cell a `data-plane` or cell `service` token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<CellId>,
+}
+
+/// Who is calling, once the token is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub roles: Vec<Role>,
+    pub tenants: Vec<TenantId>,
+    pub cell: Option<CellId>,
+}
+
+impl From<Claims> for Principal {
+    fn from(c: Claims) -> Self {
+        Self {
+            subject: c.sub,
+            roles: c.roles,
+            tenants: c.tenants,
+            cell: c.cell,
+        }
+    }
+}
+
+impl Principal {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has(*r))
+    }
+
+    /// Platform-wide readers: they may see every tenant.
+    pub fn reads_everything(&self) -> bool {
+        self.has_any(&[Role::PlatformAdmin, Role::Sre, Role::Service])
+    }
+
+    /// Whether this principal may see tenant `id` at all. Callers answer
+    /// NOT_FOUND, never FORBIDDEN, when this is false, so that a tenant
+    /// principal learns nothing of other tenants' existence.
+    pub fn can_read_tenant(&self, id: TenantId) -> bool {
+        self.reads_everything()
+            || (self.has_any(&[Role::TenantAdmin, Role::TenantViewer]) && self.tenants.contains(&id))
+    }
+
+    pub fn can_write_tenant(&self, id: TenantId) -> bool {
+        self.has_any(&[Role::PlatformAdmin, Role::Service])
+            || (self.has(Role::TenantAdmin) && self.tenants.contains(&id))
+    }
+
+    /// FORBIDDEN unless the principal holds one of `roles`.
+    pub fn require_any(&self, roles: &[Role], action: &str) -> Result<(), Error> {
+        if self.has_any(roles) {
+            return Ok(());
+        }
+        let need: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Error::Forbidden(format!(
+            "{action} needs one of the roles: {}",
+            need.join(", ")
+        )))
+    }
+}
+
+/// Why a token was refused. Kept apart from `Error` so the reason is logged
+/// while the client sees a uniform UNAUTHENTICATED.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("token refused: {0}")]
+    Invalid(String),
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        Error::Unauthenticated(match e {
+            TokenError::Missing => "a bearer token is required".to_string(),
+            TokenError::Invalid(why) => format!("invalid token: {why}"),
+        })
+    }
+}
+
+struct Key {
+    kid: String,
+    decoding: DecodingKey,
+}
+
+/// Verifies tokens and, when it holds the signing secret, mints them.
+pub struct Keys {
+    issuer: String,
+    audience: String,
+    signing: Option<(String, EncodingKey)>,
+    verifying: Vec<Key>,
+    validation: Validation,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("kids", &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key id of a secret: a short digest, so tokens name their key without revealing it.
+pub fn key_id(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    hex::encode(&digest[..6])
+}
+
+impl Keys {
+    /// `secrets[0]` signs and verifies; the rest only verify (rotation).
+    pub fn hs256(secrets: &[String], issuer: &str, audience: &str) -> Result<Self, Invalid> {
+        let first = secrets
+            .first()
+            .ok_or_else(|| Invalid("at least one JWT secret is required".into()))?;
+        let mut verifying = Vec::with_capacity(secrets.len());
+        for s in secrets {
+            if s.len() < 32 {
+                return Err(Invalid(
+                    "JWT secrets must be at least 32 characters long".into(),
+                ));
+            }
+            verifying.push(Key {
+                kid: key_id(s),
+                decoding: DecodingKey::from_secret(s.as_bytes())
+                    .map_err(|e| Invalid(format!("bad JWT secret: {e}")))?,
+            });
+        }
+        let signing = EncodingKey::from_secret(first.as_bytes())
+            .map_err(|e| Invalid(format!("bad JWT secret: {e}")))?;
+        let mut validation = Validation::new(ALGORITHM);
+        validation.algorithms = vec![ALGORITHM];
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = 30;
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            signing: Some((key_id(first), signing)),
+            verifying,
+            validation,
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != ALGORITHM {
+            return Err(TokenError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let candidates: Vec<&Key> = match &header.kid {
+            Some(kid) => self.verifying.iter().filter(|k| &k.kid == kid).collect(),
+            None => self.verifying.iter().collect(),
+        };
+        if candidates.is_empty() {
+            return Err(TokenError::Invalid("unknown key id".into()));
+        }
+        let mut last = None;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
+                Ok(data) => return Ok(data.claims.into()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(TokenError::Invalid(
+            last.map(|e| e.to_string()).unwrap_or_default(),
+        ))
+    }
+
+    /// Mints a token; `ttl_secs` from now.
+    pub fn mint(
+        &self,
+        subject: &str,
+        roles: Vec<Role>,
+        tenants: Vec<TenantId>,
+        cell: Option<CellId>,
+        ttl_secs: i64,
+    ) -> Result<String, Error> {
+        let (kid, key) = self
+            .signing
+            .as_ref()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key configured")))?;
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: now + ttl_secs,
+            iat: now,
+            roles,
+            tenants,
+            cell,
+        };
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, key).map_err(Error::internal)
+    }
+}
+
+/// Extracts the token from an `Authorization: Bearer …` value.
+pub fn bearer(value: Option<&str>) -> Result<&str, TokenError> {
+    let v = value.ok_or(TokenError::Missing)?.trim();
+    let (scheme, token) = v.split_once(' ').ok_or(TokenError::Missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(TokenError::Missing);
+    }
+    Ok(token.trim())
+}
+
+/// Caches minted service tokens so hot paths do not sign on every call.
+pub struct ServiceToken {
+    keys: std::sync::Arc<Keys>,
+    subject: String,
+    cell: Option<CellId>,
+    cached: std::sync::Mutex<Option<(String, i64)>>,
+}
+
+impl ServiceToken {
+    const TTL: i64 = 600;
+
+    pub fn new(keys: std::sync::Arc<Keys>, subject: &str, cell: Option<CellId>) -> Self {
+        Self {
+            keys,
+            subject: subject.to_owned(),
+            cell,
+            cached: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn get(&self) -> Result<String, Error> {
+        let now = chrono::Utc::now().timestamp();
+        let mut guard = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((tok, exp)) = guard.as_ref()
+            && *exp - 60 > now
+        {
+            return Ok(tok.clone());
+        }
+        let tok = self.keys.mint(
+            &self.subject,
+            vec![Role::Service],
+            vec![],
+            self.cell.clone(),
+            Self::TTL,
+        )?;
+        *guard = Some((tok.clone(), now + Self::TTL));
+        Ok(tok)
+    }
+}
+
+/// Parses comma-separated role lists as given on the command line.
+pub fn parse_roles(list: &str) -> Result<Vec<Role>, Invalid> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Role::from_str)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const OTHER: &str = "fedcba9876543210fedcba9876543210";
+
+    fn keys() -> Keys {
+        Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = keys();
+        let t = k
+            .mint("alice", vec![Role::Sre], vec![], None, 60)
+            .unwrap();
+        let p = k.verify(&t).unwrap();
+        assert_eq!(p.subject, "alice");
+        assert_eq!(p.roles, vec![Role::Sre]);
+    }
+
+    #[test]
+    fn expired_is_refused() {
+        let k = keys();
+        let t = k.mint("alice", vec![Role::Sre], vec![], None, -120).unwrap();
+        assert!(k.verify(&t).is_err());
+    }
+
+    #[test]
+    fn wrong_secret_is_refused() {
+        let other = Keys::hs256(&[OTHER.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap();
+        let t = other.mint("mallory", vec![Role::PlatformAdmin], vec![], None, 60).unwrap();
+        assert!(keys().verify(&t).is_err());
+    }
+
+    #[test]
+    fn wrong_audience_and_issuer_are_refused() {
+        let aud = Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, "someone-else").unwrap();
+        let t = aud.mint("a", vec![Role::Sre], vec![], None, 60).unwrap();
+        assert!(keys().verify(&t).is_err());
+        let iss = Keys::hs256(&[SECRET.into()], "evil", DEFAULT_AUDIENCE).unwrap();
+        let t = iss.mint("a", vec![Role::Sre], vec![], None, 60).unwrap();
+        assert!(keys().verify(&t).is_err());
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let body = b64.encode(
+            format!(r#"{{"sub":"x","iss":"{DEFAULT_ISSUER}","aud":"{DEFAULT_AUDIENCE}","exp":{exp},"iat":0,"roles":["platform-admin"]}}"#)
+                .as_bytes(),
+        );
+        assert!(keys().verify(&format!("{header}.{body}.")).is_err());
+    }
+
+    #[test]
+    fn rotation_accepts_previous_key() {
+        let old = Keys::hs256(&[OTHER.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap();
+        let t = old.mint("a", vec![Role::Sre], vec![], None, 60).unwrap();
+        let rotated =
+            Keys::hs256(&[SECRET.into(), OTHER.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap();
+        assert!(rotated.verify(&t).is_ok());
+    }
+
+    #[test]
+    fn tenant_scope() {
+        let a = TenantId::new();
+        let b = TenantId::new();
+        let viewer = Principal {
+            subject: "v".into(),
+            roles: vec![Role::TenantViewer],
+            tenants: vec![a],
+            cell: None,
+        };
+        assert!(viewer.can_read_tenant(a));
+        assert!(!viewer.can_read_tenant(b));
+        assert!(!viewer.can_write_tenant(a));
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(Some("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer(Some("bearer  abc ")).unwrap(), "abc");
+        assert!(bearer(Some("Basic abc")).is_err());
+        assert!(bearer(None).is_err());
+        assert!(bearer(Some("Bearer ")).is_err());
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        assert!(Keys::hs256(&["short".into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).is_err());
+    }
+}

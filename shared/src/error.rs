@@ -1,0 +1,254 @@
+//! The one error model of the control plane, and its mapping to GraphQL.
+//!
+//! Every error a client can see carries a stable `extensions.code`. Internal
+//! errors are logged with the request id and the client gets only that id.
+
+use async_graphql::ErrorExtensions;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Invalid;
+use crate::request::RequestId;
+
+/// The stable codes a client may match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    BadUserInput,
+    NotFound,
+    Conflict,
+    Forbidden,
+    Unauthenticated,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::NotFound => "NOT_FOUND",
+            Code::Conflict => "CONFLICT",
+            Code::Forbidden => "FORBIDDEN",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "BAD_USER_INPUT" => Code::BadUserInput,
+            "NOT_FOUND" => Code::NotFound,
+            "CONFLICT" => Code::Conflict,
+            "FORBIDDEN" => Code::Forbidden,
+            "UNAUTHENTICATED" => Code::Unauthenticated,
+            "UNAVAILABLE" => Code::Unavailable,
+            "INTERNAL" => Code::Internal,
+            _ => return None,
+        })
+    }
+
+    /// The HTTP status used when the error ends a request at the transport level.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::BadUserInput => 400,
+            Code::NotFound => 404,
+            Code::Conflict => 409,
+            Code::Forbidden => 403,
+            Code::Unauthenticated => 401,
+            Code::Unavailable => 503,
+            Code::Internal => 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    BadInput {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Never shown to the client: only the request id is.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::BadInput {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Error::Internal(e.into())
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            Error::BadInput { .. } => Code::BadUserInput,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Conflict(_) => Code::Conflict,
+            Error::Forbidden(_) => Code::Forbidden,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// Rebuilds an error from a code and message received from another tier.
+    pub fn from_remote(code: Code, message: String, field: Option<String>) -> Self {
+        match code {
+            Code::BadUserInput => Error::BadInput { field, message },
+            Code::NotFound => Error::NotFound(message),
+            Code::Conflict => Error::Conflict(message),
+            Code::Forbidden => Error::Forbidden(message),
+            Code::Unauthenticated => Error::Unauthenticated(message),
+            Code::Unavailable => Error::Unavailable(message),
+            Code::Internal => Error::Internal(anyhow::anyhow!("remote internal error: {message}")),
+        }
+    }
+
+    /// Converts into a GraphQL error with its `code` extension. Internal
+    /// errors are logged here, with their whole chain, and replaced by the id.
+    pub fn into_gql(self) -> async_graphql::Error {
+        self.extend()
+    }
+
+    /// The message and extra fields a client may see.
+    pub fn public_message(&self) -> (String, Option<String>) {
+        match self {
+            Error::Internal(e) => {
+                let id = RequestId::current_or_new();
+                tracing::error!(request_id = %id, error = format!("{e:#}"), "internal error");
+                (format!("internal error; request id {id}"), Some(id.to_string()))
+            }
+            other => (other.to_string(), None),
+        }
+    }
+}
+
+impl ErrorExtensions for Error {
+    fn extend(&self) -> async_graphql::Error {
+        let (message, request_id) = self.public_message();
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", self.code().as_str());
+            if let Error::BadInput {
+                field: Some(field), ..
+            } = self
+            {
+                ext.set("field", field.as_str());
+            }
+            if let Some(id) = &request_id {
+                ext.set("requestId", id.as_str());
+            }
+        })
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Self {
+        Error::BadInput {
+            field: None,
+            message: e.0,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Error::Unavailable("the database is unavailable; retry later".into())
+            }
+            other => Error::Internal(other.into()),
+        }
+    }
+}
+
+/// `result.gql()` turns a crate result into what a resolver returns.
+pub trait IntoGql<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> IntoGql<T> for Result<T> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(Error::into_gql)
+    }
+}
+
+/// Tags a field name onto an `Invalid` from newtype parsing.
+pub trait Field<T> {
+    fn field(self, name: &str) -> Result<T>;
+}
+
+impl<T> Field<T> for std::result::Result<T, Invalid> {
+    fn field(self, name: &str) -> Result<T> {
+        self.map_err(|e| Error::bad_input(name, e.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_carries_code_and_field() {
+        let e = Error::bad_input("input.slug", "too short").into_gql();
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code").map(|v| v.to_string()),
+            Some("\"BAD_USER_INPUT\"".into())
+        );
+        assert_eq!(
+            ext.get("field").map(|v| v.to_string()),
+            Some("\"input.slug\"".into())
+        );
+        assert_eq!(e.message, "too short");
+    }
+
+    #[test]
+    fn internal_hides_its_cause() {
+        let e = Error::internal(anyhow::anyhow!("password=hunter2 at db.internal:5432")).into_gql();
+        assert!(!e.message.contains("hunter2"));
+        assert!(e.message.starts_with("internal error; request id "));
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code").map(|v| v.to_string()),
+            Some("\"INTERNAL\"".into())
+        );
+        assert!(ext.get("requestId").is_some());
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for c in [
+            Code::BadUserInput,
+            Code::NotFound,
+            Code::Conflict,
+            Code::Forbidden,
+            Code::Unauthenticated,
+            Code::Unavailable,
+            Code::Internal,
+        ] {
+            assert_eq!(Code::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Code::parse("nope"), None);
+    }
+}

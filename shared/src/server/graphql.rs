@@ -1,0 +1,238 @@
+//! GraphQL over HTTP (`POST /graphql`, GraphiQL on `GET /graphql` in dev
+//! mode) and over WebSocket (`/graphql/ws`, both graphql-transport-ws and the
+//! legacy graphql-ws protocol), authenticated by JWT.
+
+use std::sync::Arc;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{Data, Executor, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::Shared;
+use crate::auth::{Keys, Principal, bearer};
+use crate::error::{Code, Error};
+use crate::metrics::Metrics;
+use crate::request::RequestId;
+
+/// The request's span, so resolvers can record the tenant they act on.
+#[derive(Clone)]
+pub struct RequestSpan(pub tracing::Span);
+
+/// Records `tenant_id` on the current request's span.
+pub fn record_tenant(ctx: &async_graphql::Context<'_>, tenant: &dyn std::fmt::Display) {
+    if let Some(RequestSpan(span)) = ctx.data_opt::<RequestSpan>() {
+        span.record("tenant_id", tracing::field::display(tenant));
+    }
+}
+
+pub struct GraphqlRoutes;
+
+#[derive(Clone)]
+struct GqlState<E> {
+    executor: E,
+    keys: Arc<Keys>,
+    metrics: Metrics,
+    dev_mode: bool,
+}
+
+impl GraphqlRoutes {
+    pub fn router<E: Executor>(executor: E, shared: &Shared) -> Router {
+        let st = GqlState {
+            executor,
+            keys: shared.keys.clone(),
+            metrics: shared.metrics.clone(),
+            dev_mode: shared.dev_mode,
+        };
+        Router::new()
+            .route("/graphql", get(graphiql::<E>).post(post_graphql::<E>))
+            .route("/graphql/ws", get(websocket::<E>))
+            .with_state(st)
+    }
+}
+
+async fn graphiql<E: Executor>(State(st): State<GqlState<E>>) -> Response {
+    if !st.dev_mode {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            "GraphiQL is served only in dev mode; POST queries to /graphql".into(),
+            None,
+        );
+    }
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+    .into_response()
+}
+
+async fn post_graphql<E: Executor>(
+    State(st): State<GqlState<E>>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(span): Extension<RequestSpan>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let rid = Some(&request_id);
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::BadUserInput,
+                "request body is too large".into(),
+                rid,
+            );
+        }
+        Err(rej) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                format!("cannot read request body: {rej}"),
+                rid,
+            );
+        }
+    };
+    let principal = match authenticate(
+        &st.keys,
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            st.metrics
+                .graphql_errors
+                .with_label_values(&[Code::Unauthenticated.as_str()])
+                .inc();
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                e.to_string(),
+                rid,
+            );
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                format!("malformed GraphQL request: {e}; expected a JSON object with `query`"),
+                rid,
+            );
+        }
+    };
+    let request = request
+        .data(principal)
+        .data(request_id.clone())
+        .data(span);
+    let mut response = st.executor.execute(request).await;
+    for err in &mut response.errors {
+        let code = ensure_code(err);
+        st.metrics.graphql_errors.with_label_values(&[code]).inc();
+    }
+    axum::Json(response).into_response()
+}
+
+/// Verifies the bearer token and logs why one was refused.
+fn authenticate(keys: &Keys, authorization: Option<&str>) -> Result<Principal, Error> {
+    let token = bearer(authorization)?;
+    keys.verify(token).map_err(|e| {
+        tracing::info!(reason = %e, "token refused");
+        Error::from(e)
+    })
+}
+
+/// Errors raised by the GraphQL engine itself (parse, validation, limits,
+/// argument coercion) carry no code: they are all the client's input.
+fn ensure_code(err: &mut ServerError) -> &'static str {
+    if let Some(code) = err
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .and_then(|v| match v {
+            async_graphql::Value::String(s) => Code::parse(s),
+            _ => None,
+        })
+    {
+        return code.as_str();
+    }
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", Code::BadUserInput.as_str());
+    Code::BadUserInput.as_str()
+}
+
+fn error_response(
+    status: StatusCode,
+    code: Code,
+    message: String,
+    request_id: Option<&RequestId>,
+) -> Response {
+    let mut ext = serde_json::json!({ "code": code.as_str() });
+    if let Some(id) = request_id {
+        ext["requestId"] = id.as_str().into();
+    }
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "data": null,
+            "errors": [{ "message": message, "extensions": ext }],
+        })),
+    )
+        .into_response()
+}
+
+async fn websocket<E: Executor>(
+    State(st): State<GqlState<E>>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let keys = st.keys.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, st.executor, protocol)
+                .on_connection_init(move |payload| async move {
+                    let auth = connection_token(&payload);
+                    let principal = authenticate(&keys, auth.as_deref()).map_err(Error::into_gql)?;
+                    let mut data = Data::default();
+                    data.insert(principal);
+                    data.insert(RequestId::new());
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+/// The `Authorization` value carried by a `connection_init` payload, in any
+/// of the spellings clients use.
+fn connection_token(payload: &serde_json::Value) -> Option<String> {
+    for key in ["Authorization", "authorization"] {
+        if let Some(v) = payload.get(key).and_then(|v| v.as_str()) {
+            return Some(v.to_owned());
+        }
+        if let Some(v) = payload
+            .get("headers")
+            .and_then(|h| h.get(key))
+            .and_then(|v| v.as_str())
+        {
+            return Some(v.to_owned());
+        }
+    }
+    payload
+        .get("token")
+        .and_then(|v| v.as_str())
+        .map(|t| format!("Bearer {t}"))
+}

@@ -1,0 +1,159 @@
+//! The HTTP surface both tiers share: GraphQL over HTTP and WebSocket with
+//! JWT auth, health and readiness, metrics, limits, request ids and spans,
+//! and graceful shutdown.
+
+mod graphql;
+mod observe;
+mod ops;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Keys;
+use crate::metrics::Metrics;
+
+pub use graphql::{GraphqlRoutes, RequestSpan, record_tenant};
+pub use observe::observe;
+pub use ops::{ReadyCheck, ops_routes};
+
+/// Where a server sits: stamped on every request span.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub tier: &'static str,
+    pub cell: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            request_timeout_ms: 15_000,
+            max_depth: 12,
+            max_complexity: 500,
+        }
+    }
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        if self.request_timeout_ms < 100 {
+            return Err("request_timeout_ms must be at least 100".into());
+        }
+        if self.max_depth == 0 || self.max_complexity == 0 {
+            return Err("max_depth and max_complexity must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What every server of the control plane is given.
+#[derive(Clone)]
+pub struct Shared {
+    pub keys: Arc<Keys>,
+    pub metrics: Metrics,
+    pub component: Arc<Component>,
+    pub limits: Limits,
+    pub dev_mode: bool,
+}
+
+/// Wraps a tier's router with the common layers: request id, span and
+/// metrics, body limit and timeout.
+pub fn layered(router: Router, shared: &Shared) -> Router {
+    use axum::extract::DefaultBodyLimit;
+    use tower_http::timeout::TimeoutLayer;
+    router
+        .layer(DefaultBodyLimit::max(shared.limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_millis(shared.limits.request_timeout_ms),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            observe::State::new(shared),
+            observe,
+        ))
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, then returns.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        match self.handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "server task failed"),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then drains.
+pub fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Running {
+    let addr = listener.local_addr().expect("bound listener has an address");
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+    });
+    Running {
+        addr,
+        shutdown,
+        handle,
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
