@@ -1,1 +1,132 @@
+//! A regional cell: owns its tenants' records in its own database, serves
+//! its GraphQL API and (in later issues) the data-plane hooks, registers
+//! with the global tier and heartbeats.
 
+pub mod config;
+pub mod entity;
+pub mod graphql;
+pub mod migration;
+pub mod registration;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use shared::auth::ServiceToken;
+use shared::client::GraphqlClient;
+use shared::db::DbReady;
+use shared::ids::{CellId, Region};
+use shared::metrics::Metrics;
+use shared::model::CellTenant;
+use shared::server::{Component, GraphqlRoutes, Running, Shared, layered, ops_routes, serve};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Settings;
+
+/// What resolvers and background tasks of a cell share.
+#[derive(Clone)]
+pub struct State {
+    pub db: DatabaseConnection,
+    pub cell_id: CellId,
+    pub region: Region,
+    pub capacity: i64,
+    pub events: broadcast::Sender<CellTenant>,
+}
+
+/// A running cell.
+pub struct App {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    pub state: State,
+    server: Running,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops heartbeats, drains in-flight requests and closes the database.
+    pub async fn stop(self) {
+        self.server.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.server.stop().await;
+        let _ = self.state.db.close_by_ref().await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.server.shutdown.clone()
+    }
+}
+
+/// Migrates the database, binds `settings.listen` (port 0 picks a free
+/// port), starts serving and registers with the global tier when one is set.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    let db = shared::db::connect(&settings.database_url, 16).await?;
+    let ready = DbReady::new(db.clone());
+    shared::db::migrate::<migration::Migrator>(&db, 0x6365_6c6c).await?;
+    ready.mark_migrated();
+
+    let (events, _) = broadcast::channel(1024);
+    let state = State {
+        db,
+        cell_id: settings.cell_id.clone(),
+        region: settings.region.clone(),
+        capacity: settings.capacity,
+        events,
+    };
+    let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
+    let shared = Shared {
+        keys: settings.keys.clone(),
+        metrics: metrics.clone(),
+        component: Arc::new(Component {
+            tier: "cell",
+            cell: Some(settings.cell_id.to_string()),
+            region: Some(settings.region.to_string()),
+        }),
+        limits: settings.limits,
+        dev_mode: settings.dev_mode,
+    };
+    let schema = graphql::schema(Some(state.clone()), &settings.limits, settings.introspection);
+    let router = layered(
+        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics)),
+        &shared,
+    );
+    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    let addr = listener.local_addr()?;
+    let endpoint = settings
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let server = serve(listener, router, CancellationToken::new());
+
+    let mut tasks = Vec::new();
+    if let Some(global_url) = settings.global_url.clone() {
+        let token = Arc::new(ServiceToken::new(
+            settings.keys.clone(),
+            &format!("cell:{}", settings.cell_id),
+            Some(settings.cell_id.clone()),
+        ));
+        let reg = registration::Registration {
+            client: GraphqlClient::new(token, Duration::from_secs(5)),
+            global_url,
+            endpoint: endpoint.clone(),
+            interval: settings.heartbeat_interval,
+        };
+        tasks.push(tokio::spawn(reg.run(state.clone(), server.shutdown.clone())));
+    }
+    tracing::info!(cell = %settings.cell_id, region = %settings.region, %addr, "cell serving");
+    Ok(App {
+        addr,
+        endpoint,
+        state,
+        server,
+        tasks,
+    })
+}

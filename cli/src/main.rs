@@ -1,1 +1,46 @@
-fn main() {}
+//! `tenantctl`: the all-in-one dev stack and a command-line client of the
+//! global GraphQL API.
+
+mod api;
+mod dev;
+mod devkey;
+mod token;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tenantctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the global tier and its cells in one process on SQLite.
+    Dev(dev::Args),
+    /// Mint a token from the dev signing key (the JWT alone on stdout).
+    Token(token::Args),
+    /// Tenants: create, get, list.
+    #[command(subcommand)]
+    Tenants(api::TenantsCmd),
+    /// List the registered cells.
+    Cells(api::Conn),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Dev(a) => dev::run(a).await,
+        Command::Token(a) => token::run(a),
+        Command::Tenants(c) => api::tenants(c).await,
+        Command::Cells(c) => api::cells(c).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

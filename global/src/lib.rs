@@ -1,1 +1,146 @@
+//! The global tier: the tenant directory, the cell registry and placement,
+//! and the one GraphQL API of the control plane.
 
+pub mod cell_client;
+pub mod config;
+pub mod entity;
+pub mod graphql;
+pub mod migration;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use shared::auth::ServiceToken;
+use shared::client::GraphqlClient;
+use shared::db::DbReady;
+use shared::ids::Plan;
+use shared::metrics::Metrics;
+use shared::server::{Component, GraphqlRoutes, Running, Shared, layered, ops_routes, serve};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Settings;
+
+use crate::cell_client::CellClient;
+use crate::graphql::TenantEvent;
+use crate::service::cells;
+
+/// What resolvers and background tasks of the global tier share.
+#[derive(Clone)]
+pub struct State {
+    pub db: DatabaseConnection,
+    pub cells: cells::Cache,
+    pub cell_client: CellClient,
+    pub plans: Arc<Vec<Plan>>,
+    pub events: broadcast::Sender<TenantEvent>,
+}
+
+/// A running global tier.
+pub struct App {
+    pub addr: SocketAddr,
+    pub state: State,
+    server: Running,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops background work, drains in-flight requests, closes the database.
+    pub async fn stop(self) {
+        self.server.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.server.stop().await;
+        let _ = self.state.db.close_by_ref().await;
+    }
+}
+
+/// Migrates the database, binds `settings.listen` (port 0 picks a free
+/// port), starts serving and watching cell heartbeats.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    let db = shared::db::connect(&settings.database_url, 32).await?;
+    let ready = DbReady::new(db.clone());
+    shared::db::migrate::<migration::Migrator>(&db, 0x676c_6f62).await?;
+    ready.mark_migrated();
+
+    let token = Arc::new(ServiceToken::new(settings.keys.clone(), "global", None));
+    let (events, _) = broadcast::channel(1024);
+    let cache = cells::Cache::default();
+    cache.reload(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = State {
+        db,
+        cells: cache,
+        cell_client: CellClient::new(GraphqlClient::new(token, Duration::from_secs(5))),
+        plans: Arc::new(settings.plans.clone()),
+        events,
+    };
+    let metrics = Metrics::new("global", None);
+    let shared = Shared {
+        keys: settings.keys.clone(),
+        metrics: metrics.clone(),
+        component: Arc::new(Component {
+            tier: "global",
+            cell: None,
+            region: None,
+        }),
+        limits: settings.limits,
+        dev_mode: settings.dev_mode,
+    };
+    let schema = graphql::schema(Some(state.clone()), &settings.limits, settings.introspection);
+    let router = layered(
+        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
+        &shared,
+    );
+    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    let addr = listener.local_addr()?;
+    let server = serve(listener, router, CancellationToken::new());
+    let sweeper = tokio::spawn(sweep_cells(
+        state.clone(),
+        settings.heartbeat_timeout,
+        metrics,
+        server.shutdown.clone(),
+    ));
+    tracing::info!(%addr, "global tier serving");
+    Ok(App {
+        addr,
+        state,
+        server,
+        tasks: vec![sweeper],
+    })
+}
+
+/// Marks silent cells DOWN and refreshes the registry cache.
+async fn sweep_cells(st: State, timeout: Duration, metrics: Metrics, shutdown: CancellationToken) {
+    let cells_gauge = metrics.gauge_vec("cells", "Registered cells by status", &["status"]);
+    let every = (timeout / 3).max(Duration::from_millis(200));
+    loop {
+        match cells::mark_silent_down(&st.db, timeout).await {
+            Ok(down) => {
+                for id in down {
+                    tracing::warn!(cell = %id, "cell missed its heartbeats; marked DOWN");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cell sweep failed"),
+        }
+        if let Err(e) = st.cells.reload(&st.db).await {
+            tracing::warn!(error = %e, "cell cache reload failed");
+        }
+        let all = st.cells.all();
+        for status in [cells::UP, cells::DOWN] {
+            cells_gauge
+                .with_label_values(&[status])
+                .set(all.iter().filter(|c| c.status == status).count() as i64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -114,7 +114,133 @@ mod tests {
     }
 
     #[test]
+    fn overrides_nest_by_path() {
+        let mut o = Overrides::default();
+        o.set("jwt.secret", Some("s")).set("listen", Some("x")).set::<String>("skip", None);
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v, serde_json::json!({"jwt": {"secret": "s"}, "listen": "x"}));
+    }
+
+    #[test]
     fn list_splitting() {
         assert_eq!(split_list(" a, b,,c "), vec!["a", "b", "c"]);
     }
+}
+
+/// Values given on the command line or in the environment, by dotted path
+/// (`jwt.secret`), to merge over the file.
+#[derive(Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct Overrides(serde_json::Map<String, serde_json::Value>);
+
+impl Overrides {
+    pub fn set<V: Serialize>(&mut self, path: &str, value: Option<V>) -> &mut Self {
+        let Some(v) = value else { return self };
+        let Ok(v) = serde_json::to_value(v) else {
+            return self;
+        };
+        let mut map = &mut self.0;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                map.insert(part.to_owned(), v);
+                break;
+            }
+            let entry = map
+                .entry(part.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !entry.is_object() {
+                *entry = serde_json::Value::Object(Default::default());
+            }
+            map = entry.as_object_mut().expect("just made an object");
+        }
+        self
+    }
+}
+
+/// Flags and variables common to both tiers' binaries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// TOML config file (lowest precedence after built-in defaults).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// HS256 secret (at least 32 characters) that verifies tokens and signs service tokens.
+    #[arg(long, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Comma-separated earlier secrets still accepted during key rotation.
+    #[arg(long, hide_env_values = true)]
+    pub jwt_previous_secrets: Option<String>,
+    /// Expected `iss` claim.
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// Expected `aud` claim.
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
+    /// PostgreSQL (or sqlite://) URL of this tier's own database.
+    #[arg(long, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis URL for the sync streams.
+    #[arg(long, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this deployment uses.
+    #[arg(long)]
+    pub redis_prefix: Option<String>,
+    /// Serve GraphiQL on GET /graphql.
+    #[arg(long)]
+    pub dev_mode: Option<bool>,
+    /// Allow schema introspection.
+    #[arg(long)]
+    pub introspection: Option<bool>,
+    /// json or text.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Per-request timeout, in milliseconds.
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+    /// Maximum GraphQL query depth.
+    #[arg(long)]
+    pub max_depth: Option<usize>,
+    /// Maximum GraphQL query complexity.
+    #[arg(long)]
+    pub max_complexity: Option<usize>,
+}
+
+impl CommonArgs {
+    pub fn overrides(&self, o: &mut Overrides) {
+        o.set("jwt.secret", self.jwt_secret.clone())
+            .set(
+                "jwt.previous_secrets",
+                self.jwt_previous_secrets.as_deref().map(split_list),
+            )
+            .set("jwt.issuer", self.jwt_issuer.clone())
+            .set("jwt.audience", self.jwt_audience.clone())
+            .set("database_url", self.database_url.clone())
+            .set("redis_url", self.redis_url.clone())
+            .set("redis_prefix", self.redis_prefix.clone())
+            .set("dev_mode", self.dev_mode)
+            .set("introspection", self.introspection)
+            .set("log_format", self.log_format.clone())
+            .set("limits.max_body_bytes", self.max_body_bytes)
+            .set("limits.request_timeout_ms", self.request_timeout_ms)
+            .set("limits.max_depth", self.max_depth)
+            .set("limits.max_complexity", self.max_complexity);
+    }
+}
+
+/// Parses the command line of a tier binary, giving every flag an
+/// environment variable `PREFIX_FLAG_NAME` (shown by `--help`).
+pub fn parse_args<T: clap::Parser>(prefix: &str) -> T {
+    let cmd = T::command().mut_args(|a| {
+        let id = a.get_id().as_str();
+        if id == "help" || id == "version" {
+            return a;
+        }
+        let var = format!("{prefix}{}", id.to_uppercase().replace('-', "_"));
+        a.env(&*Box::leak(var.into_boxed_str()))
+    });
+    let matches = cmd.get_matches();
+    <T as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

@@ -198,7 +198,8 @@ mod tests {
     proptest! {
         #[test]
         fn valid_labels_are_accepted(s in "[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])") {
-            prop_assert_eq!(Slug::parse(&s).unwrap().as_str(), s.as_str());
+            let slug = Slug::parse(&s).unwrap();
+            prop_assert_eq!(slug.as_str(), s.as_str());
         }
 
         #[test]

@@ -1,0 +1,165 @@
+//! Cell settings: defaults → TOML file → `TENANT_CELL_*` env → flags.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared::auth::Keys;
+use shared::config::{CommonArgs, Jwt, Overrides};
+use shared::ids::{CellId, Region};
+use shared::server::Limits;
+use shared::telemetry::LogFormat;
+
+pub const ENV_PREFIX: &str = "TENANT_CELL_";
+
+/// A regional cell of the tenant control plane.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "cell", version, about)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// This cell's id, e.g. us-east-1-a.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// This cell's region, e.g. us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// URL the global tier uses to reach this cell (default: http://<listen address>).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// How many tenants this cell may hold.
+    #[arg(long)]
+    pub capacity: Option<i64>,
+    /// URL of the global tier to register with.
+    #[arg(long)]
+    pub global_url: Option<String>,
+    /// Seconds between heartbeats to the global tier.
+    #[arg(long)]
+    pub heartbeat_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: String,
+    pub id: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub capacity: i64,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub global_url: Option<String>,
+    pub heartbeat_interval_secs: u64,
+    pub jwt: Jwt,
+    pub dev_mode: bool,
+    pub introspection: bool,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8081".into(),
+            id: None,
+            region: None,
+            endpoint: None,
+            capacity: 1000,
+            database_url: None,
+            redis_url: None,
+            redis_prefix: "tcp".into(),
+            global_url: None,
+            heartbeat_interval_secs: 5,
+            jwt: Jwt::default(),
+            dev_mode: false,
+            introspection: false,
+            log_format: LogFormat::Json,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Validated settings a cell starts from.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub cell_id: CellId,
+    pub region: Region,
+    pub endpoint: Option<String>,
+    pub capacity: i64,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub global_url: Option<String>,
+    pub heartbeat_interval: Duration,
+    pub keys: Arc<Keys>,
+    pub dev_mode: bool,
+    pub introspection: bool,
+    pub limits: Limits,
+}
+
+impl Args {
+    pub fn load(&self) -> Result<Config, String> {
+        let mut o = Overrides::default();
+        self.common.overrides(&mut o);
+        o.set("listen", self.listen.clone())
+            .set("id", self.id.clone())
+            .set("region", self.region.clone())
+            .set("endpoint", self.endpoint.clone())
+            .set("capacity", self.capacity)
+            .set("global_url", self.global_url.clone())
+            .set("heartbeat_interval_secs", self.heartbeat_interval_secs);
+        shared::config::load(Config::default(), self.common.config.as_deref(), &o)
+    }
+
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.common.config.clone()
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<Settings, String> {
+        let cell_id = CellId::parse(self.id.as_deref().ok_or("id is required (TENANT_CELL_ID)")?)
+            .map_err(|e| e.0)?;
+        let region = Region::parse(
+            self.region
+                .as_deref()
+                .ok_or("region is required (TENANT_CELL_REGION)")?,
+        )
+        .map_err(|e| e.0)?;
+        if self.capacity < 1 {
+            return Err("capacity must be at least 1".into());
+        }
+        if self.heartbeat_interval_secs == 0 {
+            return Err("heartbeat_interval_secs must be at least 1".into());
+        }
+        let database_url = self
+            .database_url
+            .clone()
+            .ok_or("database_url is required (TENANT_CELL_DATABASE_URL)")?;
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str()).map_err(|e| format!("invalid redis_url: {e}"))?;
+        }
+        self.limits.validate()?;
+        Ok(Settings {
+            listen: self.listen.clone(),
+            cell_id,
+            region,
+            endpoint: self.endpoint.clone(),
+            capacity: self.capacity,
+            database_url,
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            global_url: self.global_url.clone(),
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval_secs),
+            keys: self.jwt.keys()?,
+            dev_mode: self.dev_mode,
+            introspection: self.introspection || self.dev_mode,
+            limits: self.limits,
+        })
+    }
+}

@@ -1,0 +1,40 @@
+use async_graphql::{Context, Object, Result};
+use shared::IntoGql;
+use shared::auth::Role;
+use shared::error::Field;
+use shared::ids::{Plan, Region, Slug, TenantId};
+
+use super::query::reader;
+use super::types::{CreateTenantInput, Tenant};
+use crate::service::tenants::{self, NewTenant};
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a tenant in this cell. Idempotent by tenant id: the global
+    /// tier retries with the same id and gets the same tenant.
+    async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
+        let (st, p) = reader(ctx).gql()?;
+        p.require_any(&[Role::Service, Role::PlatformAdmin], "createTenant").gql()?;
+        let t = parse(input).gql()?;
+        shared::server::record_tenant(ctx, &t.id);
+        let created = tenants::create(&st.db, &st.region, t).await.gql()?;
+        let _ = st.events.send(created.clone());
+        Ok(created.into())
+    }
+}
+
+fn parse(input: CreateTenantInput) -> shared::Result<NewTenant> {
+    let name = input.name.trim().to_owned();
+    if name.is_empty() || name.len() > 200 {
+        return Err(shared::Error::bad_input("input.name", "name must be 1 to 200 characters"));
+    }
+    Ok(NewTenant {
+        id: input.id.parse::<TenantId>().field("input.id")?,
+        slug: Slug::parse(&input.slug).field("input.slug")?,
+        name,
+        region: Region::parse(&input.region).field("input.region")?,
+        plan: Plan::parse(&input.plan).field("input.plan")?,
+    })
+}

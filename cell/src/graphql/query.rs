@@ -1,0 +1,77 @@
+use async_graphql::{Context, ID, Object, Result};
+use shared::IntoGql;
+use shared::auth::Principal;
+use shared::error::Field;
+use shared::ids::TenantId;
+
+use super::types::{CellInfo, Tenant};
+use crate::State;
+use crate::service::tenants;
+
+pub struct Query;
+
+/// Cell GraphQL reads are for the control plane and its operators; a tenant
+/// principal sees only its own tenants; data-plane tokens use the hooks.
+pub(crate) fn reader<'a>(ctx: &'a Context<'_>) -> shared::Result<(&'a State, &'a Principal)> {
+    let st = ctx.data_unchecked::<State>();
+    let p = ctx
+        .data_opt::<Principal>()
+        .ok_or_else(|| shared::Error::Unauthenticated("a bearer token is required".into()))?;
+    if let Some(cell) = &p.cell
+        && cell != &st.cell_id
+    {
+        return Err(shared::Error::Forbidden(format!("this token is bound to cell {cell}")));
+    }
+    if p.has(shared::auth::Role::DataPlane) && !p.reads_everything() {
+        return Err(shared::Error::Forbidden(
+            "data-plane tokens call the data-plane hooks, not the cell API".into(),
+        ));
+    }
+    Ok((st, p))
+}
+
+#[Object]
+impl Query {
+    /// This cell: id, region, capacity and how many tenants it holds.
+    async fn cell(&self, ctx: &Context<'_>) -> Result<CellInfo> {
+        let (st, p) = reader(ctx).gql()?;
+        if !p.reads_everything() {
+            return Err(shared::Error::Forbidden("reading the cell needs platform-admin or sre".into()).into_gql());
+        }
+        let count = tenants::count(&st.db).await.gql()?;
+        Ok(CellInfo {
+            id: st.cell_id.to_string(),
+            region: st.region.to_string(),
+            capacity: st.capacity,
+            tenant_count: count as i64,
+        })
+    }
+
+    /// One tenant of this cell.
+    async fn tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let (st, p) = reader(ctx).gql()?;
+        let id: TenantId = id.parse().field("id").gql()?;
+        shared::server::record_tenant(ctx, &id);
+        let not_found = || shared::Error::NotFound(format!("tenant {id} not found")).into_gql();
+        if !p.can_read_tenant(id) {
+            return Err(not_found());
+        }
+        tenants::get(&st.db, id).await.gql()?.map(Tenant::from).ok_or_else(not_found)
+    }
+
+    /// The tenants of this cell among `ids` (at most 500); unknown ids are left out.
+    async fn tenants(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Tenant>> {
+        let (st, p) = reader(ctx).gql()?;
+        if ids.len() > 500 {
+            return Err(shared::Error::bad_input("ids", "at most 500 ids per call").into_gql());
+        }
+        let ids = ids
+            .iter()
+            .map(|i| i.parse::<TenantId>().field("ids"))
+            .collect::<shared::Result<Vec<_>>>()
+            .gql()?;
+        let visible: Vec<_> = ids.into_iter().filter(|i| p.can_read_tenant(*i)).collect();
+        let rows = tenants::get_many(&st.db, &visible).await.gql()?;
+        Ok(rows.into_iter().map(Tenant::from).collect())
+    }
+}

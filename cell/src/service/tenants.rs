@@ -1,0 +1,103 @@
+//! The cell's tenant records.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use shared::db::is_unique_violation;
+use shared::ids::{Plan, Region, Slug, TenantId};
+use shared::model::{CellTenant, TenantStatus};
+use shared::{Error, Result};
+
+use crate::entity::tenant;
+
+/// What the global tier asks a cell to create.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub slug: Slug,
+    pub name: String,
+    pub region: Region,
+    pub plan: Plan,
+}
+
+fn to_record(m: tenant::Model) -> Result<CellTenant> {
+    Ok(CellTenant {
+        id: TenantId(m.id),
+        status: TenantStatus::parse(&m.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?,
+        slug: m.slug,
+        name: m.name,
+        region: m.region,
+        plan: m.plan,
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn same_request(m: &tenant::Model, t: &NewTenant) -> bool {
+    m.slug == t.slug.as_str() && m.name == t.name && m.region == t.region.as_str() && m.plan == t.plan.as_str()
+}
+
+/// Creates the tenant, or returns it when the same request already did:
+/// the global tier retries with the same id.
+pub async fn create(db: &DatabaseConnection, cell_region: &Region, t: NewTenant) -> Result<CellTenant> {
+    if &t.region != cell_region {
+        return Err(Error::bad_input(
+            "input.region",
+            format!("this cell serves region {cell_region}, not {}", t.region),
+        ));
+    }
+    if let Some(existing) = tenant::Entity::find_by_id(t.id.0).one(db).await? {
+        return if same_request(&existing, &t) {
+            to_record(existing)
+        } else {
+            Err(Error::Conflict(format!("tenant {} already exists with other data", t.id)))
+        };
+    }
+    let now = Utc::now();
+    let row = tenant::ActiveModel {
+        id: Set(t.id.0),
+        slug: Set(t.slug.to_string()),
+        name: Set(t.name.clone()),
+        region: Set(t.region.to_string()),
+        plan: Set(t.plan.to_string()),
+        status: Set(TenantStatus::Active.as_str().to_owned()),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    match row.insert(db).await {
+        Ok(m) => to_record(m),
+        Err(e) if is_unique_violation(&e) => {
+            // A concurrent retry may have won the race on the id.
+            match tenant::Entity::find_by_id(t.id.0).one(db).await? {
+                Some(existing) if same_request(&existing, &t) => to_record(existing),
+                Some(_) => Err(Error::Conflict(format!("tenant {} already exists with other data", t.id))),
+                None => Err(Error::Conflict(format!("slug `{}` is already taken in this cell", t.slug))),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<Option<CellTenant>> {
+    tenant::Entity::find_by_id(id.0)
+        .one(db)
+        .await?
+        .map(to_record)
+        .transpose()
+}
+
+pub async fn get_many(db: &DatabaseConnection, ids: &[TenantId]) -> Result<Vec<CellTenant>> {
+    let ids: Vec<_> = ids.iter().map(|i| i.0).collect();
+    tenant::Entity::find()
+        .filter(tenant::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_record)
+        .collect()
+}
+
+pub async fn count(db: &DatabaseConnection) -> Result<u64> {
+    Ok(tenant::Entity::find().count(db).await?)
+}

@@ -1,0 +1,53 @@
+//! Calls from the global tier to a cell's GraphQL API.
+
+use serde::Deserialize;
+use serde_json::json;
+use shared::Result;
+use shared::client::GraphqlClient;
+use shared::ids::TenantId;
+use shared::model::{CELL_TENANT_FIELDS, CellTenant};
+
+use crate::entity::cell;
+use crate::service::directory::NewTenant;
+
+#[derive(Clone)]
+pub struct CellClient {
+    gql: GraphqlClient,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    create_tenant: CellTenant,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    tenants: Vec<CellTenant>,
+}
+
+impl CellClient {
+    pub fn new(gql: GraphqlClient) -> Self {
+        Self { gql }
+    }
+
+    pub async fn create_tenant(&self, cell: &cell::Model, id: TenantId, t: &NewTenant) -> Result<CellTenant> {
+        let query = format!(
+            "mutation($input: CreateTenantInput!) {{ createTenant(input: $input) {{ {CELL_TENANT_FIELDS} }} }}"
+        );
+        let vars = json!({ "input": {
+            "id": id, "slug": t.slug, "name": t.name, "region": t.region, "plan": t.plan,
+        }});
+        let out: Created = self.gql.call(&format!("cell {}", cell.id), &cell.endpoint, &query, vars).await?;
+        Ok(out.create_tenant)
+    }
+
+    pub async fn tenants(&self, cell: &cell::Model, ids: &[TenantId]) -> Result<Vec<CellTenant>> {
+        let query = format!("query($ids: [ID!]!) {{ tenants(ids: $ids) {{ {CELL_TENANT_FIELDS} }} }}");
+        let out: Listed = self
+            .gql
+            .call(&format!("cell {}", cell.id), &cell.endpoint, &query, json!({ "ids": ids }))
+            .await?;
+        Ok(out.tenants)
+    }
+}

@@ -1,0 +1,125 @@
+//! Global tier settings: defaults → TOML file → `TENANT_GLOBAL_*` env → flags.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared::auth::Keys;
+use shared::config::{CommonArgs, Jwt, Overrides, split_list};
+use shared::ids::Plan;
+use shared::server::Limits;
+use shared::telemetry::LogFormat;
+
+pub const ENV_PREFIX: &str = "TENANT_GLOBAL_";
+
+/// The global tier of the tenant control plane.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "global", version, about)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Seconds of silence after which a cell is marked DOWN.
+    #[arg(long)]
+    pub heartbeat_timeout_secs: Option<u64>,
+    /// Comma-separated plan names tenants may be created on.
+    #[arg(long)]
+    pub plans: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub heartbeat_timeout_secs: u64,
+    pub plans: Vec<String>,
+    pub jwt: Jwt,
+    pub dev_mode: bool,
+    pub introspection: bool,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            database_url: None,
+            redis_url: None,
+            redis_prefix: "tcp".into(),
+            heartbeat_timeout_secs: 15,
+            plans: vec!["free".into(), "pro".into(), "enterprise".into()],
+            jwt: Jwt::default(),
+            dev_mode: false,
+            introspection: false,
+            log_format: LogFormat::Json,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Validated settings the global tier starts from.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub heartbeat_timeout: Duration,
+    pub plans: Vec<Plan>,
+    pub keys: Arc<Keys>,
+    pub dev_mode: bool,
+    pub introspection: bool,
+    pub limits: Limits,
+}
+
+impl Args {
+    pub fn load(&self) -> Result<Config, String> {
+        let mut o = Overrides::default();
+        self.common.overrides(&mut o);
+        o.set("listen", self.listen.clone())
+            .set("heartbeat_timeout_secs", self.heartbeat_timeout_secs)
+            .set("plans", self.plans.as_deref().map(split_list));
+        shared::config::load(Config::default(), self.common.config.as_deref(), &o)
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<Settings, String> {
+        let database_url = self
+            .database_url
+            .clone()
+            .ok_or("database_url is required (TENANT_GLOBAL_DATABASE_URL)")?;
+        if self.heartbeat_timeout_secs == 0 {
+            return Err("heartbeat_timeout_secs must be at least 1".into());
+        }
+        let plans = self
+            .plans
+            .iter()
+            .map(|p| Plan::parse(p).map_err(|e| e.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        if plans.is_empty() {
+            return Err("at least one plan is required".into());
+        }
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str()).map_err(|e| format!("invalid redis_url: {e}"))?;
+        }
+        self.limits.validate()?;
+        Ok(Settings {
+            listen: self.listen.clone(),
+            database_url,
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_secs),
+            plans,
+            keys: self.jwt.keys()?,
+            dev_mode: self.dev_mode,
+            introspection: self.introspection || self.dev_mode,
+            limits: self.limits,
+        })
+    }
+}

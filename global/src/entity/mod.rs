@@ -1,0 +1,3 @@
+pub mod cell;
+pub mod idempotency;
+pub mod tenant;

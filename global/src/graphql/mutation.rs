@@ -1,0 +1,86 @@
+use async_graphql::{Context, ID, Object, Result};
+use shared::IntoGql;
+use shared::auth::{Principal, Role};
+use shared::error::Field;
+use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug};
+use shared::server::record_tenant;
+
+use super::auth::caller;
+use super::subscription::{TenantEvent, TenantEventKind};
+use super::types::{Cell, CreateTenantInput, RegisterCellInput, Tenant};
+use crate::service::cells::{self, Registration};
+use crate::service::directory::{self, NewTenant};
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a tenant: places it on an UP cell of its region with room
+    /// (least loaded first) and has that cell create it.
+    async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
+        let (st, p) = caller(ctx).gql()?;
+        p.require_any(&[Role::PlatformAdmin], "createTenant").gql()?;
+        let key = IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey").gql()?;
+        let t = parse_new_tenant(input).gql()?;
+        let row = directory::create(st, &p.subject, &key, t).await.gql()?;
+        record_tenant(ctx, &row.id);
+        let _ = st.events.send(TenantEvent {
+            kind: TenantEventKind::Created,
+            tenant: row.clone(),
+        });
+        Ok(Tenant(row))
+    }
+
+    /// A cell announces itself (at start and whenever the global tier forgot it).
+    async fn register_cell(&self, ctx: &Context<'_>, input: RegisterCellInput) -> Result<Cell> {
+        let (st, p) = caller(ctx).gql()?;
+        let id = CellId::parse(&input.id).field("input.id").gql()?;
+        require_cell_identity(p, &id).gql()?;
+        let model = cells::register(
+            &st.db,
+            &st.cells,
+            Registration {
+                id,
+                region: Region::parse(&input.region).field("input.region").gql()?,
+                endpoint: input.endpoint,
+                capacity: input.capacity,
+            },
+        )
+        .await
+        .gql()?;
+        Ok(Cell { model, tenant_count: None })
+    }
+
+    /// A cell says it is alive. NOT_FOUND asks it to register again.
+    async fn cell_heartbeat(&self, ctx: &Context<'_>, id: ID) -> Result<Cell> {
+        let (st, p) = caller(ctx).gql()?;
+        let id = CellId::parse(&id).field("id").gql()?;
+        require_cell_identity(p, &id).gql()?;
+        let model = cells::heartbeat(&st.db, &st.cells, &id).await.gql()?;
+        Ok(Cell { model, tenant_count: None })
+    }
+}
+
+/// Only the cell itself (its service token names it) or a platform admin.
+fn require_cell_identity(p: &Principal, id: &CellId) -> shared::Result<()> {
+    if p.has(Role::PlatformAdmin) || (p.has(Role::Service) && p.cell.as_ref() == Some(id)) {
+        Ok(())
+    } else {
+        Err(shared::Error::Forbidden(format!(
+            "only cell {id}'s own service identity or a platform-admin may do this"
+        )))
+    }
+}
+
+fn parse_new_tenant(input: CreateTenantInput) -> shared::Result<NewTenant> {
+    let name = input.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(shared::Error::bad_input("input.name", "name must be 1 to 200 characters"));
+    }
+    Ok(NewTenant {
+        slug: Slug::parse(&input.slug).field("input.slug")?,
+        name,
+        region: Region::parse(&input.region).field("input.region")?,
+        plan: Plan::parse(&input.plan).field("input.plan")?,
+    })
+}

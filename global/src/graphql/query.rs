@@ -1,0 +1,102 @@
+use async_graphql::connection::{Connection, Edge, OpaqueCursor};
+use async_graphql::{Context, ID, Object, Result};
+use shared::IntoGql;
+use shared::error::Field;
+use shared::ids::{CellId, Region, Slug, TenantId};
+use shared::server::record_tenant;
+
+use super::auth::caller;
+use super::types::{Cell, Tenant, TenantFilter, TotalCount};
+use crate::service::{cells, directory};
+
+pub struct Query;
+
+pub type TenantConnection = Connection<OpaqueCursor<String>, Tenant, TotalCount>;
+
+const MAX_PAGE: i32 = 100;
+
+#[Object]
+impl Query {
+    /// A tenant by id. A caller who may not see it gets NOT_FOUND, exactly
+    /// as if it did not exist.
+    async fn tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let (st, p) = caller(ctx).gql()?;
+        let id: TenantId = id.parse().field("id").gql()?;
+        record_tenant(ctx, &id);
+        let not_found = || shared::Error::NotFound(format!("tenant {id} not found")).into_gql();
+        if !p.can_read_tenant(id) {
+            return Err(not_found());
+        }
+        directory::get(&st.db, id).await.gql()?.map(Tenant).ok_or_else(not_found)
+    }
+
+    /// A tenant by its slug.
+    async fn tenant_by_slug(&self, ctx: &Context<'_>, slug: String) -> Result<Tenant> {
+        let (st, p) = caller(ctx).gql()?;
+        let slug = Slug::parse(&slug).field("slug").gql()?;
+        let not_found = || shared::Error::NotFound(format!("tenant `{slug}` not found")).into_gql();
+        match directory::get_by_slug(&st.db, &slug).await.gql()? {
+            Some(t) if p.can_read_tenant(TenantId(t.id)) => {
+                record_tenant(ctx, &t.id);
+                Ok(Tenant(t))
+            }
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Tenants in creation order, `first` (1 to 100, default 20) after the
+    /// cursor `after`. Tenant principals see only their own tenants.
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<TenantFilter>,
+    ) -> Result<TenantConnection> {
+        let (st, p) = caller(ctx).gql()?;
+        let first = first.unwrap_or(20);
+        if !(1..=MAX_PAGE).contains(&first) {
+            return Err(shared::Error::bad_input("first", format!("first must be between 1 and {MAX_PAGE}")).into_gql());
+        }
+        let after = match after {
+            None => None,
+            Some(c) => {
+                let cursor = <OpaqueCursor<String> as async_graphql::connection::CursorType>::decode_cursor(&c)
+                    .map_err(|_| shared::Error::bad_input("after", "not a cursor from this API").into_gql())?;
+                Some(cursor.0.parse::<TenantId>().field("after").gql()?)
+            }
+        };
+        let f = filter.unwrap_or_default();
+        let filter = directory::Filter {
+            region: f.region.as_deref().map(Region::parse).transpose().field("filter.region").gql()?,
+            cell_id: f.cell_id.as_ref().map(|c| CellId::parse(c)).transpose().field("filter.cellId").gql()?,
+            status: f.status,
+            only: (!p.reads_everything()).then(|| p.tenants.clone()),
+        };
+        let (rows, more, total) = directory::page(&st.db, &filter, after, first as u64).await.gql()?;
+        let mut conn = Connection::with_additional_fields(after.is_some(), more, TotalCount { total_count: total });
+        conn.edges.extend(
+            rows.into_iter()
+                .map(|t| Edge::new(OpaqueCursor(t.id.to_string()), Tenant(t))),
+        );
+        Ok(conn)
+    }
+
+    /// Every registered cell with its status and load.
+    async fn cells(&self, ctx: &Context<'_>) -> Result<Vec<Cell>> {
+        let (st, p) = caller(ctx).gql()?;
+        if !p.reads_everything() {
+            return Err(shared::Error::Forbidden("listing cells needs platform-admin or sre".into()).into_gql());
+        }
+        let counts = cells::tenant_counts(&st.db).await.gql()?;
+        Ok(cells::list(&st.db)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|c| Cell {
+                tenant_count: Some(counts.get(&c.id).copied().unwrap_or(0)),
+                model: c,
+            })
+            .collect())
+    }
+}

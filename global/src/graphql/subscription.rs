@@ -1,0 +1,56 @@
+use async_graphql::{Context, Enum, ID, Result, SimpleObject, Subscription as GqlSubscription};
+use futures_util::Stream;
+use shared::IntoGql;
+use shared::error::Field;
+use shared::ids::TenantId;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::auth::caller;
+use super::types::Tenant;
+use crate::entity::tenant;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TenantEventKind {
+    Created,
+    Updated,
+}
+
+/// A change to a tenant's directory row.
+#[derive(Clone, Debug)]
+pub struct TenantEvent {
+    pub kind: TenantEventKind,
+    pub tenant: tenant::Model,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "TenantEvent")]
+pub struct TenantEventView {
+    pub kind: TenantEventKind,
+    pub tenant: Tenant,
+}
+
+pub struct Subscription;
+
+#[GqlSubscription]
+impl Subscription {
+    /// Tenants as they are created or change; only those the caller may
+    /// see, and only `tenantId` when it is given.
+    async fn tenant_events(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+    ) -> Result<impl Stream<Item = TenantEventView>> {
+        let (st, p) = caller(ctx).gql()?;
+        let only: Option<TenantId> = tenant_id.map(|i| i.parse()).transpose().field("tenantId").gql()?;
+        let p = p.clone();
+        Ok(BroadcastStream::new(st.events.subscribe()).filter_map(move |ev| {
+            let ev = ev.ok()?;
+            let id = TenantId(ev.tenant.id);
+            (p.can_read_tenant(id) && only.is_none_or(|o| o == id)).then(|| TenantEventView {
+                kind: ev.kind,
+                tenant: Tenant(ev.tenant),
+            })
+        }))
+    }
+}

@@ -1,0 +1,177 @@
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use shared::IntoGql;
+use shared::ids::TenantId;
+use shared::model::{CellTenant, TenantStatus};
+
+use super::loader::{CellRecords, RecordKey};
+use crate::State;
+use crate::entity::{cell, tenant};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum CellStatus {
+    /// Heartbeating; new tenants may be placed here.
+    Up,
+    /// Silent for longer than the heartbeat timeout.
+    Down,
+}
+
+/// A regional cell.
+pub struct Cell {
+    pub model: cell::Model,
+    /// Preloaded by listings; counted on demand otherwise.
+    pub tenant_count: Option<i64>,
+}
+
+#[Object]
+impl Cell {
+    async fn id(&self) -> &str {
+        &self.model.id
+    }
+    async fn region(&self) -> &str {
+        &self.model.region
+    }
+    /// Where the global tier reaches the cell.
+    async fn endpoint(&self) -> &str {
+        &self.model.endpoint
+    }
+    async fn status(&self) -> CellStatus {
+        if self.model.status == crate::service::cells::UP {
+            CellStatus::Up
+        } else {
+            CellStatus::Down
+        }
+    }
+    /// How many tenants the cell may hold.
+    async fn capacity(&self) -> i64 {
+        self.model.capacity
+    }
+    /// Live tenants (neither deleted nor failed) whose home is this cell.
+    async fn tenant_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        if let Some(n) = self.tenant_count {
+            return Ok(n);
+        }
+        let st = ctx.data_unchecked::<State>();
+        let counts = crate::service::cells::tenant_counts(&st.db).await.gql()?;
+        Ok(counts.get(&self.model.id).copied().unwrap_or(0))
+    }
+    async fn last_heartbeat_at(&self) -> DateTime<Utc> {
+        self.model.last_heartbeat_at
+    }
+}
+
+/// A tenant: its directory row here, its record in its home cell.
+pub struct Tenant(pub tenant::Model);
+
+impl Tenant {
+    /// The record from the home cell, batched per cell. `None` while the
+    /// tenant is still being provisioned there.
+    async fn record(&self, ctx: &Context<'_>) -> Result<Option<CellTenant>> {
+        let loader = ctx.data_unchecked::<async_graphql::dataloader::DataLoader<CellRecords>>();
+        let key = RecordKey {
+            cell: self.0.cell_id.clone(),
+            id: TenantId(self.0.id),
+        };
+        let fetched = match loader.load_one(key).await {
+            Ok(v) => v,
+            Err(never) => match never {},
+        };
+        match fetched {
+            Some(Ok(rec)) => Ok(Some(rec)),
+            Some(Err(e)) => Err(shared::Error::from(e).into_gql()),
+            None if self.0.status != TenantStatus::Active.as_str() => Ok(None),
+            None => Err(shared::Error::NotFound(format!(
+                "cell {} holds no record of tenant {}",
+                self.0.cell_id, self.0.id
+            ))
+            .into_gql()),
+        }
+    }
+}
+
+#[Object]
+impl Tenant {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Unique DNS label.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    /// The home region: the only place the tenant's data is stored.
+    async fn region(&self) -> &str {
+        &self.0.region
+    }
+    async fn status(&self) -> Result<TenantStatus> {
+        TenantStatus::parse(&self.0.status)
+            .map_err(|e| shared::Error::internal(anyhow::anyhow!(e.0)))
+            .gql()
+    }
+    /// Increases with every change to the tenant.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The home cell.
+    async fn cell(&self, ctx: &Context<'_>) -> Result<Cell> {
+        let st = ctx.data_unchecked::<State>();
+        let model = st.cells.get(&self.0.cell_id).ok_or_else(|| {
+            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id)).into_gql()
+        })?;
+        Ok(Cell {
+            model,
+            tenant_count: None,
+        })
+    }
+    /// Display name, read from the home cell (null while provisioning;
+    /// an UNAVAILABLE error when the cell cannot be reached).
+    async fn name(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(self.record(ctx).await?.map(|r| r.name))
+    }
+    /// Plan, read from the home cell.
+    async fn plan(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(self.record(ctx).await?.map(|r| r.plan))
+    }
+    /// Last change of the tenant's record in its home cell.
+    async fn updated_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.record(ctx).await?.map(|r| r.updated_at))
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateTenantInput {
+    /// Retrying with the same key returns the same tenant; another input with it is a CONFLICT.
+    pub idempotency_key: String,
+    /// Unique DNS label: lowercase letters, digits and '-', 3 to 63 characters.
+    pub slug: String,
+    pub name: String,
+    /// A region with registered cells, such as `eu-west-1`.
+    pub region: String,
+    /// A plan name such as `free`, `pro` or `enterprise`.
+    pub plan: String,
+}
+
+#[derive(InputObject, Default)]
+pub struct TenantFilter {
+    pub region: Option<String>,
+    pub cell_id: Option<ID>,
+    pub status: Option<TenantStatus>,
+}
+
+#[derive(InputObject)]
+pub struct RegisterCellInput {
+    pub id: ID,
+    pub region: String,
+    pub endpoint: String,
+    pub capacity: i64,
+    /// What the cell counts itself; informational.
+    pub tenant_count: Option<i64>,
+}
+
+#[derive(SimpleObject)]
+pub struct TotalCount {
+    /// Tenants matching the filter, across all pages.
+    pub total_count: u64,
+}

@@ -1,0 +1,125 @@
+//! The global database schema.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+}
+
+#[derive(DeriveIden)]
+enum Cells {
+    Table,
+    Id,
+    Region,
+    Endpoint,
+    Capacity,
+    Status,
+    LastHeartbeatAt,
+    RegisteredAt,
+}
+
+#[derive(DeriveIden)]
+enum Tenants {
+    Table,
+    Id,
+    Slug,
+    Region,
+    CellId,
+    Status,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    Key,
+    Operation,
+    Actor,
+    RequestHash,
+    ResourceId,
+    Status,
+    CreatedAt,
+}
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m0001_directory"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Cells::Table)
+                    .if_not_exists()
+                    .col(string(Cells::Id).primary_key())
+                    .col(string(Cells::Region))
+                    .col(string(Cells::Endpoint))
+                    .col(big_integer(Cells::Capacity))
+                    .col(string(Cells::Status))
+                    .col(timestamp_with_time_zone(Cells::LastHeartbeatAt))
+                    .col(timestamp_with_time_zone(Cells::RegisteredAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Tenants::Table)
+                    .if_not_exists()
+                    .col(uuid(Tenants::Id).primary_key())
+                    .col(string_uniq(Tenants::Slug))
+                    .col(string(Tenants::Region))
+                    .col(string(Tenants::CellId))
+                    .col(string(Tenants::Status))
+                    .col(big_integer(Tenants::Version))
+                    .col(timestamp_with_time_zone(Tenants::CreatedAt))
+                    .col(timestamp_with_time_zone(Tenants::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, col) in [
+            ("idx_tenants_region", Tenants::Region),
+            ("idx_tenants_cell", Tenants::CellId),
+            ("idx_tenants_status", Tenants::Status),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(Tenants::Table)
+                        .col(col)
+                        .if_not_exists()
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(IdempotencyKeys::Table)
+                    .if_not_exists()
+                    .col(string(IdempotencyKeys::Key).primary_key())
+                    .col(string(IdempotencyKeys::Operation))
+                    .col(string(IdempotencyKeys::Actor))
+                    .col(string(IdempotencyKeys::RequestHash))
+                    .col(string(IdempotencyKeys::ResourceId))
+                    .col(string(IdempotencyKeys::Status))
+                    .col(timestamp_with_time_zone(IdempotencyKeys::CreatedAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}

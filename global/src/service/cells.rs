@@ -1,0 +1,163 @@
+//! The cell registry: registration, heartbeats, and marking silent cells DOWN.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use shared::ids::{CellId, Region};
+use shared::model::TenantStatus;
+use shared::{Error, Result};
+
+use crate::entity::{cell, tenant};
+
+pub const UP: &str = "UP";
+pub const DOWN: &str = "DOWN";
+
+/// What a cell says about itself when it registers.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: CellId,
+    pub region: Region,
+    pub endpoint: String,
+    pub capacity: i64,
+}
+
+/// An in-memory copy of the registry, so reads need not ask the database
+/// where a cell is. Refreshed on every registration and sweep.
+#[derive(Clone, Default)]
+pub struct Cache(Arc<RwLock<HashMap<String, cell::Model>>>);
+
+impl Cache {
+    pub fn get(&self, id: &str) -> Option<cell::Model> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<cell::Model> {
+        let mut v: Vec<_> = self.0.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    fn replace(&self, cells: Vec<cell::Model>) {
+        let map = cells.into_iter().map(|c| (c.id.clone(), c)).collect();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    fn put(&self, c: cell::Model) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone(), c);
+    }
+
+    pub async fn reload(&self, db: &DatabaseConnection) -> Result<()> {
+        self.replace(list(db).await?);
+        Ok(())
+    }
+}
+
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<cell::Model>> {
+    Ok(cell::Entity::find().all(db).await?)
+}
+
+/// Inserts or refreshes a cell; it is UP from now.
+pub async fn register(db: &DatabaseConnection, cache: &Cache, r: Registration) -> Result<cell::Model> {
+    if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+        return Err(Error::bad_input("input.endpoint", "endpoint must be an http:// or https:// URL"));
+    }
+    if r.capacity < 1 {
+        return Err(Error::bad_input("input.capacity", "capacity must be at least 1"));
+    }
+    if let Some(existing) = cell::Entity::find_by_id(r.id.to_string()).one(db).await?
+        && existing.region != r.region.as_str()
+    {
+        return Err(Error::Conflict(format!(
+            "cell {} is registered in region {}; a cell cannot move regions",
+            r.id, existing.region
+        )));
+    }
+    let now = Utc::now();
+    let row = cell::ActiveModel {
+        id: sea_orm::Set(r.id.to_string()),
+        region: sea_orm::Set(r.region.to_string()),
+        endpoint: sea_orm::Set(r.endpoint),
+        capacity: sea_orm::Set(r.capacity),
+        status: sea_orm::Set(UP.into()),
+        last_heartbeat_at: sea_orm::Set(now),
+        registered_at: sea_orm::Set(now),
+    };
+    cell::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(cell::Column::Id)
+                .update_columns([
+                    cell::Column::Endpoint,
+                    cell::Column::Capacity,
+                    cell::Column::Status,
+                    cell::Column::LastHeartbeatAt,
+                ])
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    let saved = cell::Entity::find_by_id(r.id.to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("cell vanished after upsert")))?;
+    cache.put(saved.clone());
+    Ok(saved)
+}
+
+/// Records a heartbeat; NOT_FOUND tells the cell to register again.
+pub async fn heartbeat(db: &DatabaseConnection, cache: &Cache, id: &CellId) -> Result<cell::Model> {
+    let res = cell::Entity::update_many()
+        .col_expr(cell::Column::LastHeartbeatAt, Expr::value(Utc::now()))
+        .col_expr(cell::Column::Status, Expr::value(UP))
+        .filter(cell::Column::Id.eq(id.as_str()))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(Error::NotFound(format!("cell {id} is not registered")));
+    }
+    let saved = cell::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
+    cache.put(saved.clone());
+    Ok(saved)
+}
+
+/// Marks DOWN every UP cell silent for longer than `timeout`; returns their ids.
+pub async fn mark_silent_down(db: &DatabaseConnection, timeout: Duration) -> Result<Vec<String>> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::seconds(15));
+    let silent: Vec<String> = cell::Entity::find()
+        .filter(cell::Column::Status.eq(UP))
+        .filter(cell::Column::LastHeartbeatAt.lt(cutoff))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if !silent.is_empty() {
+        cell::Entity::update_many()
+            .col_expr(cell::Column::Status, Expr::value(DOWN))
+            .filter(cell::Column::Id.is_in(silent.clone()))
+            .filter(cell::Column::LastHeartbeatAt.lt(cutoff))
+            .exec(db)
+            .await?;
+    }
+    Ok(silent)
+}
+
+/// How many live (not deleted or failed) tenants each cell holds.
+pub async fn tenant_counts(db: &DatabaseConnection) -> Result<HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = tenant::Entity::find()
+        .select_only()
+        .column(tenant::Column::CellId)
+        .column_as(tenant::Column::Id.count(), "n")
+        .filter(tenant::Column::Status.is_not_in([TenantStatus::Deleted.as_str(), TenantStatus::Failed.as_str()]))
+        .group_by(tenant::Column::CellId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}

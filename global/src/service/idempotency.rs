@@ -1,0 +1,89 @@
+//! Idempotency keys: the first request with a key fixes the resource it
+//! makes; a retry with the same input reuses it, other input is a CONFLICT.
+
+use chrono::Utc;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use shared::ids::IdempotencyKey;
+use shared::{Error, Result};
+
+use crate::entity::idempotency;
+
+pub const PENDING: &str = "PENDING";
+pub const DONE: &str = "DONE";
+
+/// The hash that tells two requests with one key apart.
+pub fn fingerprint<T: Serialize>(input: &T) -> String {
+    let bytes = serde_json::to_vec(input).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+fn row_key(operation: &str, key: &IdempotencyKey) -> String {
+    format!("{operation}:{key}")
+}
+
+/// The claim a request holds on its key.
+pub struct Claim {
+    pub resource_id: String,
+    pub done: bool,
+}
+
+/// Claims `key` for `operation`, proposing `resource_id`. Returns the
+/// resource id the key is bound to (the proposed one if this call is first).
+pub async fn claim(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+    actor: &str,
+    request_hash: &str,
+    resource_id: &str,
+) -> Result<Claim> {
+    let k = row_key(operation, key);
+    let row = idempotency::ActiveModel {
+        key: sea_orm::Set(k.clone()),
+        operation: sea_orm::Set(operation.to_owned()),
+        actor: sea_orm::Set(actor.to_owned()),
+        request_hash: sea_orm::Set(request_hash.to_owned()),
+        resource_id: sea_orm::Set(resource_id.to_owned()),
+        status: sea_orm::Set(PENDING.to_owned()),
+        created_at: sea_orm::Set(Utc::now()),
+    };
+    idempotency::Entity::insert(row)
+        .on_conflict(OnConflict::column(idempotency::Column::Key).do_nothing().to_owned())
+        .try_insert()
+        .exec(db)
+        .await?;
+    let saved = idempotency::Entity::find_by_id(k)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency row vanished")))?;
+    if saved.request_hash != request_hash {
+        return Err(Error::Conflict(format!(
+            "idempotency key `{key}` was already used for {operation} with different input"
+        )));
+    }
+    Ok(Claim {
+        resource_id: saved.resource_id,
+        done: saved.status == DONE,
+    })
+}
+
+pub async fn complete(db: &DatabaseConnection, operation: &str, key: &IdempotencyKey) -> Result<()> {
+    idempotency::Entity::update_many()
+        .col_expr(idempotency::Column::Status, sea_orm::sea_query::Expr::value(DONE))
+        .filter(idempotency::Column::Key.eq(row_key(operation, key)))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Releases a key whose request failed definitively and changed nothing,
+/// so the same key may be used again.
+pub async fn release(db: &DatabaseConnection, operation: &str, key: &IdempotencyKey) -> Result<()> {
+    idempotency::Entity::delete_by_id(row_key(operation, key))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Database logic of the global tier: resolvers call these with the state.
+
+pub mod cells;
+pub mod directory;
+pub mod idempotency;
+pub mod placement;

@@ -1,0 +1,80 @@
+//! Database connection, migrations and readiness, for PostgreSQL and SQLite alike.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+use crate::server::ReadyCheck;
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    let sqlite = url.starts_with("sqlite:");
+    opts.max_connections(if sqlite { 1.max(max_connections.min(8)) } else { max_connections })
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    let db = Database::connect(opts).await?;
+    if sqlite {
+        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;")
+            .await?;
+    }
+    Ok(db)
+}
+
+/// Runs pending migrations. On PostgreSQL an advisory lock keeps replicas
+/// starting together from migrating at the same time.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, lock_id: i64) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(&format!("SELECT pg_advisory_lock({lock_id})"))
+            .await?;
+        let result = M::up(db, None).await;
+        db.execute_unprepared(&format!("SELECT pg_advisory_unlock({lock_id})"))
+            .await?;
+        result
+    } else {
+        M::up(db, None).await
+    }
+}
+
+/// Ready once migrations ran and while the database answers.
+pub struct DbReady {
+    db: DatabaseConnection,
+    migrated: AtomicBool,
+}
+
+impl DbReady {
+    pub fn new(db: DatabaseConnection) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            migrated: AtomicBool::new(false),
+        })
+    }
+
+    pub fn mark_migrated(&self) {
+        self.migrated.store(true, Ordering::Release);
+    }
+}
+
+impl ReadyCheck for DbReady {
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if !self.migrated.load(Ordering::Acquire) {
+                return Err("database not migrated yet".into());
+            }
+            tokio::time::timeout(Duration::from_secs(2), self.db.ping())
+                .await
+                .map_err(|_| "database ping timed out".to_string())?
+                .map_err(|_| "database unreachable".to_string())
+        })
+    }
+}
+
+/// True when `e` is a unique-constraint violation.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
