@@ -1,0 +1,10 @@
+//! Test support: starts the real global tier and real cells on port 0, each
+//! test on its own PostgreSQL databases (or SQLite files) and its own Redis
+//! key prefix, and drives them over HTTP.
+
+pub mod backing;
+pub mod process;
+pub mod stack;
+pub mod ws;
+
+pub use stack::{Backend, CellSpec, Options, Stack};

@@ -1,0 +1,236 @@
+//! The whole control plane in the test process: the real global tier and
+//! real cells, each bound to port 0, talking over loopback HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, Keys, Role};
+use shared::ids::{CellId, Plan, Region, TenantId};
+use shared::server::Limits;
+
+use crate::backing;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone)]
+pub struct CellSpec {
+    pub id: &'static str,
+    pub region: &'static str,
+    pub capacity: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub backend: Backend,
+    pub cells: Vec<CellSpec>,
+    pub heartbeat_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub limits: Limits,
+    pub dev_mode: bool,
+    pub introspection: bool,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            cells: vec![
+                CellSpec { id: "us-east-1-a", region: "us-east-1", capacity: 100 },
+                CellSpec { id: "eu-west-1-a", region: "eu-west-1", capacity: 100 },
+            ],
+            heartbeat_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_millis(500),
+            limits: Limits::default(),
+            dev_mode: false,
+            introspection: false,
+        }
+    }
+}
+
+pub struct Stack {
+    pub global: global::App,
+    pub cells: Vec<cell::App>,
+    pub keys: Arc<Keys>,
+    pub http: reqwest::Client,
+    pub redis_prefix: String,
+    databases: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Stack {
+    pub async fn start(backend: Backend) -> Stack {
+        Self::start_with(Options::new(backend)).await
+    }
+
+    pub async fn start_with(o: Options) -> Stack {
+        let keys = Arc::new(Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap());
+        let redis_prefix = backing::redis_prefix().await;
+        let tmp = (o.backend == Backend::Sqlite).then(|| tempfile::tempdir().unwrap());
+        let mut databases = Vec::new();
+        let db_url = |name: &str| {
+            let tmp = tmp.as_ref().map(|t| t.path().join(format!("{name}.db")));
+            async move {
+                match tmp {
+                    Some(path) => (None, shared::config::sqlite_url(&path)),
+                    None => {
+                        let (n, url) = backing::create_database().await;
+                        (Some(n), url)
+                    }
+                }
+            }
+        };
+        let (n, global_db) = db_url("global").await;
+        databases.extend(n);
+        let global = global::build(global::Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: global_db,
+            redis_url: Some(backing::redis_url()),
+            redis_prefix: redis_prefix.clone(),
+            heartbeat_timeout: o.heartbeat_timeout,
+            plans: ["free", "pro", "enterprise"].iter().map(|p| Plan::parse(p).unwrap()).collect(),
+            keys: keys.clone(),
+            dev_mode: o.dev_mode,
+            introspection: o.introspection,
+            limits: o.limits,
+        })
+        .await
+        .expect("global tier starts");
+        let mut cells = Vec::new();
+        for spec in &o.cells {
+            let (n, url) = db_url(spec.id).await;
+            databases.extend(n);
+            cells.push(start_cell(spec, url, &global.url(), &keys, &o, &redis_prefix).await);
+        }
+        let stack = Stack {
+            global,
+            cells,
+            keys,
+            http: reqwest::Client::new(),
+            redis_prefix,
+            databases,
+            _tmp: tmp,
+        };
+        stack.wait_cells_up(o.cells.len()).await;
+        stack
+    }
+
+    /// Waits until `n` cells are UP in the global registry.
+    pub async fn wait_cells_up(&self, n: usize) {
+        for _ in 0..200 {
+            let up = self.global.state.cells.all().iter().filter(|c| c.status == "UP").count();
+            if up >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("cells did not register with the global tier");
+    }
+
+    pub fn url(&self) -> String {
+        self.global.url()
+    }
+
+    pub fn token(&self, sub: &str, roles: &[Role], tenants: &[TenantId], cell: Option<&str>) -> String {
+        self.keys
+            .mint(sub, roles.to_vec(), tenants.to_vec(), cell.map(|c| CellId::parse(c).unwrap()), 600)
+            .unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("admin", &[Role::PlatformAdmin], &[], None)
+    }
+
+    /// POSTs a GraphQL request to `base` (a tier's URL) with an optional token.
+    pub async fn gql_at(&self, base: &str, token: Option<&str>, query: &str, vars: Value) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": query, "variables": vars }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let body = resp.json().await.expect("JSON answer");
+        (status, body)
+    }
+
+    /// A GraphQL request to the global tier.
+    pub async fn gql(&self, token: &str, query: &str, vars: Value) -> Value {
+        self.gql_at(&self.url(), Some(token), query, vars).await.1
+    }
+
+    /// Creates a tenant as platform-admin and returns the `createTenant` answer (or panics with the errors).
+    pub async fn create_tenant(&self, slug: &str, region: &str) -> Value {
+        let body = self
+            .gql(&self.admin(), CREATE, json!({ "input": {
+                "idempotencyKey": format!("key-{slug}"), "slug": slug, "name": format!("Tenant {slug}"),
+                "region": region, "plan": "pro" } }))
+            .await;
+        assert!(body.get("errors").is_none(), "createTenant failed: {body}");
+        body["data"]["createTenant"].clone()
+    }
+
+    pub fn cell(&self, id: &str) -> &cell::App {
+        self.cells.iter().find(|c| c.state.cell_id.as_str() == id).expect("cell in stack")
+    }
+
+    /// Stops every server and drops the test's databases.
+    pub async fn stop(self) {
+        for c in self.cells {
+            c.stop().await;
+        }
+        self.global.stop().await;
+        backing::drop_databases(&self.databases).await;
+    }
+}
+
+pub async fn start_cell(
+    spec: &CellSpec,
+    database_url: String,
+    global_url: &str,
+    keys: &Arc<Keys>,
+    o: &Options,
+    redis_prefix: &str,
+) -> cell::App {
+    cell::build(cell::Settings {
+        listen: "127.0.0.1:0".into(),
+        cell_id: CellId::parse(spec.id).unwrap(),
+        region: Region::parse(spec.region).unwrap(),
+        endpoint: None,
+        capacity: spec.capacity,
+        database_url,
+        redis_url: Some(backing::redis_url()),
+        redis_prefix: redis_prefix.to_owned(),
+        global_url: Some(global_url.to_owned()),
+        heartbeat_interval: o.heartbeat_interval,
+        keys: keys.clone(),
+        dev_mode: o.dev_mode,
+        introspection: o.introspection,
+        limits: o.limits,
+    })
+    .await
+    .expect("cell starts")
+}
+
+pub const TENANT_FIELDS: &str = "id slug name region plan status version createdAt cell { id region status }";
+
+pub const CREATE: &str = "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id slug name region plan status version cell { id region status } } }";
+
+/// The `extensions.code` of the first error, if any.
+pub fn code(body: &Value) -> Option<&str> {
+    body.pointer("/errors/0/extensions/code").and_then(|c| c.as_str())
+}
+
+/// The message of the first error.
+pub fn message(body: &Value) -> &str {
+    body.pointer("/errors/0/message").and_then(|c| c.as_str()).unwrap_or("")
+}
