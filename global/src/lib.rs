@@ -36,6 +36,20 @@ pub struct State {
     pub cell_client: CellClient,
     pub plans: Arc<Vec<Plan>>,
     pub events: broadcast::Sender<TenantEvent>,
+    pub metrics: Metrics,
+    cells_gauge: prometheus::IntGaugeVec,
+}
+
+impl State {
+    /// Publishes the registry's UP/DOWN counts as the `tcp_cells` gauge.
+    pub fn refresh_cell_gauge(&self) {
+        let all = self.cells.all();
+        for status in [cells::UP, cells::DOWN] {
+            self.cells_gauge
+                .with_label_values(&[status])
+                .set(all.iter().filter(|c| c.status == status).count() as i64);
+        }
+    }
 }
 
 /// A running global tier.
@@ -74,14 +88,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let (events, _) = broadcast::channel(1024);
     let cache = cells::Cache::default();
     cache.reload(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metrics = Metrics::new("global", None);
     let state = State {
         db,
         cells: cache,
         cell_client: CellClient::new(GraphqlClient::new(token, Duration::from_secs(5))),
         plans: Arc::new(settings.plans.clone()),
         events,
+        cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),
+        metrics: metrics.clone(),
     };
-    let metrics = Metrics::new("global", None);
+    state.refresh_cell_gauge();
     let shared = Shared {
         keys: settings.keys.clone(),
         metrics: metrics.clone(),
@@ -104,7 +121,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let sweeper = tokio::spawn(sweep_cells(
         state.clone(),
         settings.heartbeat_timeout,
-        metrics,
         server.shutdown.clone(),
     ));
     tracing::info!(%addr, "global tier serving");
@@ -117,8 +133,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
 }
 
 /// Marks silent cells DOWN and refreshes the registry cache.
-async fn sweep_cells(st: State, timeout: Duration, metrics: Metrics, shutdown: CancellationToken) {
-    let cells_gauge = metrics.gauge_vec("cells", "Registered cells by status", &["status"]);
+async fn sweep_cells(st: State, timeout: Duration, shutdown: CancellationToken) {
     let every = (timeout / 3).max(Duration::from_millis(200));
     loop {
         match cells::mark_silent_down(&st.db, timeout).await {
@@ -132,12 +147,7 @@ async fn sweep_cells(st: State, timeout: Duration, metrics: Metrics, shutdown: C
         if let Err(e) = st.cells.reload(&st.db).await {
             tracing::warn!(error = %e, "cell cache reload failed");
         }
-        let all = st.cells.all();
-        for status in [cells::UP, cells::DOWN] {
-            cells_gauge
-                .with_label_values(&[status])
-                .set(all.iter().filter(|c| c.status == status).count() as i64);
-        }
+        st.refresh_cell_gauge();
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.cancelled() => return,

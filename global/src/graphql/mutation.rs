@@ -48,6 +48,7 @@ impl Mutation {
         )
         .await
         .gql()?;
+        st.refresh_cell_gauge();
         Ok(Cell { model, tenant_count: None })
     }
 
@@ -57,6 +58,7 @@ impl Mutation {
         let id = CellId::parse(&id).field("id").gql()?;
         require_cell_identity(p, &id).gql()?;
         let model = cells::heartbeat(&st.db, &st.cells, &id).await.gql()?;
+        st.refresh_cell_gauge();
         Ok(Cell { model, tenant_count: None })
     }
 }
