@@ -123,8 +123,12 @@ impl Args {
 
 impl Config {
     pub fn validate(&self) -> Result<Settings, String> {
-        let cell_id = CellId::parse(self.id.as_deref().ok_or("id is required (TENANT_CELL_ID)")?)
-            .map_err(|e| e.0)?;
+        let cell_id = CellId::parse(
+            self.id
+                .as_deref()
+                .ok_or("id is required (TENANT_CELL_ID)")?,
+        )
+        .map_err(|e| e.0)?;
         let region = Region::parse(
             self.region
                 .as_deref()

@@ -93,7 +93,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: settings.limits,
         dev_mode: settings.dev_mode,
     };
-    let schema = graphql::schema(Some(state.clone()), &settings.limits, settings.introspection);
+    let schema = graphql::schema(
+        Some(state.clone()),
+        &settings.limits,
+        settings.introspection,
+    );
     let router = layered(
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics)),
         &shared,
@@ -119,7 +123,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             endpoint: endpoint.clone(),
             interval: settings.heartbeat_interval,
         };
-        tasks.push(tokio::spawn(reg.run(state.clone(), server.shutdown.clone())));
+        tasks.push(tokio::spawn(
+            reg.run(state.clone(), server.shutdown.clone()),
+        ));
     }
     tracing::info!(cell = %settings.cell_id, region = %settings.region, %addr, "cell serving");
     Ok(App {

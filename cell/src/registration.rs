@@ -8,8 +8,8 @@ use shared::Code;
 use shared::client::GraphqlClient;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::tenants;
 use crate::State;
+use crate::service::tenants;
 
 pub struct Registration {
     pub client: GraphqlClient,
@@ -18,7 +18,8 @@ pub struct Registration {
     pub interval: Duration,
 }
 
-const REGISTER: &str = "mutation($input: RegisterCellInput!) { registerCell(input: $input) { id status } }";
+const REGISTER: &str =
+    "mutation($input: RegisterCellInput!) { registerCell(input: $input) { id status } }";
 const HEARTBEAT: &str = "mutation($id: ID!) { cellHeartbeat(id: $id) { id status } }";
 
 impl Registration {
@@ -28,7 +29,12 @@ impl Registration {
         loop {
             let result = if registered {
                 self.client
-                    .call::<serde_json::Value>("global tier", &self.global_url, HEARTBEAT, json!({ "id": st.cell_id }))
+                    .call::<serde_json::Value>(
+                        "global tier",
+                        &self.global_url,
+                        HEARTBEAT,
+                        json!({ "id": st.cell_id }),
+                    )
                     .await
             } else {
                 let count = tenants::count(&st.db).await.unwrap_or(0);
@@ -61,7 +67,7 @@ impl Registration {
                         registered = false;
                     }
                     // Log the first failure and then every tenth, to keep logs readable in an outage.
-                    if failures == 1 || failures % 10 == 0 {
+                    if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(cell = %st.cell_id, failures, error = %e, "heartbeat to the global tier failed");
                     }
                 }

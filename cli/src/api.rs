@@ -61,7 +61,13 @@ impl Conn {
         let token = match &self.token {
             Some(t) => t.clone(),
             None => crate::devkey::load(&self.data_dir)?
-                .mint("tenantctl", vec![shared::auth::Role::PlatformAdmin], vec![], None, 300)
+                .mint(
+                    "tenantctl",
+                    vec![shared::auth::Role::PlatformAdmin],
+                    vec![],
+                    None,
+                    300,
+                )
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         };
         let resp: Value = reqwest::Client::new()
@@ -74,13 +80,19 @@ impl Conn {
             .json()
             .await
             .context("unreadable answer")?;
-        if let Some(errors) = resp.get("errors").and_then(|e| e.as_array()).filter(|e| !e.is_empty()) {
+        if let Some(errors) = resp
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .filter(|e| !e.is_empty())
+        {
             let lines: Vec<String> = errors
                 .iter()
                 .map(|e| {
                     format!(
                         "{}: {}",
-                        e.pointer("/extensions/code").and_then(|c| c.as_str()).unwrap_or("ERROR"),
+                        e.pointer("/extensions/code")
+                            .and_then(|c| c.as_str())
+                            .unwrap_or("ERROR"),
                         e.get("message").and_then(|m| m.as_str()).unwrap_or("")
                     )
                 })
@@ -98,29 +110,55 @@ fn print(v: &Value) -> anyhow::Result<()> {
 
 pub async fn tenants(cmd: TenantsCmd) -> anyhow::Result<()> {
     match cmd {
-        TenantsCmd::Create { conn, slug, name, region, plan, idempotency_key } => {
+        TenantsCmd::Create {
+            conn,
+            slug,
+            name,
+            region,
+            plan,
+            idempotency_key,
+        } => {
             let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let q = format!("mutation($input: CreateTenantInput!) {{ createTenant(input: $input) {{ {TENANT_FIELDS} }} }}");
+            let q = format!(
+                "mutation($input: CreateTenantInput!) {{ createTenant(input: $input) {{ {TENANT_FIELDS} }} }}"
+            );
             let vars = json!({ "input": { "idempotencyKey": key, "slug": slug, "name": name, "region": region, "plan": plan } });
             print(&conn.query(&q, vars).await?["createTenant"])
         }
         TenantsCmd::Get { conn, tenant } => {
             let (q, vars, field) = if uuid::Uuid::parse_str(&tenant).is_ok() {
-                (format!("query($id: ID!) {{ tenant(id: $id) {{ {TENANT_FIELDS} }} }}"), json!({ "id": tenant }), "tenant")
+                (
+                    format!("query($id: ID!) {{ tenant(id: $id) {{ {TENANT_FIELDS} }} }}"),
+                    json!({ "id": tenant }),
+                    "tenant",
+                )
             } else {
                 (
-                    format!("query($slug: String!) {{ tenantBySlug(slug: $slug) {{ {TENANT_FIELDS} }} }}"),
+                    format!(
+                        "query($slug: String!) {{ tenantBySlug(slug: $slug) {{ {TENANT_FIELDS} }} }}"
+                    ),
                     json!({ "slug": tenant }),
                     "tenantBySlug",
                 )
             };
             print(&conn.query(&q, vars).await?[field])
         }
-        TenantsCmd::List { conn, first, region } => {
+        TenantsCmd::List {
+            conn,
+            first,
+            region,
+        } => {
             let q = format!(
                 "query($first: Int, $filter: TenantFilter) {{ tenants(first: $first, filter: $filter) {{ totalCount pageInfo {{ hasNextPage endCursor }} edges {{ node {{ {TENANT_FIELDS} }} }} }} }}"
             );
-            print(&conn.query(&q, json!({ "first": first, "filter": { "region": region } })).await?["tenants"])
+            print(
+                &conn
+                    .query(
+                        &q,
+                        json!({ "first": first, "filter": { "region": region } }),
+                    )
+                    .await?["tenants"],
+            )
         }
     }
 }

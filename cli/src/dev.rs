@@ -40,14 +40,19 @@ fn cell_name(i: usize) -> (String, String) {
 }
 
 fn cell_listen(global: SocketAddr, i: usize) -> String {
-    let port = if global.port() == 0 { 0 } else { global.port() + 1 + i as u16 };
+    let port = if global.port() == 0 {
+        0
+    } else {
+        global.port() + 1 + i as u16
+    };
     SocketAddr::new(global.ip(), port).to_string()
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let _telemetry = shared::telemetry::init("tenantctl-dev", shared::telemetry::LogFormat::Text);
     let data_dir = a.data_dir.clone();
-    std::fs::create_dir_all(data_dir.join("cells")).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir.join("cells"))
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let secret = crate::devkey::load_or_create(&data_dir)?;
     let keys = crate::devkey::keys(&secret)?;
     let limits = Limits::default();
@@ -96,12 +101,23 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     wait_until_registered(&global, cells.len()).await;
 
     let admin = keys
-        .mint("dev-admin", vec![Role::PlatformAdmin], vec![], None, 12 * 3600)
+        .mint(
+            "dev-admin",
+            vec![Role::PlatformAdmin],
+            vec![],
+            None,
+            12 * 3600,
+        )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("tenantctl dev stack is up (data in {})", data_dir.display());
     println!("global GraphQL: {}/graphql", global.url());
     for c in &cells {
-        println!("cell {} ({}): {}/graphql", c.state.cell_id, c.state.region, c.url());
+        println!(
+            "cell {} ({}): {}/graphql",
+            c.state.cell_id,
+            c.state.region,
+            c.url()
+        );
     }
     println!("admin token (12 h): {admin}");
     println!("ready");

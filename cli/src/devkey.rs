@@ -12,10 +12,12 @@ const FILE: &str = "signing.key";
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(FILE);
     if path.exists() {
-        let k = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let k = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         return Ok(k.trim().to_owned());
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let bytes: [u8; 32] = rand::random();
     let key = hex::encode(bytes);
     write_private(&path, &key)?;
@@ -26,14 +28,19 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
 pub fn load(data_dir: &Path) -> anyhow::Result<Arc<Keys>> {
     let path = data_dir.join(FILE);
     let key = std::fs::read_to_string(&path).with_context(|| {
-        format!("no dev signing key at {}: run `tenantctl dev --data-dir {}` first", path.display(), data_dir.display())
+        format!(
+            "no dev signing key at {}: run `tenantctl dev --data-dir {}` first",
+            path.display(),
+            data_dir.display()
+        )
     })?;
     keys(key.trim())
 }
 
 pub fn keys(secret: &str) -> anyhow::Result<Arc<Keys>> {
     Ok(Arc::new(
-        Keys::hs256(&[secret.to_owned()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).map_err(|e| anyhow::anyhow!(e.0))?,
+        Keys::hs256(&[secret.to_owned()], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+            .map_err(|e| anyhow::anyhow!(e.0))?,
     ))
 }
 

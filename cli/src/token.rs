@@ -26,7 +26,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if a.roles.iter().any(|r| matches!(r, Role::TenantAdmin | Role::TenantViewer)) && a.tenants.is_empty() {
+    if a.roles
+        .iter()
+        .any(|r| matches!(r, Role::TenantAdmin | Role::TenantViewer))
+        && a.tenants.is_empty()
+    {
         anyhow::bail!("tenant-admin and tenant-viewer tokens need at least one --tenant");
     }
     if a.roles.contains(&Role::DataPlane) && a.cell.is_none() {

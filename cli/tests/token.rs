@@ -23,11 +23,24 @@ fn token_needs_the_dev_key_and_valid_claims() {
     std::fs::write(dir.path().join("signing.key"), secret).unwrap();
     let tenant = uuid::Uuid::now_v7().to_string();
     let out = tenantctl()
-        .args(["token", "--subject", "alice", "--role", "tenant-viewer", "--tenant", &tenant, "--data-dir"])
+        .args([
+            "token",
+            "--subject",
+            "alice",
+            "--role",
+            "tenant-viewer",
+            "--tenant",
+            &tenant,
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let jwt = String::from_utf8(out.stdout).unwrap();
     let keys = shared::auth::Keys::hs256(
         &[secret.into()],

@@ -31,22 +31,36 @@ impl CellClient {
         Self { gql }
     }
 
-    pub async fn create_tenant(&self, cell: &cell::Model, id: TenantId, t: &NewTenant) -> Result<CellTenant> {
+    pub async fn create_tenant(
+        &self,
+        cell: &cell::Model,
+        id: TenantId,
+        t: &NewTenant,
+    ) -> Result<CellTenant> {
         let query = format!(
             "mutation($input: CreateTenantInput!) {{ createTenant(input: $input) {{ {CELL_TENANT_FIELDS} }} }}"
         );
         let vars = json!({ "input": {
             "id": id, "slug": t.slug, "name": t.name, "region": t.region, "plan": t.plan,
         }});
-        let out: Created = self.gql.call(&format!("cell {}", cell.id), &cell.endpoint, &query, vars).await?;
+        let out: Created = self
+            .gql
+            .call(&format!("cell {}", cell.id), &cell.endpoint, &query, vars)
+            .await?;
         Ok(out.create_tenant)
     }
 
     pub async fn tenants(&self, cell: &cell::Model, ids: &[TenantId]) -> Result<Vec<CellTenant>> {
-        let query = format!("query($ids: [ID!]!) {{ tenants(ids: $ids) {{ {CELL_TENANT_FIELDS} }} }}");
+        let query =
+            format!("query($ids: [ID!]!) {{ tenants(ids: $ids) {{ {CELL_TENANT_FIELDS} }} }}");
         let out: Listed = self
             .gql
-            .call(&format!("cell {}", cell.id), &cell.endpoint, &query, json!({ "ids": ids }))
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                &query,
+                json!({ "ids": ids }),
+            )
             .await?;
         Ok(out.tenants)
     }

@@ -87,7 +87,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let token = Arc::new(ServiceToken::new(settings.keys.clone(), "global", None));
     let (events, _) = broadcast::channel(1024);
     let cache = cells::Cache::default();
-    cache.reload(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    cache
+        .reload(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new("global", None);
     let state = State {
         db,
@@ -110,7 +113,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: settings.limits,
         dev_mode: settings.dev_mode,
     };
-    let schema = graphql::schema(Some(state.clone()), &settings.limits, settings.introspection);
+    let schema = graphql::schema(
+        Some(state.clone()),
+        &settings.limits,
+        settings.introspection,
+    );
     let router = layered(
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,

@@ -72,7 +72,10 @@ impl FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 let valid: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
-                Invalid(format!("unknown role `{s}`; valid roles: {}", valid.join(", ")))
+                Invalid(format!(
+                    "unknown role `{s}`; valid roles: {}",
+                    valid.join(", ")
+                ))
             })
     }
 }
@@ -132,7 +135,8 @@ impl Principal {
     /// principal learns nothing of other tenants' existence.
     pub fn can_read_tenant(&self, id: TenantId) -> bool {
         self.reads_everything()
-            || (self.has_any(&[Role::TenantAdmin, Role::TenantViewer]) && self.tenants.contains(&id))
+            || (self.has_any(&[Role::TenantAdmin, Role::TenantViewer])
+                && self.tenants.contains(&id))
     }
 
     pub fn can_write_tenant(&self, id: TenantId) -> bool {
@@ -191,7 +195,10 @@ impl fmt::Debug for Keys {
         f.debug_struct("Keys")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("kids", &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>())
+            .field(
+                "kids",
+                &self.verifying.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -370,9 +377,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = keys();
-        let t = k
-            .mint("alice", vec![Role::Sre], vec![], None, 60)
-            .unwrap();
+        let t = k.mint("alice", vec![Role::Sre], vec![], None, 60).unwrap();
         let p = k.verify(&t).unwrap();
         assert_eq!(p.subject, "alice");
         assert_eq!(p.roles, vec![Role::Sre]);
@@ -381,14 +386,18 @@ mod tests {
     #[test]
     fn expired_is_refused() {
         let k = keys();
-        let t = k.mint("alice", vec![Role::Sre], vec![], None, -120).unwrap();
+        let t = k
+            .mint("alice", vec![Role::Sre], vec![], None, -120)
+            .unwrap();
         assert!(k.verify(&t).is_err());
     }
 
     #[test]
     fn wrong_secret_is_refused() {
         let other = Keys::hs256(&[OTHER.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap();
-        let t = other.mint("mallory", vec![Role::PlatformAdmin], vec![], None, 60).unwrap();
+        let t = other
+            .mint("mallory", vec![Role::PlatformAdmin], vec![], None, 60)
+            .unwrap();
         assert!(keys().verify(&t).is_err());
     }
 
@@ -418,8 +427,12 @@ mod tests {
     fn rotation_accepts_previous_key() {
         let old = Keys::hs256(&[OTHER.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap();
         let t = old.mint("a", vec![Role::Sre], vec![], None, 60).unwrap();
-        let rotated =
-            Keys::hs256(&[SECRET.into(), OTHER.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap();
+        let rotated = Keys::hs256(
+            &[SECRET.into(), OTHER.into()],
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE,
+        )
+        .unwrap();
         assert!(rotated.verify(&t).is_ok());
     }
 

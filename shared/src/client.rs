@@ -56,7 +56,9 @@ impl GraphqlClient {
         let status = resp.status();
         let body: Value = resp.json().await.map_err(|e| {
             tracing::warn!(target_name = target, %status, error = %e, "unreadable answer");
-            Error::Unavailable(format!("{target} gave an unreadable answer (HTTP {status})"))
+            Error::Unavailable(format!(
+                "{target} gave an unreadable answer (HTTP {status})"
+            ))
         })?;
         if let Some(err) = body
             .get("errors")
@@ -67,7 +69,9 @@ impl GraphqlClient {
         }
         let data = body.get("data").cloned().unwrap_or(Value::Null);
         serde_json::from_value(data).map_err(|e| {
-            Error::internal(anyhow::anyhow!("{target} answered an unexpected shape: {e}"))
+            Error::internal(anyhow::anyhow!(
+                "{target} answered an unexpected shape: {e}"
+            ))
         })
     }
 }
@@ -90,9 +94,9 @@ fn remote_error(target: &str, err: &Value) -> Error {
         .map(str::to_owned);
     match code {
         // The callee refused our own service identity: that is our fault, not the client's.
-        Code::Unauthenticated | Code::Forbidden => {
-            Error::internal(anyhow::anyhow!("{target} refused the service call: {message}"))
-        }
+        Code::Unauthenticated | Code::Forbidden => Error::internal(anyhow::anyhow!(
+            "{target} refused the service call: {message}"
+        )),
         _ => Error::from_remote(code, message, field),
     }
 }

@@ -60,7 +60,12 @@ impl Jwt {
             .clone()
             .ok_or("jwt.secret is required (env *_JWT_SECRET)")?;
         let mut all = vec![secret];
-        all.extend(self.previous_secrets.iter().filter(|s| !s.is_empty()).cloned());
+        all.extend(
+            self.previous_secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned(),
+        );
         Keys::hs256(&all, &self.issuer, &self.audience)
             .map(Arc::new)
             .map_err(|e| e.0)
@@ -105,10 +110,34 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "a = 2\nb = \"file\"\n").unwrap();
-        let d = C { a: 1, b: "default".into() };
-        let c: C = load(d, Some(&file), &O { a: Some(3), b: None }).unwrap();
-        assert_eq!(c, C { a: 3, b: "file".into() });
-        let missing = load(C { a: 1, b: "x".into() }, Some(&dir.join("nope.toml")), &O { a: None, b: None });
+        let d = C {
+            a: 1,
+            b: "default".into(),
+        };
+        let c: C = load(
+            d,
+            Some(&file),
+            &O {
+                a: Some(3),
+                b: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            C {
+                a: 3,
+                b: "file".into()
+            }
+        );
+        let missing = load(
+            C {
+                a: 1,
+                b: "x".into(),
+            },
+            Some(&dir.join("nope.toml")),
+            &O { a: None, b: None },
+        );
         assert!(missing.is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -116,9 +145,14 @@ mod tests {
     #[test]
     fn overrides_nest_by_path() {
         let mut o = Overrides::default();
-        o.set("jwt.secret", Some("s")).set("listen", Some("x")).set::<String>("skip", None);
+        o.set("jwt.secret", Some("s"))
+            .set("listen", Some("x"))
+            .set::<String>("skip", None);
         let v = serde_json::to_value(&o).unwrap();
-        assert_eq!(v, serde_json::json!({"jwt": {"secret": "s"}, "listen": "x"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"jwt": {"secret": "s"}, "listen": "x"})
+        );
     }
 
     #[test]

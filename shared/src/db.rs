@@ -13,15 +13,21 @@ use crate::server::ReadyCheck;
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     let sqlite = url.starts_with("sqlite:");
-    opts.max_connections(if sqlite { 1.max(max_connections.min(8)) } else { max_connections })
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+    opts.max_connections(if sqlite {
+        1.max(max_connections.min(8))
+    } else {
+        max_connections
+    })
+    .min_connections(1)
+    .connect_timeout(Duration::from_secs(5))
+    .acquire_timeout(Duration::from_secs(5))
+    .sqlx_logging(false);
     let db = Database::connect(opts).await?;
     if sqlite {
-        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;")
-            .await?;
+        db.execute_unprepared(
+            "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;",
+        )
+        .await?;
     }
     Ok(db)
 }
@@ -30,11 +36,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// starting together from migrating at the same time.
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, lock_id: i64) -> Result<(), DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared(&format!("SELECT pg_advisory_lock({lock_id})"))
-            .await?;
+        // Session-level lock: held on one dedicated connection of the pool.
+        let map = |e: sea_orm::sqlx::Error| DbErr::Custom(format!("migration lock: {e}"));
+        let mut lock = db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(map)?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock_id)
+            .execute(&mut *lock)
+            .await
+            .map_err(map)?;
         let result = M::up(db, None).await;
-        db.execute_unprepared(&format!("SELECT pg_advisory_unlock({lock_id})"))
-            .await?;
+        sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock_id)
+            .execute(&mut *lock)
+            .await
+            .map_err(map)?;
         result
     } else {
         M::up(db, None).await
@@ -76,5 +95,8 @@ impl ReadyCheck for DbReady {
 
 /// True when `e` is a unique-constraint violation.
 pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }

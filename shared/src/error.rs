@@ -135,7 +135,10 @@ impl Error {
             Error::Internal(e) => {
                 let id = RequestId::current_or_new();
                 tracing::error!(request_id = %id, error = format!("{e:#}"), "internal error");
-                (format!("internal error; request id {id}"), Some(id.to_string()))
+                (
+                    format!("internal error; request id {id}"),
+                    Some(id.to_string()),
+                )
             }
             other => (other.to_string(), None),
         }

@@ -21,18 +21,19 @@ impl Metrics {
         if let Some(c) = cell {
             labels.insert("cell".to_string(), c.to_string());
         }
-        let registry = Registry::new_custom(Some("tcp".into()), Some(labels))
-            .expect("valid registry prefix");
+        let registry =
+            Registry::new_custom(Some("tcp".into()), Some(labels)).expect("valid registry prefix");
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by route and status"),
             &["route", "status"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(vec![
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ]),
+                ],
+            ),
             &["route"],
         )
         .expect("valid metric");

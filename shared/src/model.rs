@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Invalid, TenantId};
 
 /// A tenant's lifecycle status.
-#[derive(
-    async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
-)]
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TenantStatus {
     Pending,

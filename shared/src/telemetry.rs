@@ -138,9 +138,8 @@ impl Extractor for HeaderCarrier<'_> {
 /// Makes `span` a child of the trace context carried by incoming headers.
 pub fn adopt_remote_parent(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     if headers.contains_key("traceparent") {
-        let cx = opentelemetry::global::get_text_map_propagator(|p| {
-            p.extract(&HeaderCarrier(headers))
-        });
+        let cx =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderCarrier(headers)));
         let _ = span.set_parent(cx);
     }
 }

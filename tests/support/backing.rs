@@ -4,7 +4,8 @@
 use sea_orm::{ConnectionTrait, Database};
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -25,7 +26,10 @@ pub async fn create_database() -> (String, String) {
         .await
         .expect("CREATE DATABASE");
     let _ = conn.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(admin);
     (name.clone(), format!("{base}/{name}"))
 }
 
@@ -45,13 +49,19 @@ pub async fn drop_databases(names: &[String]) {
 pub async fn redis_prefix() -> String {
     let url = redis_url();
     let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
-        panic!(
-            "Redis is not reachable at {url} ({e}). Start it: \
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis is not reachable at {url} ({e}). Start it: \
              redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
-        )
-    });
-    let pong: String = redis::cmd("PING").query_async(&mut conn).await.expect("PING");
+            )
+        });
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .expect("PING");
     assert_eq!(pong, "PONG");
     format!("tcp-test-{}", uuid::Uuid::new_v4().simple())
 }

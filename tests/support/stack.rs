@@ -43,8 +43,16 @@ impl Options {
         Self {
             backend,
             cells: vec![
-                CellSpec { id: "us-east-1-a", region: "us-east-1", capacity: 100 },
-                CellSpec { id: "eu-west-1-a", region: "eu-west-1", capacity: 100 },
+                CellSpec {
+                    id: "us-east-1-a",
+                    region: "us-east-1",
+                    capacity: 100,
+                },
+                CellSpec {
+                    id: "eu-west-1-a",
+                    region: "eu-west-1",
+                    capacity: 100,
+                },
             ],
             heartbeat_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(500),
@@ -71,7 +79,11 @@ impl Stack {
     }
 
     pub async fn start_with(o: Options) -> Stack {
-        let keys = Arc::new(Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap());
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = shared::telemetry::init("test", shared::telemetry::LogFormat::Text);
+        }
+        let keys =
+            Arc::new(Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE).unwrap());
         let redis_prefix = backing::redis_prefix().await;
         let tmp = (o.backend == Backend::Sqlite).then(|| tempfile::tempdir().unwrap());
         let mut databases = Vec::new();
@@ -95,7 +107,10 @@ impl Stack {
             redis_url: Some(backing::redis_url()),
             redis_prefix: redis_prefix.clone(),
             heartbeat_timeout: o.heartbeat_timeout,
-            plans: ["free", "pro", "enterprise"].iter().map(|p| Plan::parse(p).unwrap()).collect(),
+            plans: ["free", "pro", "enterprise"]
+                .iter()
+                .map(|p| Plan::parse(p).unwrap())
+                .collect(),
             keys: keys.clone(),
             dev_mode: o.dev_mode,
             introspection: o.introspection,
@@ -125,7 +140,14 @@ impl Stack {
     /// Waits until `n` cells are UP in the global registry.
     pub async fn wait_cells_up(&self, n: usize) {
         for _ in 0..200 {
-            let up = self.global.state.cells.all().iter().filter(|c| c.status == "UP").count();
+            let up = self
+                .global
+                .state
+                .cells
+                .all()
+                .iter()
+                .filter(|c| c.status == "UP")
+                .count();
             if up >= n {
                 return;
             }
@@ -138,9 +160,21 @@ impl Stack {
         self.global.url()
     }
 
-    pub fn token(&self, sub: &str, roles: &[Role], tenants: &[TenantId], cell: Option<&str>) -> String {
+    pub fn token(
+        &self,
+        sub: &str,
+        roles: &[Role],
+        tenants: &[TenantId],
+        cell: Option<&str>,
+    ) -> String {
         self.keys
-            .mint(sub, roles.to_vec(), tenants.to_vec(), cell.map(|c| CellId::parse(c).unwrap()), 600)
+            .mint(
+                sub,
+                roles.to_vec(),
+                tenants.to_vec(),
+                cell.map(|c| CellId::parse(c).unwrap()),
+                600,
+            )
             .unwrap()
     }
 
@@ -149,7 +183,13 @@ impl Stack {
     }
 
     /// POSTs a GraphQL request to `base` (a tier's URL) with an optional token.
-    pub async fn gql_at(&self, base: &str, token: Option<&str>, query: &str, vars: Value) -> (StatusCode, Value) {
+    pub async fn gql_at(
+        &self,
+        base: &str,
+        token: Option<&str>,
+        query: &str,
+        vars: Value,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .post(format!("{base}/graphql"))
@@ -180,7 +220,10 @@ impl Stack {
     }
 
     pub fn cell(&self, id: &str) -> &cell::App {
-        self.cells.iter().find(|c| c.state.cell_id.as_str() == id).expect("cell in stack")
+        self.cells
+            .iter()
+            .find(|c| c.state.cell_id.as_str() == id)
+            .expect("cell in stack")
     }
 
     /// Stops every server and drops the test's databases.
@@ -221,16 +264,20 @@ pub async fn start_cell(
     .expect("cell starts")
 }
 
-pub const TENANT_FIELDS: &str = "id slug name region plan status version createdAt cell { id region status }";
+pub const TENANT_FIELDS: &str =
+    "id slug name region plan status version createdAt cell { id region status }";
 
 pub const CREATE: &str = "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id slug name region plan status version cell { id region status } } }";
 
 /// The `extensions.code` of the first error, if any.
 pub fn code(body: &Value) -> Option<&str> {
-    body.pointer("/errors/0/extensions/code").and_then(|c| c.as_str())
+    body.pointer("/errors/0/extensions/code")
+        .and_then(|c| c.as_str())
 }
 
 /// The message of the first error.
 pub fn message(body: &Value) -> &str {
-    body.pointer("/errors/0/message").and_then(|c| c.as_str()).unwrap_or("")
+    body.pointer("/errors/0/message")
+        .and_then(|c| c.as_str())
+        .unwrap_or("")
 }

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects with `protocol` (`graphql-transport-ws` or `graphql-ws`) and
 /// sends `connection_init` with `payload`; returns the socket and the first answer.
@@ -14,9 +15,13 @@ pub async fn connect(base_http: &str, protocol: &str, payload: Value) -> (Socket
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
+    let (mut socket, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket connects");
     socket
-        .send(Message::text(json!({ "type": "connection_init", "payload": payload }).to_string()))
+        .send(Message::text(
+            json!({ "type": "connection_init", "payload": payload }).to_string(),
+        ))
         .await
         .unwrap();
     let first = next_json(&mut socket).await;
@@ -47,7 +52,11 @@ pub async fn next_json(socket: &mut Socket) -> Value {
 }
 
 pub async fn subscribe(socket: &mut Socket, protocol: &str, id: &str, query: &str) {
-    let kind = if protocol == "graphql-ws" { "start" } else { "subscribe" };
+    let kind = if protocol == "graphql-ws" {
+        "start"
+    } else {
+        "subscribe"
+    };
     socket
         .send(Message::text(
             json!({ "type": kind, "id": id, "payload": { "query": query } }).to_string(),

@@ -18,11 +18,18 @@ async fn bad_tokens_are_unauthenticated() {
     assert_eq!(status, 401);
     assert_eq!(code(&body), Some("UNAUTHENTICATED"));
 
-    let expired = s.keys.mint("x", vec![Role::PlatformAdmin], vec![], None, -600).unwrap();
-    let other_key = Keys::hs256(&["another-secret-0123456789abcdef-xyz".into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
-        .unwrap()
-        .mint("x", vec![Role::PlatformAdmin], vec![], None, 600)
+    let expired = s
+        .keys
+        .mint("x", vec![Role::PlatformAdmin], vec![], None, -600)
         .unwrap();
+    let other_key = Keys::hs256(
+        &["another-secret-0123456789abcdef-xyz".into()],
+        DEFAULT_ISSUER,
+        DEFAULT_AUDIENCE,
+    )
+    .unwrap()
+    .mint("x", vec![Role::PlatformAdmin], vec![], None, 600)
+    .unwrap();
     let wrong_aud = Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, "someone-else")
         .unwrap()
         .mint("x", vec![Role::PlatformAdmin], vec![], None, 600)
@@ -38,14 +45,23 @@ async fn bad_tokens_are_unauthenticated() {
         )
     );
     // A token whose exp is a string must not slip through (CVE-2026-25537).
-    let header = b64.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, shared::auth::key_id(SECRET)).as_bytes());
+    let header = b64.encode(
+        format!(
+            r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#,
+            shared::auth::key_id(SECRET)
+        )
+        .as_bytes(),
+    );
     let body = b64.encode(
         format!(r#"{{"sub":"x","iss":"{DEFAULT_ISSUER}","aud":"{DEFAULT_AUDIENCE}","exp":"never","iat":0,"roles":["platform-admin"]}}"#)
             .as_bytes(),
     );
     let sig = {
         use sha2_shim::hmac_sha256;
-        b64.encode(hmac_sha256(SECRET.as_bytes(), format!("{header}.{body}").as_bytes()))
+        b64.encode(hmac_sha256(
+            SECRET.as_bytes(),
+            format!("{header}.{body}").as_bytes(),
+        ))
     };
     let string_exp = format!("{header}.{body}.{sig}");
 
@@ -77,7 +93,8 @@ mod sha2_shim {
         let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
         let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
         let inner = Sha256::digest([ipad.as_slice(), msg].concat());
-        Sha256::digest([opad.as_slice(), inner.as_slice()].concat()).to_vec()
+        let inner: &[u8] = &inner;
+        Sha256::digest([opad.as_slice(), inner].concat()).to_vec()
     }
 }
 
@@ -104,16 +121,35 @@ async fn roles_decide_reads_and_writes() {
     let missing = s.gql(&viewer, READ, json!({ "id": unknown })).await;
     assert_eq!(message(&hidden), format!("tenant {b_id} not found"));
     assert_eq!(message(&missing), format!("tenant {unknown} not found"));
-    let by_slug = s.gql(&viewer, "{ tenantBySlug(slug: \"tenant-b\") { id } }", json!({})).await;
+    let by_slug = s
+        .gql(
+            &viewer,
+            "{ tenantBySlug(slug: \"tenant-b\") { id } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code(&by_slug), Some("NOT_FOUND"));
-    let list = s.gql(&viewer, "{ tenants { totalCount edges { node { slug } } } }", json!({})).await;
+    let list = s
+        .gql(
+            &viewer,
+            "{ tenants { totalCount edges { node { slug } } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(list["data"]["tenants"]["totalCount"], 1, "{list}");
-    assert_eq!(list["data"]["tenants"]["edges"][0]["node"]["slug"], "tenant-a");
+    assert_eq!(
+        list["data"]["tenants"]["edges"][0]["node"]["slug"],
+        "tenant-a"
+    );
     let cells = s.gql(&viewer, "{ cells { id } }", json!({})).await;
     assert_eq!(code(&cells), Some("FORBIDDEN"));
 
     let vars = json!({ "input": { "idempotencyKey": "r1", "slug": "newco", "name": "N", "region": "us-east-1", "plan": "free" } });
-    for (who, tok) in [("viewer", &viewer), ("tenant-admin", &tenant_admin), ("sre", &sre)] {
+    for (who, tok) in [
+        ("viewer", &viewer),
+        ("tenant-admin", &tenant_admin),
+        ("sre", &sre),
+    ] {
         let body = s.gql(tok, CREATE, vars.clone()).await;
         assert_eq!(code(&body), Some("FORBIDDEN"), "{who}: {body}");
     }
@@ -129,10 +165,23 @@ async fn roles_decide_reads_and_writes() {
     assert_eq!(code(&dp), Some("FORBIDDEN"));
 
     // Only a cell's own service identity may heartbeat for it.
-    let other_cell = s.token("cell:eu-west-1-a", &[Role::Service], &[], Some("eu-west-1-a"));
+    let other_cell = s.token(
+        "cell:eu-west-1-a",
+        &[Role::Service],
+        &[],
+        Some("eu-west-1-a"),
+    );
     let hb = "mutation { cellHeartbeat(id: \"us-east-1-a\") { id } }";
-    assert_eq!(code(&s.gql(&other_cell, hb, json!({})).await), Some("FORBIDDEN"));
-    let own_cell = s.token("cell:us-east-1-a", &[Role::Service], &[], Some("us-east-1-a"));
+    assert_eq!(
+        code(&s.gql(&other_cell, hb, json!({})).await),
+        Some("FORBIDDEN")
+    );
+    let own_cell = s.token(
+        "cell:us-east-1-a",
+        &[Role::Service],
+        &[],
+        Some("us-east-1-a"),
+    );
     let ok = s.gql(&own_cell, hb, json!({})).await;
     assert_eq!(ok["data"]["cellHeartbeat"]["id"], "us-east-1-a", "{ok}");
     s.stop().await;
@@ -146,12 +195,17 @@ async fn cells_accept_only_the_control_plane() {
     let q = "mutation($input: CreateTenantInput!) { createTenant(input: $input) { id } }";
 
     let (status, none) = s.gql_at(&cell, None, q, input.clone()).await;
-    assert_eq!((status.as_u16(), code(&none)), (401, Some("UNAUTHENTICATED")));
+    assert_eq!(
+        (status.as_u16(), code(&none)),
+        (401, Some("UNAUTHENTICATED"))
+    );
     let sre = s.token("sre", &[Role::Sre], &[], None);
     let (_, refused) = s.gql_at(&cell, Some(&sre), q, input.clone()).await;
     assert_eq!(code(&refused), Some("FORBIDDEN"));
     let foreign_dp = s.token("dp", &[Role::DataPlane], &[], Some("eu-west-1-a"));
-    let (_, refused) = s.gql_at(&cell, Some(&foreign_dp), "{ cell { id } }", json!({})).await;
+    let (_, refused) = s
+        .gql_at(&cell, Some(&foreign_dp), "{ cell { id } }", json!({}))
+        .await;
     assert_eq!(code(&refused), Some("FORBIDDEN"));
 
     let svc = s.token("global", &[Role::Service], &[], None);
@@ -163,6 +217,9 @@ async fn cells_accept_only_the_control_plane() {
     assert!(ok.get("errors").is_none(), "{ok}");
     // Idempotent by id: the same call again returns the same tenant.
     let (_, again) = s.gql_at(&cell, Some(&svc), q, input).await;
-    assert_eq!(ok["data"]["createTenant"]["id"], again["data"]["createTenant"]["id"]);
+    assert_eq!(
+        ok["data"]["createTenant"]["id"],
+        again["data"]["createTenant"]["id"]
+    );
     s.stop().await;
 }

@@ -37,13 +37,25 @@ fn start(data_dir: &std::path::Path) -> Dev {
             break;
         }
     }
-    assert!(!url.is_empty() && !admin.is_empty(), "dev stack printed its URL and token");
-    Dev { child, url, admin, cells }
+    assert!(
+        !url.is_empty() && !admin.is_empty(),
+        "dev stack printed its URL and token"
+    );
+    Dev {
+        child,
+        url,
+        admin,
+        cells,
+    }
 }
 
 fn stop(mut d: Dev) {
     let pid = d.child.id().to_string();
-    let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok);
     for _ in 0..100 {
         if let Some(status) = d.child.try_wait().unwrap() {
@@ -87,21 +99,42 @@ async fn dev_stack_keeps_tenants_across_restarts_and_mints_tokens() {
         json!({ "i": { "idempotencyKey": "dev-1", "slug": "persisted", "name": "Persisted", "region": "eu-west-1", "plan": "free" } }),
     )
     .await;
-    assert_eq!(created["data"]["createTenant"]["status"], "ACTIVE", "{created}");
-    let id = created["data"]["createTenant"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["data"]["createTenant"]["status"], "ACTIVE",
+        "{created}"
+    );
+    let id = created["data"]["createTenant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     stop(dev);
 
     let dev = start(dir.path());
     // A viewer token minted from the data dir's key reads the tenant after the restart.
     let out = Command::new(e2e::process::binary("tenantctl"))
-        .args(["token", "--subject", "viewer", "--role", "tenant-viewer", "--tenant", &id, "--data-dir"])
+        .args([
+            "token",
+            "--subject",
+            "viewer",
+            "--role",
+            "tenant-viewer",
+            "--tenant",
+            &id,
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     assert!(out.status.success());
     let viewer = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(viewer.split('.').count(), 3, "the JWT alone on stdout");
-    let read = gql(&dev.url, &viewer, "query($id: ID!) { tenant(id: $id) { slug name status cell { id status } } }", json!({ "id": id })).await;
+    let read = gql(
+        &dev.url,
+        &viewer,
+        "query($id: ID!) { tenant(id: $id) { slug name status cell { id status } } }",
+        json!({ "id": id }),
+    )
+    .await;
     assert_eq!(read["data"]["tenant"]["slug"], "persisted", "{read}");
     assert_eq!(read["data"]["tenant"]["name"], "Persisted", "{read}");
     assert_eq!(read["data"]["tenant"]["cell"]["status"], "UP");
@@ -112,7 +145,14 @@ async fn dev_stack_keeps_tenants_across_restarts_and_mints_tokens() {
 async fn dev_stack_starts_more_cells_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(e2e::process::binary("tenantctl"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--cells", "3", "--data-dir"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--cells",
+            "3",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -128,5 +168,8 @@ async fn dev_stack_starts_more_cells_on_request() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(lines[2].starts_with("cell us-east-1-b (us-east-1)"), "{lines:?}");
+    assert!(
+        lines[2].starts_with("cell us-east-1-b (us-east-1)"),
+        "{lines:?}"
+    );
 }

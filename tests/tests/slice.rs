@@ -31,18 +31,30 @@ async fn create_and_read_back(backend: Backend) {
     // The record lives in the home cell, and only there.
     let svc = s.token("global", &[Role::Service], &[], None);
     let q = "query($id: ID!) { tenant(id: $id) { name plan version } }";
-    let (_, in_cell) = s.gql_at(&s.cell("eu-west-1-a").url(), Some(&svc), q, json!({ "id": id })).await;
+    let (_, in_cell) = s
+        .gql_at(
+            &s.cell("eu-west-1-a").url(),
+            Some(&svc),
+            q,
+            json!({ "id": id }),
+        )
+        .await;
     assert_eq!(in_cell["data"]["tenant"]["name"], "Tenant acme");
-    let (_, other) = s.gql_at(&s.cell("us-east-1-a").url(), Some(&svc), q, json!({ "id": id })).await;
+    let (_, other) = s
+        .gql_at(
+            &s.cell("us-east-1-a").url(),
+            Some(&svc),
+            q,
+            json!({ "id": id }),
+        )
+        .await;
     assert_eq!(code(&other), Some("NOT_FOUND"));
 
     // The name shown through the global API is the cell's: the directory does not keep it.
     let cell_db = &s.cell("eu-west-1-a").state.db;
     use sea_orm::ConnectionTrait;
     cell_db
-        .execute_unprepared(&format!(
-            "UPDATE tenants SET name = 'Renamed In Cell' WHERE slug = 'acme'"
-        ))
+        .execute_unprepared("UPDATE tenants SET name = 'Renamed In Cell' WHERE slug = 'acme'")
         .await
         .unwrap();
     let q = "query($id: ID!) { tenant(id: $id) { name } }";
@@ -65,7 +77,11 @@ async fn create_and_read_back_sqlite() {
 async fn listing_filters_and_pages(backend: Backend) {
     let s = Stack::start(backend).await;
     let admin = s.admin();
-    for (slug, region) in [("alpha", "us-east-1"), ("bravo", "eu-west-1"), ("charlie", "us-east-1")] {
+    for (slug, region) in [
+        ("alpha", "us-east-1"),
+        ("bravo", "eu-west-1"),
+        ("charlie", "us-east-1"),
+    ] {
         s.create_tenant(slug, region).await;
     }
     let q = "query($first: Int, $after: String, $filter: TenantFilter) { tenants(first: $first, after: $after, filter: $filter) { totalCount pageInfo { hasNextPage hasPreviousPage endCursor } edges { cursor node { slug region status cell { id } } } } }";
@@ -77,19 +93,31 @@ async fn listing_filters_and_pages(backend: Backend) {
     assert_eq!(page["pageInfo"]["hasNextPage"], true);
     assert_eq!(page["edges"][0]["node"]["slug"], "alpha");
     let cursor = page["pageInfo"]["endCursor"].as_str().unwrap();
-    let next = s.gql(&admin, q, json!({ "first": 2, "after": cursor })).await;
+    let next = s
+        .gql(&admin, q, json!({ "first": 2, "after": cursor }))
+        .await;
     let page2 = &next["data"]["tenants"];
     assert_eq!(page2["edges"].as_array().unwrap().len(), 1);
     assert_eq!(page2["edges"][0]["node"]["slug"], "charlie");
     assert_eq!(page2["pageInfo"]["hasNextPage"], false);
     assert_eq!(page2["pageInfo"]["hasPreviousPage"], true);
 
-    let us = s.gql(&admin, q, json!({ "filter": { "region": "us-east-1" } })).await;
+    let us = s
+        .gql(&admin, q, json!({ "filter": { "region": "us-east-1" } }))
+        .await;
     assert_eq!(us["data"]["tenants"]["totalCount"], 2);
-    let eu = s.gql(&admin, q, json!({ "filter": { "cellId": "eu-west-1-a", "status": "ACTIVE" } })).await;
+    let eu = s
+        .gql(
+            &admin,
+            q,
+            json!({ "filter": { "cellId": "eu-west-1-a", "status": "ACTIVE" } }),
+        )
+        .await;
     assert_eq!(eu["data"]["tenants"]["totalCount"], 1);
     assert_eq!(eu["data"]["tenants"]["edges"][0]["node"]["slug"], "bravo");
-    let none = s.gql(&admin, q, json!({ "filter": { "status": "SUSPENDED" } })).await;
+    let none = s
+        .gql(&admin, q, json!({ "filter": { "status": "SUSPENDED" } }))
+        .await;
     assert_eq!(none["data"]["tenants"]["totalCount"], 0);
 
     let bad = s.gql(&admin, q, json!({ "first": 0 })).await;
@@ -98,7 +126,13 @@ async fn listing_filters_and_pages(backend: Backend) {
     let bad_cursor = s.gql(&admin, q, json!({ "after": "garbage" })).await;
     assert_eq!(code(&bad_cursor), Some("BAD_USER_INPUT"));
 
-    let cells = s.gql(&admin, "{ cells { id region endpoint status tenantCount capacity } }", json!({})).await;
+    let cells = s
+        .gql(
+            &admin,
+            "{ cells { id region endpoint status tenantCount capacity } }",
+            json!({}),
+        )
+        .await;
     let cells = cells["data"]["cells"].as_array().unwrap().clone();
     let us_cell = cells.iter().find(|c| c["id"] == "us-east-1-a").unwrap();
     assert_eq!(us_cell["tenantCount"], 2);
@@ -122,15 +156,29 @@ async fn listing_filters_and_pages_sqlite() {
 async fn placement_prefers_the_least_loaded_cell_and_stays_in_region() {
     let mut o = Options::new(Backend::Postgres);
     o.cells = vec![
-        CellSpec { id: "us-east-1-a", region: "us-east-1", capacity: 10 },
-        CellSpec { id: "us-east-1-b", region: "us-east-1", capacity: 10 },
-        CellSpec { id: "eu-west-1-a", region: "eu-west-1", capacity: 10 },
+        CellSpec {
+            id: "us-east-1-a",
+            region: "us-east-1",
+            capacity: 10,
+        },
+        CellSpec {
+            id: "us-east-1-b",
+            region: "us-east-1",
+            capacity: 10,
+        },
+        CellSpec {
+            id: "eu-west-1-a",
+            region: "eu-west-1",
+            capacity: 10,
+        },
     ];
     let s = Stack::start_with(o).await;
     let mut placed = std::collections::HashMap::<String, usize>::new();
     for i in 0..6 {
         let t = s.create_tenant(&format!("spread-{i}"), "us-east-1").await;
-        *placed.entry(t["cell"]["id"].as_str().unwrap().to_owned()).or_default() += 1;
+        *placed
+            .entry(t["cell"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(placed.get("us-east-1-a"), Some(&3), "{placed:?}");
     assert_eq!(placed.get("us-east-1-b"), Some(&3), "{placed:?}");

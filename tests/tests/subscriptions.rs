@@ -10,14 +10,23 @@ const SUB: &str = "subscription { tenantEvents { kind tenant { slug status cell 
 
 async fn receives_created_tenants(protocol: &str) {
     let s = Stack::start(Backend::Postgres).await;
-    let (mut ws, ack) = connect(&s.url(), protocol, json!({ "Authorization": format!("Bearer {}", s.admin()) })).await;
+    let (mut ws, ack) = connect(
+        &s.url(),
+        protocol,
+        json!({ "Authorization": format!("Bearer {}", s.admin()) }),
+    )
+    .await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     subscribe(&mut ws, protocol, "1", SUB).await;
     // The subscription is live once the server has read it; give it a moment.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     s.create_tenant("streamed", "us-east-1").await;
     let msg = next_json(&mut ws).await;
-    let kind = if protocol == "graphql-ws" { "data" } else { "next" };
+    let kind = if protocol == "graphql-ws" {
+        "data"
+    } else {
+        "next"
+    };
     assert_eq!(msg["type"], kind, "{msg}");
     let ev = &msg["payload"]["data"]["tenantEvents"];
     assert_eq!(ev["kind"], "CREATED");
@@ -42,7 +51,12 @@ async fn connection_init_without_a_valid_token_is_refused() {
     let s = Stack::start(Backend::Sqlite).await;
     let (_, answer) = connect(&s.url(), "graphql-transport-ws", json!({})).await;
     assert_ne!(answer["type"], "connection_ack", "{answer}");
-    let (_, answer) = connect(&s.url(), "graphql-transport-ws", json!({ "Authorization": "Bearer forged.token.here" })).await;
+    let (_, answer) = connect(
+        &s.url(),
+        "graphql-transport-ws",
+        json!({ "Authorization": "Bearer forged.token.here" }),
+    )
+    .await;
     assert_ne!(answer["type"], "connection_ack", "{answer}");
     s.stop().await;
 }
@@ -53,13 +67,19 @@ async fn tenant_principals_only_hear_of_their_tenants() {
     let mine = s.create_tenant("mine", "us-east-1").await;
     let id: shared::ids::TenantId = mine["id"].as_str().unwrap().parse().unwrap();
     let viewer = s.token("v", &[Role::TenantViewer], &[id], None);
-    let (mut ws, ack) = connect(&s.url(), "graphql-transport-ws", json!({ "Authorization": format!("Bearer {viewer}") })).await;
+    let (mut ws, ack) = connect(
+        &s.url(),
+        "graphql-transport-ws",
+        json!({ "Authorization": format!("Bearer {viewer}") }),
+    )
+    .await;
     assert_eq!(ack["type"], "connection_ack");
     subscribe(&mut ws, "graphql-transport-ws", "1", SUB).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     s.create_tenant("theirs", "eu-west-1").await;
     // Nothing of `theirs` reaches the viewer: the stream stays quiet.
-    let quiet = tokio::time::timeout(std::time::Duration::from_millis(700), next_json(&mut ws)).await;
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_millis(700), next_json(&mut ws)).await;
     assert!(quiet.is_err(), "viewer heard of another tenant: {quiet:?}");
     s.stop().await;
 }

@@ -15,14 +15,29 @@ async fn malformed_and_oversized_requests_are_refused_with_codes() {
     let admin = s.admin();
     let url = format!("{}/graphql", s.url());
 
-    let resp = s.http.post(&url).bearer_auth(&admin).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let resp = s
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(code(&body), Some("BAD_USER_INPUT"));
     assert!(body.pointer("/errors/0/extensions/requestId").is_some());
 
     let huge = json!({ "query": "{ __typename }", "variables": { "pad": "x".repeat(10_000) } });
-    let resp = s.http.post(&url).bearer_auth(&admin).json(&huge).send().await.unwrap();
+    let resp = s
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(code(&body), Some("BAD_USER_INPUT"));
@@ -35,21 +50,43 @@ async fn malformed_and_oversized_requests_are_refused_with_codes() {
     let deep = "{ tenants { edges { node { cell { id } } } } }";
     let body = s.gql(&admin, deep, json!({})).await;
     assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{body}"
+    );
 
     let complex = "{ a: cells { id region endpoint status } b: cells { id region endpoint status } c: cells { id region endpoint status } d: cells { id region endpoint status } e: cells { id region } }";
     let body = s.gql(&admin, complex, json!({})).await;
     assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{body}"
+    );
 
     // Introspection is off unless configured; GraphiQL only in dev mode.
-    let intro = s.gql(&admin, "{ __schema { queryType { name } } }", json!({})).await;
+    let intro = s
+        .gql(&admin, "{ __schema { queryType { name } } }", json!({}))
+        .await;
     assert!(intro["data"]["__schema"].is_null(), "{intro}");
     let page = s.http.get(&url).send().await.unwrap();
     assert_eq!(page.status(), 404);
 
     // Every answer names its request.
-    let resp = s.http.post(&url).bearer_auth(&admin).header("x-request-id", "req-123").json(&json!({"query": "{ __typename }"})).send().await.unwrap();
+    let resp = s
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("x-request-id", "req-123")
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers().get("x-request-id").unwrap(), "req-123");
     s.stop().await;
 }
@@ -60,10 +97,23 @@ async fn dev_mode_serves_graphiql_and_introspection() {
     o.dev_mode = true;
     o.introspection = true;
     let s = Stack::start_with(o).await;
-    let page = s.http.get(format!("{}/graphql", s.url())).send().await.unwrap();
+    let page = s
+        .http
+        .get(format!("{}/graphql", s.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
-    let intro = s.gql(&s.admin(), "{ __schema { queryType { name } } }", json!({})).await;
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+    let intro = s
+        .gql(&s.admin(), "{ __schema { queryType { name } } }", json!({}))
+        .await;
     assert_eq!(intro["data"]["__schema"]["queryType"]["name"], "Query");
     s.stop().await;
 }
@@ -79,17 +129,41 @@ async fn health_readiness_and_metrics_on_both_tiers() {
         assert_eq!(r.status(), 200);
         let m = s.http.get(format!("{base}/metrics")).send().await.unwrap();
         assert_eq!(m.status(), 200);
-        assert!(m.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert!(
+            m.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
         let text = m.text().await.unwrap();
-        assert!(text.contains("# TYPE tcp_http_requests_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE tcp_http_requests_total counter"),
+            "{text}"
+        );
         assert!(text.contains("route=\"/graphql\""), "{text}");
     }
-    let text = s.http.get(format!("{}/metrics", s.url())).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("tcp_cells{status=\"UP\",tier=\"global\"} 2"), "{text}");
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tcp_cells{status=\"UP\",tier=\"global\"} 2"),
+        "{text}"
+    );
 
     // Readiness follows the database: close it and the tier says so.
     let _ = s.cell("us-east-1-a").state.db.close_by_ref().await;
-    let r = s.http.get(format!("{}/readyz", s.cell("us-east-1-a").url())).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/readyz", s.cell("us-east-1-a").url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     s.stop().await;
 }

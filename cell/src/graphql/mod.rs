@@ -16,7 +16,11 @@ use crate::State;
 
 pub type CellSchema = Schema<Query, Mutation, Subscription>;
 
-pub fn schema(state: Option<State>, limits: &shared::server::Limits, introspection: bool) -> CellSchema {
+pub fn schema(
+    state: Option<State>,
+    limits: &shared::server::Limits,
+    introspection: bool,
+) -> CellSchema {
     let mut b = Schema::build(Query, Mutation, Subscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);

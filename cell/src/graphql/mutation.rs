@@ -16,7 +16,8 @@ impl Mutation {
     /// tier retries with the same id and gets the same tenant.
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = reader(ctx).gql()?;
-        p.require_any(&[Role::Service, Role::PlatformAdmin], "createTenant").gql()?;
+        p.require_any(&[Role::Service, Role::PlatformAdmin], "createTenant")
+            .gql()?;
         let t = parse(input).gql()?;
         shared::server::record_tenant(ctx, &t.id);
         let created = tenants::create(&st.db, &st.region, t).await.gql()?;
@@ -28,7 +29,10 @@ impl Mutation {
 fn parse(input: CreateTenantInput) -> shared::Result<NewTenant> {
     let name = input.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
-        return Err(shared::Error::bad_input("input.name", "name must be 1 to 200 characters"));
+        return Err(shared::Error::bad_input(
+            "input.name",
+            "name must be 1 to 200 characters",
+        ));
     }
     Ok(NewTenant {
         id: input.id.parse::<TenantId>().field("input.id")?,

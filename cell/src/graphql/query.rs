@@ -20,7 +20,9 @@ pub(crate) fn reader<'a>(ctx: &'a Context<'_>) -> shared::Result<(&'a State, &'a
     if let Some(cell) = &p.cell
         && cell != &st.cell_id
     {
-        return Err(shared::Error::Forbidden(format!("this token is bound to cell {cell}")));
+        return Err(shared::Error::Forbidden(format!(
+            "this token is bound to cell {cell}"
+        )));
     }
     if p.has(shared::auth::Role::DataPlane) && !p.reads_everything() {
         return Err(shared::Error::Forbidden(
@@ -36,7 +38,10 @@ impl Query {
     async fn cell(&self, ctx: &Context<'_>) -> Result<CellInfo> {
         let (st, p) = reader(ctx).gql()?;
         if !p.reads_everything() {
-            return Err(shared::Error::Forbidden("reading the cell needs platform-admin or sre".into()).into_gql());
+            return Err(shared::Error::Forbidden(
+                "reading the cell needs platform-admin or sre".into(),
+            )
+            .into_gql());
         }
         let count = tenants::count(&st.db).await.gql()?;
         Ok(CellInfo {
@@ -56,7 +61,11 @@ impl Query {
         if !p.can_read_tenant(id) {
             return Err(not_found());
         }
-        tenants::get(&st.db, id).await.gql()?.map(Tenant::from).ok_or_else(not_found)
+        tenants::get(&st.db, id)
+            .await
+            .gql()?
+            .map(Tenant::from)
+            .ok_or_else(not_found)
     }
 
     /// The tenants of this cell among `ids` (at most 500); unknown ids are left out.

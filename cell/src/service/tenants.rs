@@ -1,7 +1,10 @@
 //! The cell's tenant records.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Set,
+};
 use shared::db::is_unique_violation;
 use shared::ids::{Plan, Region, Slug, TenantId};
 use shared::model::{CellTenant, TenantStatus};
@@ -22,7 +25,8 @@ pub struct NewTenant {
 fn to_record(m: tenant::Model) -> Result<CellTenant> {
     Ok(CellTenant {
         id: TenantId(m.id),
-        status: TenantStatus::parse(&m.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?,
+        status: TenantStatus::parse(&m.status)
+            .map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?,
         slug: m.slug,
         name: m.name,
         region: m.region,
@@ -34,12 +38,19 @@ fn to_record(m: tenant::Model) -> Result<CellTenant> {
 }
 
 fn same_request(m: &tenant::Model, t: &NewTenant) -> bool {
-    m.slug == t.slug.as_str() && m.name == t.name && m.region == t.region.as_str() && m.plan == t.plan.as_str()
+    m.slug == t.slug.as_str()
+        && m.name == t.name
+        && m.region == t.region.as_str()
+        && m.plan == t.plan.as_str()
 }
 
 /// Creates the tenant, or returns it when the same request already did:
 /// the global tier retries with the same id.
-pub async fn create(db: &DatabaseConnection, cell_region: &Region, t: NewTenant) -> Result<CellTenant> {
+pub async fn create(
+    db: &DatabaseConnection,
+    cell_region: &Region,
+    t: NewTenant,
+) -> Result<CellTenant> {
     if &t.region != cell_region {
         return Err(Error::bad_input(
             "input.region",
@@ -50,7 +61,10 @@ pub async fn create(db: &DatabaseConnection, cell_region: &Region, t: NewTenant)
         return if same_request(&existing, &t) {
             to_record(existing)
         } else {
-            Err(Error::Conflict(format!("tenant {} already exists with other data", t.id)))
+            Err(Error::Conflict(format!(
+                "tenant {} already exists with other data",
+                t.id
+            )))
         };
     }
     let now = Utc::now();
@@ -71,8 +85,14 @@ pub async fn create(db: &DatabaseConnection, cell_region: &Region, t: NewTenant)
             // A concurrent retry may have won the race on the id.
             match tenant::Entity::find_by_id(t.id.0).one(db).await? {
                 Some(existing) if same_request(&existing, &t) => to_record(existing),
-                Some(_) => Err(Error::Conflict(format!("tenant {} already exists with other data", t.id))),
-                None => Err(Error::Conflict(format!("slug `{}` is already taken in this cell", t.slug))),
+                Some(_) => Err(Error::Conflict(format!(
+                    "tenant {} already exists with other data",
+                    t.id
+                ))),
+                None => Err(Error::Conflict(format!(
+                    "slug `{}` is already taken in this cell",
+                    t.slug
+                ))),
             }
         }
         Err(e) => Err(e.into()),

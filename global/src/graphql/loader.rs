@@ -44,7 +44,10 @@ impl Loader<RecordKey> for CellRecords {
         }
         let calls = by_cell.into_iter().map(|(cell_id, ids)| async move {
             let result = match self.0.cells.get(cell_id) {
-                None => Err(LoadError(Code::Unavailable, format!("cell {cell_id} is not registered"))),
+                None => Err(LoadError(
+                    Code::Unavailable,
+                    format!("cell {cell_id} is not registered"),
+                )),
                 Some(cell) => self
                     .0
                     .cell_client
@@ -59,12 +62,24 @@ impl Loader<RecordKey> for CellRecords {
             match result {
                 Ok(records) => {
                     for rec in records {
-                        out.insert(RecordKey { cell: cell.to_owned(), id: rec.id }, Ok(rec));
+                        out.insert(
+                            RecordKey {
+                                cell: cell.to_owned(),
+                                id: rec.id,
+                            },
+                            Ok(rec),
+                        );
                     }
                 }
                 Err(e) => {
                     for id in ids {
-                        out.insert(RecordKey { cell: cell.to_owned(), id }, Err(e.clone()));
+                        out.insert(
+                            RecordKey {
+                                cell: cell.to_owned(),
+                                id,
+                            },
+                            Err(e.clone()),
+                        );
                     }
                 }
             }

@@ -18,7 +18,11 @@ use crate::State;
 
 pub type GlobalSchema = Schema<Query, Mutation, Subscription>;
 
-pub fn schema(state: Option<State>, limits: &shared::server::Limits, introspection: bool) -> GlobalSchema {
+pub fn schema(
+    state: Option<State>,
+    limits: &shared::server::Limits,
+    introspection: bool,
+) -> GlobalSchema {
     let mut b = Schema::build(Query, Mutation, Subscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
@@ -27,7 +31,10 @@ pub fn schema(state: Option<State>, limits: &shared::server::Limits, introspecti
     }
     if let Some(s) = state {
         b = b
-            .data(DataLoader::new(loader::CellRecords(s.clone()), tokio::spawn))
+            .data(DataLoader::new(
+                loader::CellRecords(s.clone()),
+                tokio::spawn,
+            ))
             .data(s);
     }
     b.finish()

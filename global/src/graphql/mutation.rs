@@ -19,8 +19,11 @@ impl Mutation {
     /// (least loaded first) and has that cell create it.
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = caller(ctx).gql()?;
-        p.require_any(&[Role::PlatformAdmin], "createTenant").gql()?;
-        let key = IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey").gql()?;
+        p.require_any(&[Role::PlatformAdmin], "createTenant")
+            .gql()?;
+        let key = IdempotencyKey::parse(&input.idempotency_key)
+            .field("input.idempotencyKey")
+            .gql()?;
         let t = parse_new_tenant(input).gql()?;
         let row = directory::create(st, &p.subject, &key, t).await.gql()?;
         record_tenant(ctx, &row.id);
@@ -49,7 +52,10 @@ impl Mutation {
         .await
         .gql()?;
         st.refresh_cell_gauge();
-        Ok(Cell { model, tenant_count: None })
+        Ok(Cell {
+            model,
+            tenant_count: None,
+        })
     }
 
     /// A cell says it is alive. NOT_FOUND asks it to register again.
@@ -59,7 +65,10 @@ impl Mutation {
         require_cell_identity(p, &id).gql()?;
         let model = cells::heartbeat(&st.db, &st.cells, &id).await.gql()?;
         st.refresh_cell_gauge();
-        Ok(Cell { model, tenant_count: None })
+        Ok(Cell {
+            model,
+            tenant_count: None,
+        })
     }
 }
 
@@ -77,7 +86,10 @@ fn require_cell_identity(p: &Principal, id: &CellId) -> shared::Result<()> {
 fn parse_new_tenant(input: CreateTenantInput) -> shared::Result<NewTenant> {
     let name = input.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(shared::Error::bad_input("input.name", "name must be 1 to 200 characters"));
+        return Err(shared::Error::bad_input(
+            "input.name",
+            "name must be 1 to 200 characters",
+        ));
     }
     Ok(NewTenant {
         slug: Slug::parse(&input.slug).field("input.slug")?,

@@ -27,7 +27,11 @@ impl Query {
         if !p.can_read_tenant(id) {
             return Err(not_found());
         }
-        directory::get(&st.db, id).await.gql()?.map(Tenant).ok_or_else(not_found)
+        directory::get(&st.db, id)
+            .await
+            .gql()?
+            .map(Tenant)
+            .ok_or_else(not_found)
     }
 
     /// A tenant by its slug.
@@ -56,25 +60,52 @@ impl Query {
         let (st, p) = caller(ctx).gql()?;
         let first = first.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&first) {
-            return Err(shared::Error::bad_input("first", format!("first must be between 1 and {MAX_PAGE}")).into_gql());
+            return Err(shared::Error::bad_input(
+                "first",
+                format!("first must be between 1 and {MAX_PAGE}"),
+            )
+            .into_gql());
         }
         let after = match after {
             None => None,
             Some(c) => {
-                let cursor = <OpaqueCursor<String> as async_graphql::connection::CursorType>::decode_cursor(&c)
-                    .map_err(|_| shared::Error::bad_input("after", "not a cursor from this API").into_gql())?;
+                let cursor =
+                    <OpaqueCursor<String> as async_graphql::connection::CursorType>::decode_cursor(
+                        &c,
+                    )
+                    .map_err(|_| {
+                        shared::Error::bad_input("after", "not a cursor from this API").into_gql()
+                    })?;
                 Some(cursor.0.parse::<TenantId>().field("after").gql()?)
             }
         };
         let f = filter.unwrap_or_default();
         let filter = directory::Filter {
-            region: f.region.as_deref().map(Region::parse).transpose().field("filter.region").gql()?,
-            cell_id: f.cell_id.as_ref().map(|c| CellId::parse(c)).transpose().field("filter.cellId").gql()?,
+            region: f
+                .region
+                .as_deref()
+                .map(Region::parse)
+                .transpose()
+                .field("filter.region")
+                .gql()?,
+            cell_id: f
+                .cell_id
+                .as_ref()
+                .map(|c| CellId::parse(c))
+                .transpose()
+                .field("filter.cellId")
+                .gql()?,
             status: f.status,
             only: (!p.reads_everything()).then(|| p.tenants.clone()),
         };
-        let (rows, more, total) = directory::page(&st.db, &filter, after, first as u64).await.gql()?;
-        let mut conn = Connection::with_additional_fields(after.is_some(), more, TotalCount { total_count: total });
+        let (rows, more, total) = directory::page(&st.db, &filter, after, first as u64)
+            .await
+            .gql()?;
+        let mut conn = Connection::with_additional_fields(
+            after.is_some(),
+            more,
+            TotalCount { total_count: total },
+        );
         conn.edges.extend(
             rows.into_iter()
                 .map(|t| Edge::new(OpaqueCursor(t.id.to_string()), Tenant(t))),
@@ -86,7 +117,10 @@ impl Query {
     async fn cells(&self, ctx: &Context<'_>) -> Result<Vec<Cell>> {
         let (st, p) = caller(ctx).gql()?;
         if !p.reads_everything() {
-            return Err(shared::Error::Forbidden("listing cells needs platform-admin or sre".into()).into_gql());
+            return Err(shared::Error::Forbidden(
+                "listing cells needs platform-admin or sre".into(),
+            )
+            .into_gql());
         }
         let counts = cells::tenant_counts(&st.db).await.gql()?;
         Ok(cells::list(&st.db)

@@ -42,15 +42,21 @@ impl Subscription {
         tenant_id: Option<ID>,
     ) -> Result<impl Stream<Item = TenantEventView>> {
         let (st, p) = caller(ctx).gql()?;
-        let only: Option<TenantId> = tenant_id.map(|i| i.parse()).transpose().field("tenantId").gql()?;
+        let only: Option<TenantId> = tenant_id
+            .map(|i| i.parse())
+            .transpose()
+            .field("tenantId")
+            .gql()?;
         let p = p.clone();
-        Ok(BroadcastStream::new(st.events.subscribe()).filter_map(move |ev| {
-            let ev = ev.ok()?;
-            let id = TenantId(ev.tenant.id);
-            (p.can_read_tenant(id) && only.is_none_or(|o| o == id)).then(|| TenantEventView {
-                kind: ev.kind,
-                tenant: Tenant(ev.tenant),
-            })
-        }))
+        Ok(
+            BroadcastStream::new(st.events.subscribe()).filter_map(move |ev| {
+                let ev = ev.ok()?;
+                let id = TenantId(ev.tenant.id);
+                (p.can_read_tenant(id) && only.is_none_or(|o| o == id)).then_some(TenantEventView {
+                    kind: ev.kind,
+                    tenant: Tenant(ev.tenant),
+                })
+            }),
+        )
     }
 }

@@ -118,7 +118,8 @@ impl Tenant {
     async fn cell(&self, ctx: &Context<'_>) -> Result<Cell> {
         let st = ctx.data_unchecked::<State>();
         let model = st.cells.get(&self.0.cell_id).ok_or_else(|| {
-            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id)).into_gql()
+            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
+                .into_gql()
         })?;
         Ok(Cell {
             model,

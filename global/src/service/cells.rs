@@ -32,11 +32,21 @@ pub struct Cache(Arc<RwLock<HashMap<String, cell::Model>>>);
 
 impl Cache {
     pub fn get(&self, id: &str) -> Option<cell::Model> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<cell::Model> {
-        let mut v: Vec<_> = self.0.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut v: Vec<_> = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -47,7 +57,10 @@ impl Cache {
     }
 
     fn put(&self, c: cell::Model) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone(), c);
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(c.id.clone(), c);
     }
 
     pub async fn reload(&self, db: &DatabaseConnection) -> Result<()> {
@@ -61,12 +74,22 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<cell::Model>> {
 }
 
 /// Inserts or refreshes a cell; it is UP from now.
-pub async fn register(db: &DatabaseConnection, cache: &Cache, r: Registration) -> Result<cell::Model> {
+pub async fn register(
+    db: &DatabaseConnection,
+    cache: &Cache,
+    r: Registration,
+) -> Result<cell::Model> {
     if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
-        return Err(Error::bad_input("input.endpoint", "endpoint must be an http:// or https:// URL"));
+        return Err(Error::bad_input(
+            "input.endpoint",
+            "endpoint must be an http:// or https:// URL",
+        ));
     }
     if r.capacity < 1 {
-        return Err(Error::bad_input("input.capacity", "capacity must be at least 1"));
+        return Err(Error::bad_input(
+            "input.capacity",
+            "capacity must be at least 1",
+        ));
     }
     if let Some(existing) = cell::Entity::find_by_id(r.id.to_string()).one(db).await?
         && existing.region != r.region.as_str()
@@ -128,7 +151,8 @@ pub async fn heartbeat(db: &DatabaseConnection, cache: &Cache, id: &CellId) -> R
 
 /// Marks DOWN every UP cell silent for longer than `timeout`; returns their ids.
 pub async fn mark_silent_down(db: &DatabaseConnection, timeout: Duration) -> Result<Vec<String>> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::seconds(15));
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::seconds(15));
     let silent: Vec<String> = cell::Entity::find()
         .filter(cell::Column::Status.eq(UP))
         .filter(cell::Column::LastHeartbeatAt.lt(cutoff))
@@ -154,7 +178,10 @@ pub async fn tenant_counts(db: &DatabaseConnection) -> Result<HashMap<String, i6
         .select_only()
         .column(tenant::Column::CellId)
         .column_as(tenant::Column::Id.count(), "n")
-        .filter(tenant::Column::Status.is_not_in([TenantStatus::Deleted.as_str(), TenantStatus::Failed.as_str()]))
+        .filter(tenant::Column::Status.is_not_in([
+            TenantStatus::Deleted.as_str(),
+            TenantStatus::Failed.as_str(),
+        ]))
         .group_by(tenant::Column::CellId)
         .into_tuple()
         .all(db)

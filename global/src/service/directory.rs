@@ -5,8 +5,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use shared::db::is_unique_violation;
@@ -31,17 +31,27 @@ pub struct NewTenant {
 
 /// Creates a tenant in a cell of its region. Safe to retry with the same
 /// idempotency key: concurrent and later retries get the same tenant.
-pub async fn create(st: &State, actor: &str, key: &IdempotencyKey, t: NewTenant) -> Result<tenant::Model> {
+pub async fn create(
+    st: &State,
+    actor: &str,
+    key: &IdempotencyKey,
+    t: NewTenant,
+) -> Result<tenant::Model> {
     if !st.plans.iter().any(|p| p == &t.plan) {
         let valid: Vec<&str> = st.plans.iter().map(|p| p.as_str()).collect();
         return Err(Error::bad_input(
             "input.plan",
-            format!("unknown plan `{}`; valid plans: {}", t.plan, valid.join(", ")),
+            format!(
+                "unknown plan `{}`; valid plans: {}",
+                t.plan,
+                valid.join(", ")
+            ),
         ));
     }
     let hash = idempotency::fingerprint(&t);
     let proposed = TenantId::new();
-    let claim = idempotency::claim(&st.db, OP_CREATE, key, actor, &hash, &proposed.to_string()).await?;
+    let claim =
+        idempotency::claim(&st.db, OP_CREATE, key, actor, &hash, &proposed.to_string()).await?;
     let id: TenantId = claim
         .resource_id
         .parse()
@@ -94,10 +104,18 @@ async fn reserve(st: &State, id: TenantId, t: &NewTenant) -> Result<tenant::Mode
         return Ok(existing);
     }
     if let Some(taken) = get_by_slug(&st.db, &t.slug).await? {
+        if taken.id == id.0 {
+            // A concurrent retry with the same key reserved it a moment ago.
+            return Ok(taken);
+        }
         return Err(Error::Conflict(format!(
             "slug `{}` is already taken{}",
             t.slug,
-            if taken.status == TenantStatus::Deleted.as_str() { " by a deleted tenant" } else { "" }
+            if taken.status == TenantStatus::Deleted.as_str() {
+                " by a deleted tenant"
+            } else {
+                ""
+            }
         )));
     }
     let counts = cells::tenant_counts(&st.db).await?;
@@ -118,7 +136,10 @@ async fn reserve(st: &State, id: TenantId, t: &NewTenant) -> Result<tenant::Mode
         Err(e) if is_unique_violation(&e) => {
             return match get(&st.db, id).await? {
                 Some(existing) => Ok(existing),
-                None => Err(Error::Conflict(format!("slug `{}` is already taken", t.slug))),
+                None => Err(Error::Conflict(format!(
+                    "slug `{}` is already taken",
+                    t.slug
+                ))),
             };
         }
         Err(e) => return Err(e.into()),
@@ -130,7 +151,10 @@ async fn reserve(st: &State, id: TenantId, t: &NewTenant) -> Result<tenant::Mode
 
 async fn activate(db: &DatabaseConnection, id: TenantId, version: i64) -> Result<tenant::Model> {
     tenant::Entity::update_many()
-        .col_expr(tenant::Column::Status, Expr::value(TenantStatus::Active.as_str()))
+        .col_expr(
+            tenant::Column::Status,
+            Expr::value(TenantStatus::Active.as_str()),
+        )
         .col_expr(tenant::Column::Version, Expr::value(version))
         .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(tenant::Column::Id.eq(id.0))
@@ -189,7 +213,10 @@ pub async fn page(
     after: Option<TenantId>,
     first: u64,
 ) -> Result<(Vec<tenant::Model>, bool, u64)> {
-    let total = tenant::Entity::find().filter(filter.condition()).count(db).await?;
+    let total = tenant::Entity::find()
+        .filter(filter.condition())
+        .count(db)
+        .await?;
     let mut q = tenant::Entity::find()
         .filter(filter.condition())
         .order_by_asc(tenant::Column::Id);

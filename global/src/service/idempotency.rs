@@ -40,6 +40,27 @@ pub async fn claim(
     request_hash: &str,
     resource_id: &str,
 ) -> Result<Claim> {
+    // A concurrent request may release the key between our insert and
+    // read: try again, it then becomes ours.
+    for _ in 0..3 {
+        if let Some(claim) = try_claim(db, operation, key, actor, request_hash, resource_id).await?
+        {
+            return Ok(claim);
+        }
+    }
+    Err(Error::Unavailable(format!(
+        "idempotency key `{key}` is contended; retry"
+    )))
+}
+
+async fn try_claim(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+    actor: &str,
+    request_hash: &str,
+    resource_id: &str,
+) -> Result<Option<Claim>> {
     let k = row_key(operation, key);
     let row = idempotency::ActiveModel {
         key: sea_orm::Set(k.clone()),
@@ -51,28 +72,38 @@ pub async fn claim(
         created_at: sea_orm::Set(Utc::now()),
     };
     idempotency::Entity::insert(row)
-        .on_conflict(OnConflict::column(idempotency::Column::Key).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(idempotency::Column::Key)
+                .do_nothing()
+                .to_owned(),
+        )
         .try_insert()
         .exec(db)
         .await?;
-    let saved = idempotency::Entity::find_by_id(k)
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("idempotency row vanished")))?;
+    let Some(saved) = idempotency::Entity::find_by_id(k).one(db).await? else {
+        return Ok(None);
+    };
     if saved.request_hash != request_hash {
         return Err(Error::Conflict(format!(
             "idempotency key `{key}` was already used for {operation} with different input"
         )));
     }
-    Ok(Claim {
+    Ok(Some(Claim {
         resource_id: saved.resource_id,
         done: saved.status == DONE,
-    })
+    }))
 }
 
-pub async fn complete(db: &DatabaseConnection, operation: &str, key: &IdempotencyKey) -> Result<()> {
+pub async fn complete(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+) -> Result<()> {
     idempotency::Entity::update_many()
-        .col_expr(idempotency::Column::Status, sea_orm::sea_query::Expr::value(DONE))
+        .col_expr(
+            idempotency::Column::Status,
+            sea_orm::sea_query::Expr::value(DONE),
+        )
         .filter(idempotency::Column::Key.eq(row_key(operation, key)))
         .exec(db)
         .await?;

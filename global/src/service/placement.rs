@@ -9,8 +9,15 @@ use shared::{Error, Result};
 use crate::entity::cell;
 use crate::service::cells::UP;
 
-pub fn choose(region: &Region, cells: &[cell::Model], counts: &HashMap<String, i64>) -> Result<cell::Model> {
-    let in_region: Vec<&cell::Model> = cells.iter().filter(|c| c.region == region.as_str()).collect();
+pub fn choose(
+    region: &Region,
+    cells: &[cell::Model],
+    counts: &HashMap<String, i64>,
+) -> Result<cell::Model> {
+    let in_region: Vec<&cell::Model> = cells
+        .iter()
+        .filter(|c| c.region == region.as_str())
+        .collect();
     if in_region.is_empty() {
         let known: BTreeSet<&str> = cells.iter().map(|c| c.region.as_str()).collect();
         let known: Vec<&str> = known.into_iter().collect();
@@ -18,14 +25,25 @@ pub fn choose(region: &Region, cells: &[cell::Model], counts: &HashMap<String, i
             "input.region",
             format!(
                 "unknown region `{region}`; valid regions: {}",
-                if known.is_empty() { "(none: no cell has registered yet)".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "(none: no cell has registered yet)".to_string()
+                } else {
+                    known.join(", ")
+                }
             ),
         ));
     }
     let load = |c: &cell::Model| counts.get(&c.id).copied().unwrap_or(0);
-    let up: Vec<&cell::Model> = in_region.iter().copied().filter(|c| c.status == UP).collect();
+    let up: Vec<&cell::Model> = in_region
+        .iter()
+        .copied()
+        .filter(|c| c.status == UP)
+        .collect();
     if up.is_empty() {
-        let states: Vec<String> = in_region.iter().map(|c| format!("{} is {}", c.id, c.status)).collect();
+        let states: Vec<String> = in_region
+            .iter()
+            .map(|c| format!("{} is {}", c.id, c.status))
+            .collect();
         return Err(Error::Unavailable(format!(
             "no cell in region {region} is UP ({}); retry when one is back",
             states.join(", ")
@@ -80,13 +98,22 @@ mod tests {
             cell("eu-a", "eu-west-1", UP, 10),
         ];
         let counts = HashMap::from([("us-a".to_string(), 5), ("us-b".to_string(), 2)]);
-        assert_eq!(choose(&region("us-east-1"), &cells, &counts).unwrap().id, "us-b");
-        assert_eq!(choose(&region("eu-west-1"), &cells, &counts).unwrap().id, "eu-a");
+        assert_eq!(
+            choose(&region("us-east-1"), &cells, &counts).unwrap().id,
+            "us-b"
+        );
+        assert_eq!(
+            choose(&region("eu-west-1"), &cells, &counts).unwrap().id,
+            "eu-a"
+        );
     }
 
     #[test]
     fn never_leaves_the_region() {
-        let cells = vec![cell("us-a", "us-east-1", "DOWN", 10), cell("eu-a", "eu-west-1", UP, 10)];
+        let cells = vec![
+            cell("us-a", "us-east-1", "DOWN", 10),
+            cell("eu-a", "eu-west-1", UP, 10),
+        ];
         let e = choose(&region("us-east-1"), &cells, &HashMap::new()).unwrap_err();
         assert_eq!(e.code(), Code::Unavailable);
         assert!(e.to_string().contains("us-a is DOWN"));
@@ -94,7 +121,10 @@ mod tests {
 
     #[test]
     fn unknown_region_lists_valid_ones() {
-        let cells = vec![cell("us-a", "us-east-1", UP, 10), cell("eu-a", "eu-west-1", UP, 10)];
+        let cells = vec![
+            cell("us-a", "us-east-1", UP, 10),
+            cell("eu-a", "eu-west-1", UP, 10),
+        ];
         let e = choose(&region("ap-south-1"), &cells, &HashMap::new()).unwrap_err();
         assert_eq!(e.code(), Code::BadUserInput);
         assert!(e.to_string().contains("eu-west-1, us-east-1"), "{e}");

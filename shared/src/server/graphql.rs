@@ -133,10 +133,7 @@ async fn post_graphql<E: Executor>(
             );
         }
     };
-    let request = request
-        .data(principal)
-        .data(request_id.clone())
-        .data(span);
+    let request = request.data(principal).data(request_id.clone()).data(span);
     let mut response = st.executor.execute(request).await;
     for err in &mut response.errors {
         let code = ensure_code(err);
@@ -206,7 +203,8 @@ async fn websocket<E: Executor>(
             GraphQLWebSocket::new(socket, st.executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let auth = connection_token(&payload);
-                    let principal = authenticate(&keys, auth.as_deref()).map_err(Error::into_gql)?;
+                    let principal =
+                        authenticate(&keys, auth.as_deref()).map_err(Error::into_gql)?;
                     let mut data = Data::default();
                     data.insert(principal);
                     data.insert(RequestId::new());

@@ -112,7 +112,9 @@ impl Running {
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains.
 pub fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Running {
-    let addr = listener.local_addr().expect("bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address");
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
         axum::serve(

@@ -36,7 +36,9 @@ async fn readyz(axum::extract::State(st): axum::extract::State<OpsState>) -> imp
     }
 }
 
-async fn metrics_text(axum::extract::State(st): axum::extract::State<OpsState>) -> impl IntoResponse {
+async fn metrics_text(
+    axum::extract::State(st): axum::extract::State<OpsState>,
+) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
