@@ -16,10 +16,10 @@ use sea_orm::DatabaseConnection;
 use shared::auth::ServiceToken;
 use shared::client::GraphqlClient;
 use shared::db::DbReady;
+use shared::events::Bus;
 use shared::ids::Plan;
 use shared::metrics::Metrics;
 use shared::server::{Component, GraphqlRoutes, Running, Shared, layered, ops_routes, serve};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
@@ -35,7 +35,8 @@ pub struct State {
     pub cells: cells::Cache,
     pub cell_client: CellClient,
     pub plans: Arc<Vec<Plan>>,
-    pub events: broadcast::Sender<TenantEvent>,
+    /// Tenant changes, fanned out to every replica through Redis when configured.
+    pub events: Arc<Bus<TenantEvent>>,
     pub metrics: Metrics,
     cells_gauge: prometheus::IntGaugeVec,
 }
@@ -85,7 +86,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     ready.mark_migrated();
 
     let token = Arc::new(ServiceToken::new(settings.keys.clone(), "global", None));
-    let (events, _) = broadcast::channel(1024);
+    let shutdown = CancellationToken::new();
+    let events = match &settings.redis_url {
+        Some(url) => Bus::redis(
+            url,
+            format!("{}:global:tenant-events", settings.redis_prefix),
+            shutdown.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => Bus::local(),
+    };
     let cache = cells::Cache::default();
     cache
         .reload(&db)
@@ -124,7 +134,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
-    let server = serve(listener, router, CancellationToken::new());
+    let server = serve(listener, router, shutdown);
     let sweeper = tokio::spawn(sweep_cells(
         state.clone(),
         settings.heartbeat_timeout,

@@ -69,6 +69,8 @@ pub struct Stack {
     pub keys: Arc<Keys>,
     pub http: reqwest::Client,
     pub redis_prefix: String,
+    pub global_database_url: String,
+    pub options: Options,
     databases: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -101,23 +103,9 @@ impl Stack {
         };
         let (n, global_db) = db_url("global").await;
         databases.extend(n);
-        let global = global::build(global::Settings {
-            listen: "127.0.0.1:0".into(),
-            database_url: global_db,
-            redis_url: Some(backing::redis_url()),
-            redis_prefix: redis_prefix.clone(),
-            heartbeat_timeout: o.heartbeat_timeout,
-            plans: ["free", "pro", "enterprise"]
-                .iter()
-                .map(|p| Plan::parse(p).unwrap())
-                .collect(),
-            keys: keys.clone(),
-            dev_mode: o.dev_mode,
-            introspection: o.introspection,
-            limits: o.limits,
-        })
-        .await
-        .expect("global tier starts");
+        let global = global::build(global_settings(&global_db, &keys, &o, &redis_prefix))
+            .await
+            .expect("global tier starts");
         let mut cells = Vec::new();
         for spec in &o.cells {
             let (n, url) = db_url(spec.id).await;
@@ -130,6 +118,8 @@ impl Stack {
             keys,
             http: reqwest::Client::new(),
             redis_prefix,
+            global_database_url: global_db,
+            options: o.clone(),
             databases,
             _tmp: tmp,
         };
@@ -233,6 +223,30 @@ impl Stack {
         }
         self.global.stop().await;
         backing::drop_databases(&self.databases).await;
+    }
+}
+
+/// Settings of a global tier replica on `database_url`.
+pub fn global_settings(
+    database_url: &str,
+    keys: &Arc<Keys>,
+    o: &Options,
+    redis_prefix: &str,
+) -> global::Settings {
+    global::Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: database_url.to_owned(),
+        redis_url: Some(backing::redis_url()),
+        redis_prefix: redis_prefix.to_owned(),
+        heartbeat_timeout: o.heartbeat_timeout,
+        plans: ["free", "pro", "enterprise"]
+            .iter()
+            .map(|p| Plan::parse(p).unwrap())
+            .collect(),
+        keys: keys.clone(),
+        dev_mode: o.dev_mode,
+        introspection: o.introspection,
+        limits: o.limits,
     }
 }
 

@@ -27,10 +27,12 @@ impl Mutation {
         let t = parse_new_tenant(input).gql()?;
         let row = directory::create(st, &p.subject, &key, t).await.gql()?;
         record_tenant(ctx, &row.id);
-        let _ = st.events.send(TenantEvent {
-            kind: TenantEventKind::Created,
-            tenant: row.clone(),
-        });
+        st.events
+            .publish(TenantEvent {
+                kind: TenantEventKind::Created,
+                tenant: row.clone(),
+            })
+            .await;
         Ok(Tenant(row))
     }
 

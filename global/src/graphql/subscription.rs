@@ -10,14 +10,14 @@ use super::auth::caller;
 use super::types::Tenant;
 use crate::entity::tenant;
 
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum TenantEventKind {
     Created,
     Updated,
 }
 
 /// A change to a tenant's directory row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TenantEvent {
     pub kind: TenantEventKind,
     pub tenant: tenant::Model,

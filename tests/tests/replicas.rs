@@ -1,0 +1,95 @@
+//! Several replicas of the global tier on one database and one Redis.
+
+use e2e::stack::global_settings;
+use e2e::ws::{connect, next_json, subscribe};
+use e2e::{Backend, Stack, backing};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_subscriber_on_one_replica_hears_of_tenants_made_on_another() {
+    let s = Stack::start(Backend::Postgres).await;
+    let replica = global::build(global_settings(
+        &s.global_database_url,
+        &s.keys,
+        &s.options,
+        &s.redis_prefix,
+    ))
+    .await
+    .expect("second replica starts");
+    let (mut ws, ack) = connect(
+        &replica.url(),
+        "graphql-transport-ws",
+        json!({ "Authorization": format!("Bearer {}", s.admin()) }),
+    )
+    .await;
+    assert_eq!(ack["type"], "connection_ack");
+    subscribe(
+        &mut ws,
+        "graphql-transport-ws",
+        "1",
+        "subscription { tenantEvents { kind tenant { slug } } }",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    s.create_tenant("cross-replica", "us-east-1").await; // made on the first replica
+    let msg = next_json(&mut ws).await;
+    assert_eq!(
+        msg["payload"]["data"]["tenantEvents"]["tenant"]["slug"], "cross-replica",
+        "{msg}"
+    );
+
+    // The second replica reads the same directory.
+    let v = s
+        .gql_at(
+            &replica.url(),
+            Some(&s.admin()),
+            "{ tenantBySlug(slug: \"cross-replica\") { name cell { id } } }",
+            json!({}),
+        )
+        .await
+        .1;
+    assert_eq!(
+        v["data"]["tenantBySlug"]["cell"]["id"], "us-east-1-a",
+        "{v}"
+    );
+
+    // The stream lives under this test's own prefix.
+    let client = redis::Client::open(backing::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: usize = redis::cmd("XLEN")
+        .arg(format!("{}:global:tenant-events", s.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 1);
+    replica.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    let (name, url) = backing::create_database().await;
+    let keys = std::sync::Arc::new(
+        shared::auth::Keys::hs256(
+            &[e2e::stack::SECRET.into()],
+            shared::auth::DEFAULT_ISSUER,
+            shared::auth::DEFAULT_AUDIENCE,
+        )
+        .unwrap(),
+    );
+    let o = e2e::Options::new(Backend::Postgres);
+    let prefix = backing::redis_prefix().await;
+    let (a, b, c) = tokio::join!(
+        global::build(global_settings(&url, &keys, &o, &prefix)),
+        global::build(global_settings(&url, &keys, &o, &prefix)),
+        global::build(global_settings(&url, &keys, &o, &prefix)),
+    );
+    for app in [a, b, c] {
+        let app = app.expect("every replica starts");
+        let ready = reqwest::get(format!("{}/readyz", app.url())).await.unwrap();
+        assert_eq!(ready.status(), 200);
+        app.stop().await;
+    }
+    backing::drop_databases(&[name]).await;
+}
