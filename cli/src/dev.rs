@@ -63,6 +63,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         redis_url: None,
         redis_prefix: "tcp".into(),
         heartbeat_timeout: Duration::from_secs(a.heartbeat_timeout_secs.max(1)),
+        cell_timeout: Duration::from_secs(5),
         plans: ["free", "pro", "enterprise"]
             .iter()
             .map(|p| shared::ids::Plan::parse(p).expect("valid plan"))

@@ -27,6 +27,9 @@ pub struct Args {
     /// Comma-separated plan names tenants may be created on.
     #[arg(long)]
     pub plans: Option<String>,
+    /// How long a call to a cell may take, in milliseconds.
+    #[arg(long)]
+    pub cell_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +39,7 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub heartbeat_timeout_secs: u64,
+    pub cell_timeout_ms: u64,
     pub plans: Vec<String>,
     pub jwt: Jwt,
     pub dev_mode: bool,
@@ -52,6 +56,7 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "tcp".into(),
             heartbeat_timeout_secs: 15,
+            cell_timeout_ms: 5000,
             plans: vec!["free".into(), "pro".into(), "enterprise".into()],
             jwt: Jwt::default(),
             dev_mode: false,
@@ -70,6 +75,7 @@ pub struct Settings {
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub heartbeat_timeout: Duration,
+    pub cell_timeout: Duration,
     pub plans: Vec<Plan>,
     pub keys: Arc<Keys>,
     pub dev_mode: bool,
@@ -83,7 +89,8 @@ impl Args {
         self.common.overrides(&mut o);
         o.set("listen", self.listen.clone())
             .set("heartbeat_timeout_secs", self.heartbeat_timeout_secs)
-            .set("plans", self.plans.as_deref().map(split_list));
+            .set("plans", self.plans.as_deref().map(split_list))
+            .set("cell_timeout_ms", self.cell_timeout_ms);
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
 }
@@ -96,6 +103,9 @@ impl Config {
             .ok_or("database_url is required (TENANT_GLOBAL_DATABASE_URL)")?;
         if self.heartbeat_timeout_secs == 0 {
             return Err("heartbeat_timeout_secs must be at least 1".into());
+        }
+        if self.cell_timeout_ms < 50 {
+            return Err("cell_timeout_ms must be at least 50".into());
         }
         let plans = self
             .plans
@@ -115,6 +125,7 @@ impl Config {
             redis_url: self.redis_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
             heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_secs),
+            cell_timeout: Duration::from_millis(self.cell_timeout_ms),
             plans,
             keys: self.jwt.keys()?,
             dev_mode: self.dev_mode,

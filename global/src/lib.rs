@@ -105,7 +105,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let state = State {
         db,
         cells: cache,
-        cell_client: CellClient::new(GraphqlClient::new(token, Duration::from_secs(5))),
+        cell_client: CellClient::new(GraphqlClient::new(token, settings.cell_timeout)),
         plans: Arc::new(settings.plans.clone()),
         events,
         cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),

@@ -33,6 +33,7 @@ pub struct Options {
     pub cells: Vec<CellSpec>,
     pub heartbeat_timeout: Duration,
     pub heartbeat_interval: Duration,
+    pub cell_timeout: Duration,
     pub limits: Limits,
     pub dev_mode: bool,
     pub introspection: bool,
@@ -56,6 +57,7 @@ impl Options {
             ],
             heartbeat_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(500),
+            cell_timeout: Duration::from_secs(5),
             limits: Limits::default(),
             dev_mode: false,
             introspection: false,
@@ -239,6 +241,7 @@ pub fn global_settings(
         redis_url: Some(backing::redis_url()),
         redis_prefix: redis_prefix.to_owned(),
         heartbeat_timeout: o.heartbeat_timeout,
+        cell_timeout: o.cell_timeout,
         plans: ["free", "pro", "enterprise"]
             .iter()
             .map(|p| Plan::parse(p).unwrap())

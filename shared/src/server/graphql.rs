@@ -40,6 +40,7 @@ struct GqlState<E> {
     keys: Arc<Keys>,
     metrics: Metrics,
     dev_mode: bool,
+    timeout: std::time::Duration,
 }
 
 impl GraphqlRoutes {
@@ -49,6 +50,7 @@ impl GraphqlRoutes {
             keys: shared.keys.clone(),
             metrics: shared.metrics.clone(),
             dev_mode: shared.dev_mode,
+            timeout: std::time::Duration::from_millis(shared.limits.request_timeout_ms),
         };
         Router::new()
             .route("/graphql", get(graphiql::<E>).post(post_graphql::<E>))
@@ -134,7 +136,22 @@ async fn post_graphql<E: Executor>(
         }
     };
     let request = request.data(principal).data(request_id.clone()).data(span);
-    let mut response = st.executor.execute(request).await;
+    let Ok(mut response) = tokio::time::timeout(st.timeout, st.executor.execute(request)).await
+    else {
+        st.metrics
+            .graphql_errors
+            .with_label_values(&[Code::Unavailable.as_str()])
+            .inc();
+        return error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            Code::Unavailable,
+            format!(
+                "the request did not finish within {} ms; a mutation may still complete: retry it with the same idempotency key",
+                st.timeout.as_millis()
+            ),
+            rid,
+        );
+    };
     for err in &mut response.errors {
         let code = ensure_code(err);
         st.metrics.graphql_errors.with_label_values(&[code]).inc();

@@ -81,9 +81,11 @@ pub fn layered(router: Router, shared: &Shared) -> Router {
     use tower_http::timeout::TimeoutLayer;
     router
         .layer(DefaultBodyLimit::max(shared.limits.max_body_bytes))
+        // GraphQL answers its own timeout with a coded error; this one is the
+        // backstop for every other route.
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
-            Duration::from_millis(shared.limits.request_timeout_ms),
+            Duration::from_millis(shared.limits.request_timeout_ms + 1000),
         ))
         .layer(axum::middleware::from_fn_with_state(
             observe::State::new(shared),
