@@ -95,7 +95,7 @@ async fn global_and_cell_binaries_run_on_postgres_and_redis() {
     let file = dir.path().join("cell.toml");
     std::fs::write(
         &file,
-        format!("region = \"eu-west-1\"\ncapacity = 7\nlisten = \"127.0.0.1:1\"\n"),
+        "region = \"eu-west-1\"\ncapacity = 7\nlisten = \"127.0.0.1:1\"\n",
     )
     .unwrap();
     let mut cell = Command::new(e2e::process::binary("cell"))
@@ -171,8 +171,7 @@ async fn global_and_cell_binaries_run_on_postgres_and_redis() {
     );
     assert_eq!(created["data"]["createTenant"]["name"], "Prod Co");
 
-    let cell_out = terminate(cell);
-    let _ = cell_out;
+    terminate(cell);
     let logs = terminate(global);
     // JSON logs, one object a line, with the request span's fields.
     let lines: Vec<Value> = logs
