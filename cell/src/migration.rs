@@ -7,7 +7,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTenants)]
+        vec![
+            Box::new(CreateTenants),
+            Box::new(shared::audit::migration::CreateAuditLog),
+        ]
     }
 }
 

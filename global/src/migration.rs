@@ -7,7 +7,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![
+            Box::new(Initial),
+            Box::new(shared::audit::migration::CreateAuditLog),
+        ]
     }
 }
 

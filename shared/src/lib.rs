@@ -2,6 +2,7 @@
 //! the error model, telemetry, config loading, the HTTP surface and the
 //! GraphQL client one tier uses to call another.
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;

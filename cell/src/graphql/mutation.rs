@@ -1,5 +1,6 @@
 use async_graphql::{Context, Object, Result};
 use shared::IntoGql;
+use shared::audit;
 use shared::auth::Role;
 use shared::error::Field;
 use shared::ids::{Plan, Region, Slug, TenantId};
@@ -16,11 +17,18 @@ impl Mutation {
     /// tier retries with the same id and gets the same tenant.
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = reader(ctx).gql()?;
-        p.require_any(&[Role::Service, Role::PlatformAdmin], "createTenant")
+        let detail = serde_json::json!({ "id": input.id.as_str(), "slug": input.slug, "region": input.region, "plan": input.plan });
+        let tenant_id = input.id.parse::<TenantId>().ok().map(|t| t.0);
+        let result = async {
+            p.require_any(&[Role::Service, Role::PlatformAdmin], "createTenant")?;
+            tenants::create(&st.db, &st.region, parse(input)?).await
+        }
+        .await;
+        audit::outcome(&st.db, p, "createTenant", tenant_id, None, detail, &result)
+            .await
             .gql()?;
-        let t = parse(input).gql()?;
-        shared::server::record_tenant(ctx, &t.id);
-        let created = tenants::create(&st.db, &st.region, t).await.gql()?;
+        let created = result.gql()?;
+        shared::server::record_tenant(ctx, &created.id);
         let _ = st.events.send(created.clone());
         Ok(created.into())
     }

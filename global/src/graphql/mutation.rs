@@ -1,5 +1,7 @@
 use async_graphql::{Context, ID, Object, Result};
+use serde_json::json;
 use shared::IntoGql;
+use shared::audit;
 use shared::auth::{Principal, Role};
 use shared::error::Field;
 use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug};
@@ -19,13 +21,19 @@ impl Mutation {
     /// (least loaded first) and has that cell create it.
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = caller(ctx).gql()?;
-        p.require_any(&[Role::PlatformAdmin], "createTenant")
+        let detail = json!({ "slug": input.slug, "region": input.region, "plan": input.plan, "idempotencyKey": input.idempotency_key });
+        let result = async {
+            p.require_any(&[Role::PlatformAdmin], "createTenant")?;
+            let key =
+                IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+            directory::create(st, &p.subject, &key, parse_new_tenant(input)?).await
+        }
+        .await;
+        let tenant_id = result.as_ref().ok().map(|r| r.id);
+        audit::outcome(&st.db, p, "createTenant", tenant_id, None, detail, &result)
+            .await
             .gql()?;
-        let key = IdempotencyKey::parse(&input.idempotency_key)
-            .field("input.idempotencyKey")
-            .gql()?;
-        let t = parse_new_tenant(input).gql()?;
-        let row = directory::create(st, &p.subject, &key, t).await.gql()?;
+        let row = result.gql()?;
         record_tenant(ctx, &row.id);
         st.events
             .publish(TenantEvent {
@@ -39,20 +47,29 @@ impl Mutation {
     /// A cell announces itself (at start and whenever the global tier forgot it).
     async fn register_cell(&self, ctx: &Context<'_>, input: RegisterCellInput) -> Result<Cell> {
         let (st, p) = caller(ctx).gql()?;
-        let id = CellId::parse(&input.id).field("input.id").gql()?;
-        require_cell_identity(p, &id).gql()?;
-        let model = cells::register(
-            &st.db,
-            &st.cells,
-            Registration {
-                id,
-                region: Region::parse(&input.region).field("input.region").gql()?,
-                endpoint: input.endpoint,
-                capacity: input.capacity,
-            },
-        )
-        .await
-        .gql()?;
+        let detail = json!({ "id": input.id.as_str(), "region": input.region, "endpoint": input.endpoint, "capacity": input.capacity });
+        let target = Some(input.id.to_string());
+        let result = async {
+            let id = CellId::parse(&input.id).field("input.id")?;
+            require_cell_identity(p, &id)?;
+            let region = Region::parse(&input.region).field("input.region")?;
+            cells::register(
+                &st.db,
+                &st.cells,
+                Registration {
+                    id,
+                    region,
+                    endpoint: input.endpoint,
+                    capacity: input.capacity,
+                },
+            )
+            .await
+        }
+        .await;
+        audit::outcome(&st.db, p, "registerCell", None, target, detail, &result)
+            .await
+            .gql()?;
+        let model = result.gql()?;
         st.refresh_cell_gauge();
         Ok(Cell {
             model,
