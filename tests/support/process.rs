@@ -24,3 +24,46 @@ pub fn binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
+
+/// Sends SIGTERM and waits (10 s at most) for a clean exit; returns stdout.
+pub fn terminate(mut child: std::process::Child) -> String {
+    use std::io::Read;
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "SIGTERM delivered");
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().expect("child status") {
+            assert!(status.success(), "SIGTERM drains and exits 0, got {status}");
+            let mut out = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                let _ = o.read_to_string(&mut out);
+            }
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("did not stop within 10 s of SIGTERM");
+}
+
+/// POSTs a GraphQL request to a tier at `url` and returns the JSON answer.
+pub async fn gql(
+    url: &str,
+    token: &str,
+    query: &str,
+    vars: serde_json::Value,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "query": query, "variables": vars }))
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON answer")
+}

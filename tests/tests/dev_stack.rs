@@ -3,9 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use e2e::process::{gql, terminate};
+use serde_json::json;
 
 struct Dev {
     child: Child,
@@ -49,36 +49,8 @@ fn start(data_dir: &std::path::Path) -> Dev {
     }
 }
 
-fn stop(mut d: Dev) {
-    let pid = d.child.id().to_string();
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    for _ in 0..100 {
-        if let Some(status) = d.child.try_wait().unwrap() {
-            assert!(status.success(), "graceful shutdown exits 0, got {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = d.child.kill();
-    panic!("tenantctl dev did not stop within 10 s of SIGTERM");
-}
-
-async fn gql(url: &str, token: &str, query: &str, vars: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("{url}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": vars }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+fn stop(d: Dev) {
+    terminate(d.child);
 }
 
 #[tokio::test]

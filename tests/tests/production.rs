@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e::backing;
+use e2e::process::{gql, terminate};
 use e2e::stack::SECRET;
 use serde_json::{Value, json};
 
@@ -32,39 +33,6 @@ async fn wait_ready(url: &str, child: &mut Child) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{url} never became ready");
-}
-
-fn terminate(mut child: Child) -> String {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "SIGTERM drains and exits 0, got {status}");
-            let mut out = String::new();
-            child.stdout.take().map(|mut o| o.read_to_string(&mut out));
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    panic!("did not stop within 10 s of SIGTERM");
-}
-
-async fn gql(url: &str, token: &str, query: &str, vars: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("{url}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": vars }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

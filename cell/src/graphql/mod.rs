@@ -21,12 +21,11 @@ pub fn schema(
     limits: &shared::server::Limits,
     introspection: bool,
 ) -> CellSchema {
-    let mut b = Schema::build(Query, Mutation, Subscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity);
-    if !introspection {
-        b = b.disable_introspection();
-    }
+    let mut b = shared::server::limit_schema(
+        Schema::build(Query, Mutation, Subscription),
+        limits,
+        introspection,
+    );
     if let Some(s) = state {
         b = b.data(s);
     }

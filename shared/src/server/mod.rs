@@ -64,6 +64,23 @@ impl Limits {
     }
 }
 
+/// Applies the query depth and complexity limits, and switches
+/// introspection off unless it is wanted.
+pub fn limit_schema<Q, M, S>(
+    b: async_graphql::SchemaBuilder<Q, M, S>,
+    limits: &Limits,
+    introspection: bool,
+) -> async_graphql::SchemaBuilder<Q, M, S> {
+    let b = b
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity);
+    if introspection {
+        b
+    } else {
+        b.disable_introspection()
+    }
+}
+
 /// What every server of the control plane is given.
 #[derive(Clone)]
 pub struct Shared {
