@@ -125,9 +125,15 @@ impl Principal {
         roles.iter().any(|r| self.has(*r))
     }
 
-    /// Platform-wide readers: they may see every tenant.
+    /// The global tier's own service identity (not bound to a cell).
+    pub fn is_control_plane(&self) -> bool {
+        self.has(Role::Service) && self.cell.is_none()
+    }
+
+    /// Platform-wide readers: they may see every tenant. A cell's service
+    /// identity is not one of them: it may only speak for its own cell.
     pub fn reads_everything(&self) -> bool {
-        self.has_any(&[Role::PlatformAdmin, Role::Sre, Role::Service])
+        self.has_any(&[Role::PlatformAdmin, Role::Sre]) || self.is_control_plane()
     }
 
     /// Whether this principal may see tenant `id` at all. Callers answer
@@ -140,7 +146,8 @@ impl Principal {
     }
 
     pub fn can_write_tenant(&self, id: TenantId) -> bool {
-        self.has_any(&[Role::PlatformAdmin, Role::Service])
+        self.has(Role::PlatformAdmin)
+            || self.is_control_plane()
             || (self.has(Role::TenantAdmin) && self.tenants.contains(&id))
     }
 
@@ -449,6 +456,20 @@ mod tests {
         assert!(viewer.can_read_tenant(a));
         assert!(!viewer.can_read_tenant(b));
         assert!(!viewer.can_write_tenant(a));
+    }
+
+    #[test]
+    fn a_cell_service_identity_speaks_only_for_its_cell() {
+        let cell = Principal {
+            subject: "cell:us-east-1-a".into(),
+            roles: vec![Role::Service],
+            tenants: vec![],
+            cell: Some(CellId::parse("us-east-1-a").unwrap()),
+        };
+        assert!(!cell.reads_everything());
+        assert!(!cell.can_read_tenant(TenantId::new()));
+        let global = Principal { cell: None, ..cell };
+        assert!(global.reads_everything());
     }
 
     #[test]

@@ -20,7 +20,11 @@ impl Mutation {
         let detail = serde_json::json!({ "id": input.id.as_str(), "slug": input.slug, "region": input.region, "plan": input.plan });
         let tenant_id = input.id.parse::<TenantId>().ok().map(|t| t.0);
         let result = async {
-            p.require_any(&[Role::Service, Role::PlatformAdmin], "createTenant")?;
+            if !(p.is_control_plane() || p.has(Role::PlatformAdmin)) {
+                return Err(shared::Error::Forbidden(
+                    "createTenant on a cell is for the global tier or a platform-admin".into(),
+                ));
+            }
             tenants::create(&st.db, &st.region, parse(input)?).await
         }
         .await;
