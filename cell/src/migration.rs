@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreateTenants),
             Box::new(shared::audit::migration::CreateAuditLog),
+            Box::new(shared::sync::migration::CreateSyncTables),
         ]
     }
 }

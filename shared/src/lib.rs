@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod request;
 pub mod server;
+pub mod sync;
 pub mod telemetry;
 
 pub use error::{Code, Error, IntoGql, Result};

@@ -1,0 +1,50 @@
+//! Monotonic apply: the highest version applied per entity. Applying an
+//! event whose version is not newer is a no-op, so duplicates and
+//! reordering cannot move an entity backwards.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::Result;
+
+/// Records `version` for `entity` if it is newer than what was applied;
+/// returns whether it was. Call in the transaction that applies the change.
+pub async fn advance<C: ConnectionTrait>(db: &C, entity: &str, version: i64) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO sync_applied (entity, version) VALUES ($1, $2) \
+             ON CONFLICT (entity) DO UPDATE SET version = excluded.version \
+             WHERE sync_applied.version < excluded.version"
+        }
+        _ => {
+            "INSERT INTO sync_applied (entity, version) VALUES (?, ?) \
+             ON CONFLICT (entity) DO UPDATE SET version = excluded.version \
+             WHERE sync_applied.version < excluded.version"
+        }
+    };
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [entity.into(), version.into()],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// The version applied for `entity`, if any.
+pub async fn current<C: ConnectionTrait>(db: &C, entity: &str) -> Result<Option<i64>> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT version FROM sync_applied WHERE entity = $1",
+        _ => "SELECT version FROM sync_applied WHERE entity = ?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [entity.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "version")).transpose()?)
+}

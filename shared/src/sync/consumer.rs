@@ -1,0 +1,119 @@
+//! A consumer-group member: takes over entries dead members left pending,
+//! reads new ones, applies each, and acks only what was applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::{Delivery, Event, Transport};
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub stream: String,
+    pub group: String,
+    pub consumer: String,
+    pub batch: usize,
+    pub block: Duration,
+    /// Entries pending this long are taken over (their consumer is presumed dead).
+    pub claim_idle: Duration,
+}
+
+/// Applies one event; an error leaves it pending, to be delivered again.
+pub type Handler = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// Told when entries were trimmed away before they were applied: the
+/// consumer must resync from a snapshot.
+pub type OnGap = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// One pass: reclaim stale entries, read new ones, apply and ack. Returns
+/// how many events were applied.
+pub async fn poll_once(
+    t: &dyn Transport,
+    cfg: &Config,
+    handler: &Handler,
+    on_gap: Option<&OnGap>,
+) -> Result<usize> {
+    let claimed = t
+        .claim_stale(
+            &cfg.stream,
+            &cfg.group,
+            &cfg.consumer,
+            cfg.claim_idle,
+            cfg.batch,
+        )
+        .await?;
+    if !claimed.trimmed.is_empty() {
+        t.ack(&cfg.stream, &cfg.group, &claimed.trimmed).await?;
+        if let Some(f) = on_gap {
+            f(claimed.trimmed);
+        }
+    }
+    let mut deliveries = claimed.deliveries;
+    if deliveries.is_empty() {
+        deliveries = t
+            .read(&cfg.stream, &cfg.group, &cfg.consumer, cfg.batch, cfg.block)
+            .await?;
+    }
+    apply(t, cfg, handler, deliveries).await
+}
+
+async fn apply(
+    t: &dyn Transport,
+    cfg: &Config,
+    handler: &Handler,
+    deliveries: Vec<Delivery>,
+) -> Result<usize> {
+    let mut acked = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        match handler(d.event).await {
+            Ok(()) => acked.push(d.position),
+            Err(e) => {
+                tracing::warn!(stream = %cfg.stream, position = %d.position, error = %e, "event not applied; it stays pending")
+            }
+        }
+    }
+    let n = acked.len();
+    t.ack(&cfg.stream, &cfg.group, &acked).await?;
+    Ok(n)
+}
+
+/// Runs until `shutdown`, retrying through transport outages.
+pub async fn run(
+    t: Arc<dyn Transport>,
+    cfg: Config,
+    handler: Handler,
+    on_gap: Option<OnGap>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    let mut group_ready = false;
+    loop {
+        let step = async {
+            if !group_ready {
+                t.ensure_group(&cfg.stream, &cfg.group).await?;
+                group_ready = true;
+            }
+            poll_once(t.as_ref(), &cfg, &handler, on_gap.as_ref()).await
+        };
+        let result = tokio::select! {
+            r = step => r,
+            _ = shutdown.cancelled() => return,
+        };
+        if let Err(e) = result {
+            failures += 1;
+            group_ready = false;
+            if failures == 1 || failures.is_multiple_of(30) {
+                tracing::warn!(stream = %cfg.stream, group = %cfg.group, failures, error = %e, "sync consumer cannot read; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        } else {
+            failures = 0;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The transactional outbox: an event is written in the same transaction as
+//! the change it describes, and a relay publishes it right after commit.
+//! The outbox, not the stream, is the record of what must be delivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, Transport};
+use crate::{Error, Result};
+
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sync_outbox")]
+    pub struct Model {
+        /// UUIDv7: publishing in id order keeps each entity's events in order.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub stream: String,
+        /// The whole event, JSON.
+        #[sea_orm(column_type = "Text")]
+        pub event: String,
+        pub created_at: DateTimeUtc,
+        pub published_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Writes `event` to the outbox; pass the transaction of the change.
+pub async fn enqueue<C: ConnectionTrait>(db: &C, event: &Event) -> Result<()> {
+    entity::Entity::insert(entity::ActiveModel {
+        id: Set(event.id),
+        stream: Set(event.stream.clone()),
+        event: Set(serde_json::to_string(event).map_err(Error::internal)?),
+        created_at: Set(event.created_at),
+        published_at: Set(None),
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// How many events wait to be published.
+pub async fn backlog(db: &DatabaseConnection) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(entity::Entity::find()
+        .filter(entity::Column::PublishedAt.is_null())
+        .count(db)
+        .await?)
+}
+
+/// Publishes the outbox. `nudge()` after a commit publishes at once; a slow
+/// tick catches anything a nudge missed (another replica's rows, a crash
+/// between commit and nudge, a transport outage).
+#[derive(Clone)]
+pub struct Relay {
+    notify: Arc<Notify>,
+}
+
+impl Relay {
+    pub fn spawn(
+        db: DatabaseConnection,
+        transport: Arc<dyn Transport>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let notify = Arc::new(Notify::new());
+        let n = notify.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match drain(&db, transport.as_ref()).await {
+                    Ok(_) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(30) {
+                            tracing::warn!(error = %e, failures, "outbox relay cannot publish; events stay in the outbox");
+                        }
+                    }
+                }
+                let wait = if failures > 0 {
+                    Duration::from_millis(500)
+                } else {
+                    Duration::from_secs(1)
+                };
+                tokio::select! {
+                    _ = n.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+        Self { notify }
+    }
+
+    /// Call after committing a transaction that enqueued events.
+    pub fn nudge(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// Publishes every unpublished row in order; returns how many.
+pub async fn drain(db: &DatabaseConnection, transport: &dyn Transport) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let rows = entity::Entity::find()
+            .filter(entity::Column::PublishedAt.is_null())
+            .order_by_asc(entity::Column::Id)
+            .limit(100)
+            .all(db)
+            .await?;
+        if rows.is_empty() {
+            return Ok(total);
+        }
+        for row in rows {
+            let event: Event = serde_json::from_str(&row.event).map_err(Error::internal)?;
+            transport.publish(&row.stream, &event).await?;
+            entity::Entity::update_many()
+                .col_expr(entity::Column::PublishedAt, Expr::value(Utc::now()))
+                .filter(entity::Column::Id.eq(row.id))
+                .exec(db)
+                .await?;
+            total += 1;
+        }
+    }
+}

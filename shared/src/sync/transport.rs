@@ -1,0 +1,54 @@
+//! What a stream transport offers: append, consumer-group reads, acks and
+//! the takeover of entries a dead consumer left pending.
+
+use std::time::Duration;
+
+use super::Event;
+use crate::Result;
+
+/// One entry handed to a consumer; ack it by `position` once applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub position: String,
+    pub event: Event,
+}
+
+/// Entries taken over from idle consumers, and positions the stream trimmed
+/// away while they were pending (their events are lost: resync).
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub deliveries: Vec<Delivery>,
+    pub trimmed: Vec<String>,
+}
+
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Appends `event` to `stream`; returns its position.
+    async fn publish(&self, stream: &str, event: &Event) -> Result<String>;
+
+    /// Creates `group` on `stream` (reading from its start) unless it exists.
+    async fn ensure_group(&self, stream: &str, group: &str) -> Result<()>;
+
+    /// Up to `count` entries never delivered to `group`, waiting up to `block`.
+    async fn read(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Takes over entries of `group` pending longer than `min_idle`.
+    async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Claimed>;
+
+    /// Marks entries as applied by `group`.
+    async fn ack(&self, stream: &str, group: &str, positions: &[String]) -> Result<()>;
+}
