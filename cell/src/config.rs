@@ -100,6 +100,8 @@ pub struct Settings {
     pub dev_mode: bool,
     pub introspection: bool,
     pub limits: Limits,
+    /// The sync transport, when the embedder provides one (the dev stack).
+    pub transport: Option<Arc<dyn shared::sync::Transport>>,
 }
 
 impl Args {
@@ -164,6 +166,7 @@ impl Config {
             dev_mode: self.dev_mode,
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
+            transport: None,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod graphql;
 pub mod migration;
 pub mod registration;
 pub mod service;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.introspection,
     );
     let router = layered(
-        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics)),
+        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
@@ -111,14 +112,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let server = serve(listener, router, CancellationToken::new());
 
     let mut tasks = Vec::new();
-    if let Some(global_url) = settings.global_url.clone() {
+    let global = settings.global_url.clone().map(|url| {
         let token = Arc::new(ServiceToken::new(
             settings.keys.clone(),
             &format!("cell:{}", settings.cell_id),
             Some(settings.cell_id.clone()),
         ));
+        (GraphqlClient::new(token, Duration::from_secs(5)), url)
+    });
+    if let Some((client, global_url)) = global.clone() {
         let reg = registration::Registration {
-            client: GraphqlClient::new(token, Duration::from_secs(5)),
+            client,
             global_url,
             endpoint: endpoint.clone(),
             interval: settings.heartbeat_interval,
@@ -127,6 +131,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             reg.run(state.clone(), server.shutdown.clone()),
         ));
     }
+    let propagation = metrics.histogram(
+        "sync_propagation_seconds",
+        "From a change's commit at its origin to its application here",
+        vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+        ],
+    );
+    tasks.extend(sync::spawn(
+        state.clone(),
+        transport(&settings)?,
+        global,
+        propagation,
+        server.shutdown.clone(),
+    ));
     tracing::info!(cell = %settings.cell_id, region = %settings.region, %addr, "cell serving");
     Ok(App {
         addr,
@@ -134,5 +152,21 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state,
         server,
         tasks,
+    })
+}
+
+/// The sync transport: the one given (the dev stack shares one in-process
+/// transport), else Redis Streams when configured, else a private in-process
+/// one (a lone cell that hears nothing from the global tier but resyncs).
+fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn shared::sync::Transport>> {
+    if let Some(t) = &settings.transport {
+        return Ok(t.clone());
+    }
+    Ok(match &settings.redis_url {
+        Some(url) => Arc::new(
+            shared::sync::redis::Redis::new(url, &settings.redis_prefix, 100_000)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => Arc::new(shared::sync::memory::Memory::new()),
     })
 }

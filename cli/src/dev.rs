@@ -56,6 +56,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let secret = crate::devkey::load_or_create(&data_dir)?;
     let keys = crate::devkey::keys(&secret)?;
     let limits = Limits::default();
+    // One in-process sync transport joins the tiers, as Redis does in production.
+    let transport: std::sync::Arc<dyn shared::sync::Transport> =
+        std::sync::Arc::new(shared::sync::memory::Memory::new());
 
     let global = global::build(global::Settings {
         listen: a.listen.to_string(),
@@ -72,6 +75,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         dev_mode: true,
         introspection: true,
         limits,
+        transport: Some(transport.clone()),
     })
     .await
     .context("starting the global tier")?;
@@ -94,6 +98,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             dev_mode: true,
             introspection: true,
             limits,
+            transport: Some(transport.clone()),
         })
         .await
         .with_context(|| format!("starting cell {id}"))?;

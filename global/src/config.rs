@@ -81,6 +81,8 @@ pub struct Settings {
     pub dev_mode: bool,
     pub introspection: bool,
     pub limits: Limits,
+    /// The sync transport, when the embedder provides one (the dev stack).
+    pub transport: Option<Arc<dyn shared::sync::Transport>>,
 }
 
 impl Args {
@@ -115,8 +117,16 @@ impl Config {
         if plans.is_empty() {
             return Err("at least one plan is required".into());
         }
-        if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str()).map_err(|e| format!("invalid redis_url: {e}"))?;
+        match &self.redis_url {
+            Some(url) => {
+                redis::Client::open(url.as_str()).map_err(|e| format!("invalid redis_url: {e}"))?;
+            }
+            None => {
+                return Err(
+                    "redis_url is required (TENANT_GLOBAL_REDIS_URL): it carries the sync streams"
+                        .into(),
+                );
+            }
         }
         self.limits.validate()?;
         Ok(Settings {
@@ -131,6 +141,7 @@ impl Config {
             dev_mode: self.dev_mode,
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
+            transport: None,
         })
     }
 }

@@ -20,6 +20,8 @@ use shared::events::Bus;
 use shared::ids::Plan;
 use shared::metrics::Metrics;
 use shared::server::{Component, GraphqlRoutes, Running, Shared, layered, ops_routes, serve};
+use shared::sync::Transport;
+use shared::sync::outbox::Relay;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
@@ -38,6 +40,8 @@ pub struct State {
     /// Tenant changes, fanned out to every replica through Redis when configured.
     pub events: Arc<Bus<TenantEvent>>,
     pub metrics: Metrics,
+    /// Publishes the outbox right after each commit.
+    pub relay: Relay,
     cells_gauge: prometheus::IntGaugeVec,
 }
 
@@ -102,6 +106,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new("global", None);
+    let transport = transport(&settings)?;
+    let relay = Relay::spawn(db.clone(), transport, shutdown.clone());
     let state = State {
         db,
         cells: cache,
@@ -110,6 +116,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         events,
         cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),
         metrics: metrics.clone(),
+        relay,
     };
     state.refresh_cell_gauge();
     let shared = Shared {
@@ -147,6 +154,21 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         server,
         tasks: vec![sweeper],
     })
+}
+
+/// The sync transport: the one given (the dev stack shares one in-process
+/// transport between its tiers), else Redis Streams when configured.
+pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
+    if let Some(t) = &settings.transport {
+        return Ok(t.clone());
+    }
+    match &settings.redis_url {
+        Some(url) => Ok(Arc::new(
+            shared::sync::redis::Redis::new(url, &settings.redis_prefix, 100_000)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        None => anyhow::bail!("a sync transport is needed: set redis_url"),
+    }
 }
 
 /// Marks silent cells DOWN and refreshes the registry cache.

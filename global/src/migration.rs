@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(Initial),
             Box::new(shared::audit::migration::CreateAuditLog),
             Box::new(shared::sync::migration::CreateSyncTables),
+            Box::new(shared::configkeys::store::migration::CreateConfigKeys),
         ]
     }
 }

@@ -72,6 +72,13 @@ impl Metrics {
         c
     }
 
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Histogram {
+        let h = prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("valid metric");
+        self.register(h.clone());
+        h
+    }
+
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

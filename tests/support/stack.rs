@@ -112,7 +112,7 @@ impl Stack {
         for spec in &o.cells {
             let (n, url) = db_url(spec.id).await;
             databases.extend(n);
-            cells.push(start_cell(spec, url, &global.url(), &keys, &o, &redis_prefix).await);
+            cells.push(start_cell(spec, url, &global.url(), &keys, &o, &redis_prefix, None).await);
         }
         let stack = Stack {
             global,
@@ -250,6 +250,7 @@ pub fn global_settings(
         dev_mode: o.dev_mode,
         introspection: o.introspection,
         limits: o.limits,
+        transport: None,
     }
 }
 
@@ -260,6 +261,7 @@ pub async fn start_cell(
     keys: &Arc<Keys>,
     o: &Options,
     redis_prefix: &str,
+    transport: Option<Arc<dyn shared::sync::Transport>>,
 ) -> cell::App {
     cell::build(cell::Settings {
         listen: "127.0.0.1:0".into(),
@@ -276,6 +278,7 @@ pub async fn start_cell(
         dev_mode: o.dev_mode,
         introspection: o.introspection,
         limits: o.limits,
+        transport,
     })
     .await
     .expect("cell starts")

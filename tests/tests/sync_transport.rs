@@ -29,32 +29,69 @@ async fn conformance(t: Arc<dyn Transport>) {
     t.ensure_group("conf", "g1").await.unwrap();
     t.ensure_group("conf", "g1").await.unwrap(); // idempotent
 
-    let got = t.read("conf", "g1", "c1", 10, Duration::from_millis(200)).await.unwrap();
-    assert_eq!(got.iter().map(|d| d.event.clone()).collect::<Vec<_>>(), sent, "all entries, in order");
+    let got = t
+        .read("conf", "g1", "c1", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.event.clone()).collect::<Vec<_>>(),
+        sent,
+        "all entries, in order"
+    );
     let positions: Vec<String> = got.iter().map(|d| d.position.clone()).collect();
     t.ack("conf", "g1", &positions[..3]).await.unwrap();
-    let none = t.read("conf", "g1", "c1", 10, Duration::from_millis(100)).await.unwrap();
+    let none = t
+        .read("conf", "g1", "c1", 10, Duration::from_millis(100))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "nothing new for the group");
 
     // c1 "dies" with two entries unacked: c2 takes them over once they are idle.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let claimed = t.claim_stale("conf", "g1", "c2", Duration::from_millis(100), 10).await.unwrap();
-    assert_eq!(claimed.deliveries.iter().map(|d| d.event.version).collect::<Vec<_>>(), vec![4, 5]);
+    let claimed = t
+        .claim_stale("conf", "g1", "c2", Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed
+            .deliveries
+            .iter()
+            .map(|d| d.event.version)
+            .collect::<Vec<_>>(),
+        vec![4, 5]
+    );
     assert!(claimed.trimmed.is_empty());
-    let claimed_pos: Vec<String> = claimed.deliveries.iter().map(|d| d.position.clone()).collect();
+    let claimed_pos: Vec<String> = claimed
+        .deliveries
+        .iter()
+        .map(|d| d.position.clone())
+        .collect();
     t.ack("conf", "g1", &claimed_pos).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let again = t.claim_stale("conf", "g1", "c2", Duration::from_millis(100), 10).await.unwrap();
-    assert!(again.deliveries.is_empty(), "acked entries are never redelivered");
+    let again = t
+        .claim_stale("conf", "g1", "c2", Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert!(
+        again.deliveries.is_empty(),
+        "acked entries are never redelivered"
+    );
 
     // Another group reads the whole stream independently.
     t.ensure_group("conf", "g2").await.unwrap();
-    let g2 = t.read("conf", "g2", "x", 10, Duration::from_millis(200)).await.unwrap();
+    let g2 = t
+        .read("conf", "g2", "x", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
     assert_eq!(g2.len(), 5);
 
     // A blocked read wakes for a new entry.
     let t2 = t.clone();
-    let reader = tokio::spawn(async move { t2.read("conf", "g1", "c1", 10, Duration::from_secs(5)).await.unwrap() });
+    let reader = tokio::spawn(async move {
+        t2.read("conf", "g1", "c1", 10, Duration::from_secs(5))
+            .await
+            .unwrap()
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     t.publish("conf", &event(6)).await.unwrap();
     let woke = reader.await.unwrap();
@@ -73,16 +110,28 @@ async fn redis_transport_conforms() {
 }
 
 /// A migrated cell database (it carries the sync tables) on `backend`.
-async fn database(postgres: bool) -> (DatabaseConnection, Option<String>, Option<tempfile::TempDir>) {
+async fn database(
+    postgres: bool,
+) -> (
+    DatabaseConnection,
+    Option<String>,
+    Option<tempfile::TempDir>,
+) {
     let (url, name, dir) = if postgres {
         let (name, url) = backing::create_database().await;
         (url, Some(name), None)
     } else {
         let dir = tempfile::tempdir().unwrap();
-        (shared::config::sqlite_url(&dir.path().join("sync.db")), None, Some(dir))
+        (
+            shared::config::sqlite_url(&dir.path().join("sync.db")),
+            None,
+            Some(dir),
+        )
     };
     let db = shared::db::connect(&url, 4).await.unwrap();
-    shared::db::migrate::<cell::migration::Migrator>(&db, 42).await.unwrap();
+    shared::db::migrate::<cell::migration::Migrator>(&db, 42)
+        .await
+        .unwrap();
     (db, name, dir)
 }
 
@@ -102,10 +151,16 @@ async fn outbox_publishes_only_committed_changes(postgres: bool) {
     let relay = outbox::Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
     relay.nudge();
     transport.ensure_group("out", "g").await.unwrap();
-    let got = transport.read("out", "g", "c", 10, Duration::from_secs(3)).await.unwrap();
+    let got = transport
+        .read("out", "g", "c", 10, Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].event, committed);
-    let none = transport.read("out", "g", "c", 10, Duration::from_millis(300)).await.unwrap();
+    let none = transport
+        .read("out", "g", "c", 10, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "a rolled-back change is never published");
     assert_eq!(outbox::backlog(&db).await.unwrap(), 0);
     shutdown.cancel();
@@ -133,13 +188,20 @@ async fn outbox_keeps_events_while_redis_is_unreachable() {
     let down = Redis::new("redis://127.0.0.1:1", "down", 1000).unwrap();
     let err = outbox::drain(&db, &down).await.unwrap_err();
     assert_eq!(err.code(), shared::Code::Unavailable);
-    assert_eq!(outbox::backlog(&db).await.unwrap(), 1, "the event waits in the outbox");
+    assert_eq!(
+        outbox::backlog(&db).await.unwrap(),
+        1,
+        "the event waits in the outbox"
+    );
 
     let up = redis_transport().await;
     assert_eq!(outbox::drain(&db, up.as_ref()).await.unwrap(), 1);
     assert_eq!(outbox::backlog(&db).await.unwrap(), 0);
     up.ensure_group("conf", "g").await.unwrap();
-    let got = up.read("conf", "g", "c", 10, Duration::from_millis(500)).await.unwrap();
+    let got = up
+        .read("conf", "g", "c", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     db.close().await.unwrap();
     backing::drop_databases(&[name.unwrap()]).await;
@@ -150,7 +212,13 @@ async fn duplicates_and_reordering_apply_once(postgres: bool) {
     let transport = redis_transport().await;
     // Versions of one entity delivered duplicated and out of order.
     for v in [1, 3, 2, 3, 1, 2] {
-        transport.publish("apply", &Event::new("apply", "tenant:x", v, "test", json!({ "v": v }))).await.unwrap();
+        transport
+            .publish(
+                "apply",
+                &Event::new("apply", "tenant:x", v, "test", json!({ "v": v })),
+            )
+            .await
+            .unwrap();
     }
     let applied_count = Arc::new(AtomicUsize::new(0));
     let handler: consumer::Handler = {
@@ -176,10 +244,16 @@ async fn duplicates_and_reordering_apply_once(postgres: bool) {
         claim_idle: Duration::from_secs(30),
     };
     transport.ensure_group("apply", "cells").await.unwrap();
-    let n = consumer::poll_once(transport.as_ref(), &cfg, &handler, None).await.unwrap();
+    let n = consumer::poll_once(transport.as_ref(), &cfg, &handler, None)
+        .await
+        .unwrap();
     assert_eq!(n, 6, "every delivery is acked");
     assert_eq!(applied::current(&db, "tenant:x").await.unwrap(), Some(3));
-    assert_eq!(applied_count.load(Ordering::SeqCst), 2, "only versions 1 and 3 moved the entity forward");
+    assert_eq!(
+        applied_count.load(Ordering::SeqCst),
+        2,
+        "only versions 1 and 3 moved the entity forward"
+    );
     assert!(!applied::advance(&db, "tenant:x", 3).await.unwrap());
     assert!(applied::advance(&db, "tenant:x", 4).await.unwrap());
     db.close().await.unwrap();
@@ -206,7 +280,10 @@ async fn a_consumer_that_dies_mid_batch_has_its_entries_applied_by_another() {
     }
     transport.ensure_group("batch", "g").await.unwrap();
     // The first consumer reads the batch and dies before acking any of it.
-    let taken = transport.read("batch", "g", "doomed", 10, Duration::from_millis(200)).await.unwrap();
+    let taken = transport
+        .read("batch", "g", "doomed", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 10);
 
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -226,7 +303,13 @@ async fn a_consumer_that_dies_mid_batch_has_its_entries_applied_by_another() {
         claim_idle: Duration::from_millis(200),
     };
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(consumer::run(transport.clone(), cfg, handler, None, shutdown.clone()));
+    let task = tokio::spawn(consumer::run(
+        transport.clone(),
+        cfg,
+        handler,
+        None,
+        shutdown.clone(),
+    ));
     for _ in 0..50 {
         if seen.lock().unwrap().len() >= 10 {
             break;
@@ -237,5 +320,9 @@ async fn a_consumer_that_dies_mid_batch_has_its_entries_applied_by_another() {
     task.await.unwrap();
     let mut got = seen.lock().unwrap().clone();
     got.sort();
-    assert_eq!(got, (1..=10).collect::<Vec<_>>(), "each entry applied exactly once");
+    assert_eq!(
+        got,
+        (1..=10).collect::<Vec<_>>(),
+        "each entry applied exactly once"
+    );
 }

@@ -52,6 +52,13 @@ impl Query {
         })
     }
 
+    /// The config schema registry as this cell holds it.
+    async fn config_keys(&self, ctx: &Context<'_>) -> Result<Vec<shared::configkeys::View>> {
+        let (st, _) = reader(ctx).gql()?;
+        let keys = shared::configkeys::store::all(&st.db).await.gql()?;
+        Ok(keys.into_iter().map(Into::into).collect())
+    }
+
     /// One tenant of this cell.
     async fn tenant(&self, ctx: &Context<'_>, id: ID) -> Result<Tenant> {
         let (st, p) = reader(ctx).gql()?;

@@ -9,9 +9,11 @@ use shared::server::record_tenant;
 
 use super::auth::caller;
 use super::subscription::{TenantEvent, TenantEventKind};
-use super::types::{Cell, CreateTenantInput, RegisterCellInput, Tenant};
+use super::types::{Cell, CreateTenantInput, DefineConfigKeyInput, RegisterCellInput, Tenant};
 use crate::service::cells::{self, Registration};
+use crate::service::configkeys;
 use crate::service::directory::{self, NewTenant};
+use shared::configkeys::KeyDef;
 
 pub struct Mutation;
 
@@ -42,6 +44,73 @@ impl Mutation {
             })
             .await;
         Ok(Tenant(row))
+    }
+
+    /// Defines a config key, or changes one (with `expectedVersion`). The
+    /// same definition again is a no-op; every change reaches every cell.
+    async fn define_config_key(
+        &self,
+        ctx: &Context<'_>,
+        input: DefineConfigKeyInput,
+    ) -> Result<shared::configkeys::View> {
+        let (st, p) = caller(ctx).gql()?;
+        let detail = json!({ "key": input.key, "type": format!("{:?}", input.value_type), "expectedVersion": input.expected_version });
+        let target = Some(input.key.clone());
+        let result = async {
+            p.require_any(&[Role::PlatformAdmin], "defineConfigKey")?;
+            if input.json_schema.is_some() {
+                return Err(shared::Error::bad_input(
+                    "input.jsonSchema",
+                    "JSON Schema validation is not supported yet; leave jsonSchema out",
+                ));
+            }
+            let def = KeyDef {
+                key: input.key,
+                value_type: input.value_type,
+                default: input.default.0,
+                scopes: input.scopes,
+                description: input.description,
+                min: input.min,
+                max: input.max,
+                allowed: input.allowed,
+                pattern: input.pattern,
+                deprecated: false,
+            };
+            configkeys::define(st, def, input.expected_version).await
+        }
+        .await;
+        audit::outcome(&st.db, p, "defineConfigKey", None, target, detail, &result)
+            .await
+            .gql()?;
+        Ok(result.gql()?.into())
+    }
+
+    /// Marks a key deprecated.
+    async fn deprecate_config_key(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+        expected_version: i64,
+    ) -> Result<shared::configkeys::View> {
+        let (st, p) = caller(ctx).gql()?;
+        let detail = json!({ "key": key, "expectedVersion": expected_version });
+        let result = async {
+            p.require_any(&[Role::PlatformAdmin], "deprecateConfigKey")?;
+            configkeys::deprecate(st, &key, expected_version).await
+        }
+        .await;
+        audit::outcome(
+            &st.db,
+            p,
+            "deprecateConfigKey",
+            None,
+            Some(key.clone()),
+            detail,
+            &result,
+        )
+        .await
+        .gql()?;
+        Ok(result.gql()?.into())
     }
 
     /// A cell announces itself (at start and whenever the global tier forgot it).

@@ -147,6 +147,13 @@ impl Query {
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
+    /// The config schema registry.
+    async fn config_keys(&self, ctx: &Context<'_>) -> Result<Vec<shared::configkeys::View>> {
+        let (st, _) = caller(ctx).gql()?;
+        let keys = shared::configkeys::store::all(&st.db).await.gql()?;
+        Ok(keys.into_iter().map(Into::into).collect())
+    }
+
     /// Every registered cell with its status and load.
     async fn cells(&self, ctx: &Context<'_>) -> Result<Vec<Cell>> {
         let (st, p) = caller(ctx).gql()?;

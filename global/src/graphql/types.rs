@@ -222,3 +222,24 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
 }
+
+#[derive(InputObject)]
+pub struct DefineConfigKeyInput {
+    /// Lowercase, with '.', '_' or '-': `limits.max_users`.
+    pub key: String,
+    #[graphql(name = "type")]
+    pub value_type: shared::configkeys::ValueType,
+    pub default: async_graphql::Json<serde_json::Value>,
+    pub scopes: Vec<shared::configkeys::Scope>,
+    #[graphql(default)]
+    pub description: String,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    #[graphql(name = "enum")]
+    pub allowed: Option<Vec<String>>,
+    pub pattern: Option<String>,
+    /// Not supported yet: a JSON key accepts any JSON value.
+    pub json_schema: Option<async_graphql::Json<serde_json::Value>>,
+    /// Required to change an existing key: its current version (0 or absent to create).
+    pub expected_version: Option<i64>,
+}

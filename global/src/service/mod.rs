@@ -1,6 +1,7 @@
 //! Database logic of the global tier: resolvers call these with the state.
 
 pub mod cells;
+pub mod configkeys;
 pub mod directory;
 pub mod idempotency;
 pub mod placement;

@@ -1,0 +1,148 @@
+//! What the cell receives from the global tier: the config schema registry,
+//! applied from the stream as it comes, and resynced from the global API at
+//! start, whenever the stream lost entries, and periodically (anti-entropy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shared::client::GraphqlClient;
+use shared::configkeys::{self, KeyDef};
+use shared::sync::{Event, Transport, consumer};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::State;
+
+const RESYNC_EVERY: Duration = Duration::from_secs(60);
+
+pub fn spawn(
+    st: State,
+    transport: Arc<dyn Transport>,
+    global: Option<(GraphqlClient, String)>,
+    propagation: prometheus::Histogram,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let resync = Arc::new(Notify::new());
+    let handler: consumer::Handler = {
+        let db = st.db.clone();
+        Arc::new(move |e: Event| {
+            let db = db.clone();
+            let propagation = propagation.clone();
+            Box::pin(async move {
+                let def: KeyDef =
+                    serde_json::from_value(e.payload).map_err(shared::Error::internal)?;
+                configkeys::apply(&db, &def, e.version).await?;
+                let lag = (chrono::Utc::now() - e.created_at)
+                    .num_microseconds()
+                    .unwrap_or(0);
+                propagation.observe(lag.max(0) as f64 / 1e6);
+                Ok(())
+            })
+        })
+    };
+    let on_gap: consumer::OnGap = {
+        let resync = resync.clone();
+        Arc::new(move |lost| {
+            tracing::warn!(
+                lost = lost.len(),
+                "config stream entries were trimmed before they were applied; resyncing"
+            );
+            resync.notify_one();
+        })
+    };
+    let cfg = consumer::Config {
+        stream: configkeys::STREAM.into(),
+        group: format!("cell.{}", st.cell_id),
+        consumer: format!("{}:{}", st.cell_id, uuid::Uuid::now_v7()),
+        batch: 100,
+        block: Duration::from_secs(1),
+        claim_idle: Duration::from_secs(30),
+    };
+    let mut tasks = vec![tokio::spawn(consumer::run(
+        transport,
+        cfg,
+        handler,
+        Some(on_gap),
+        shutdown.clone(),
+    ))];
+    if let Some((client, url)) = global {
+        tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
+    }
+    tasks
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Snapshot {
+    config_keys: Vec<SnapshotKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotKey {
+    key: String,
+    #[serde(rename = "type")]
+    value_type: configkeys::ValueType,
+    default: serde_json::Value,
+    scopes: Vec<configkeys::Scope>,
+    description: String,
+    min: Option<i64>,
+    max: Option<i64>,
+    #[serde(rename = "enum")]
+    allowed: Option<Vec<String>>,
+    pattern: Option<String>,
+    deprecated: bool,
+    version: i64,
+}
+
+const SNAPSHOT: &str = "{ configKeys { key type default scopes description min max enum pattern deprecated version } }";
+
+/// Applies the global tier's whole registry; returns how many keys changed.
+pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> shared::Result<usize> {
+    let snap: Snapshot = client
+        .call("global tier", global_url, SNAPSHOT, serde_json::json!({}))
+        .await?;
+    let mut changed = 0;
+    for k in snap.config_keys {
+        let def = KeyDef {
+            key: k.key,
+            value_type: k.value_type,
+            default: k.default,
+            scopes: k.scopes,
+            description: k.description,
+            min: k.min,
+            max: k.max,
+            allowed: k.allowed,
+            pattern: k.pattern,
+            deprecated: k.deprecated,
+        };
+        if configkeys::apply(&st.db, &def, k.version).await? {
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+async fn resync_loop(
+    st: State,
+    client: GraphqlClient,
+    url: String,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match resync(&st, &client, &url).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(changed = n, "config registry repaired from the global tier"),
+            Err(e) => {
+                tracing::debug!(error = %e, "config resync skipped; the global tier is unreachable")
+            }
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The config schema registry's key definitions: a key's type, default,
+//! bounds and the scopes it may be set at, and how a value is checked
+//! against them. The global tier owns definitions; cells apply them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[graphql(name = "ConfigType")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ValueType {
+    Bool,
+    Int,
+    String,
+    /// A string such as `250ms`, `30s`, `5m`, `2h` or `1d`.
+    Duration,
+    Json,
+}
+
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[graphql(name = "ConfigScope")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Scope {
+    Tenant,
+    Project,
+    Environment,
+}
+
+/// One key of the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyDef {
+    pub key: String,
+    pub value_type: ValueType,
+    pub default: Value,
+    pub scopes: Vec<Scope>,
+    pub description: String,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    /// Allowed values of a STRING key.
+    pub allowed: Option<Vec<String>>,
+    /// A regular expression a STRING value must match in full.
+    pub pattern: Option<String>,
+    pub deprecated: bool,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+impl KeyDef {
+    /// Checks the definition itself; every problem is listed.
+    pub fn check(&self) -> Result<(), Vec<String>> {
+        let mut errs = Vec::new();
+        let key_ok = !self.key.is_empty()
+            && self.key.len() <= 128
+            && self.key.starts_with(|c: char| c.is_ascii_lowercase())
+            && self.key.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            });
+        if !key_ok {
+            errs.push(format!(
+                "key `{}` must start with a lowercase letter and hold only a-z, 0-9, '.', '_' or '-' (at most 128)",
+                self.key
+            ));
+        }
+        if self.scopes.is_empty() {
+            errs.push("scopes must name at least one of TENANT, PROJECT, ENVIRONMENT".into());
+        }
+        if let (Some(min), Some(max)) = (self.min, self.max)
+            && min > max
+        {
+            errs.push(format!("min {min} is greater than max {max}"));
+        }
+        if (self.min.is_some() || self.max.is_some()) && self.value_type != ValueType::Int {
+            errs.push("min and max apply to INT keys only".into());
+        }
+        if (self.allowed.is_some() || self.pattern.is_some())
+            && self.value_type != ValueType::String
+        {
+            errs.push("enum and pattern apply to STRING keys only".into());
+        }
+        if let Some(p) = &self.pattern
+            && regex::Regex::new(p).is_err()
+        {
+            errs.push(format!("pattern `{p}` is not a valid regular expression"));
+        }
+        if errs.is_empty()
+            && let Err(e) = self.validate(&self.default)
+        {
+            errs.push(format!("default: {e}"));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// Checks a value against the key's type and bounds.
+    pub fn validate(&self, v: &Value) -> Result<(), String> {
+        match self.value_type {
+            ValueType::Bool => v
+                .as_bool()
+                .map(|_| ())
+                .ok_or_else(|| format!("{} must be a boolean", self.key)),
+            ValueType::Int => {
+                let n = v
+                    .as_i64()
+                    .ok_or_else(|| format!("{} must be an integer", self.key))?;
+                if let Some(min) = self.min
+                    && n < min
+                {
+                    return Err(format!("{} must be at least {min}, got {n}", self.key));
+                }
+                if let Some(max) = self.max
+                    && n > max
+                {
+                    return Err(format!("{} must be at most {max}, got {n}", self.key));
+                }
+                Ok(())
+            }
+            ValueType::String => {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("{} must be a string", self.key))?;
+                if let Some(allowed) = &self.allowed
+                    && !allowed.iter().any(|a| a == s)
+                {
+                    return Err(format!(
+                        "{} must be one of {}, got `{s}`",
+                        self.key,
+                        allowed.join(", ")
+                    ));
+                }
+                if let Some(p) = &self.pattern {
+                    let re = regex::Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|_| format!("{}: bad pattern", self.key))?;
+                    if !re.is_match(s) {
+                        return Err(format!("{} must match `{p}`, got `{s}`", self.key));
+                    }
+                }
+                Ok(())
+            }
+            ValueType::Duration => v
+                .as_str()
+                .and_then(parse_duration_ms)
+                .map(|_| ())
+                .ok_or_else(|| {
+                    format!(
+                        "{} must be a duration such as 250ms, 30s, 5m, 2h or 1d",
+                        self.key
+                    )
+                }),
+            ValueType::Json => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn def(t: ValueType, default: Value) -> KeyDef {
+        KeyDef {
+            key: "limits.max_users".into(),
+            value_type: t,
+            default,
+            scopes: vec![Scope::Tenant],
+            description: String::new(),
+            min: None,
+            max: None,
+            allowed: None,
+            pattern: None,
+            deprecated: false,
+        }
+    }
+
+    #[test]
+    fn ints_respect_bounds() {
+        let d = KeyDef {
+            min: Some(1),
+            max: Some(10),
+            ..def(ValueType::Int, json!(5))
+        };
+        assert!(d.check().is_ok());
+        assert!(d.validate(&json!(0)).is_err());
+        assert!(d.validate(&json!(11)).is_err());
+        assert!(d.validate(&json!("5")).is_err());
+        assert!(d.validate(&json!(10)).is_ok());
+    }
+
+    #[test]
+    fn strings_respect_enum_and_pattern() {
+        let d = KeyDef {
+            allowed: Some(vec!["a".into(), "b".into()]),
+            ..def(ValueType::String, json!("a"))
+        };
+        assert!(d.validate(&json!("c")).is_err());
+        let p = KeyDef {
+            pattern: Some("[a-z]+".into()),
+            ..def(ValueType::String, json!("abc"))
+        };
+        assert!(p.check().is_ok());
+        assert!(
+            p.validate(&json!("abc1")).is_err(),
+            "the pattern matches the whole value"
+        );
+    }
+
+    #[test]
+    fn bad_definitions_list_every_problem() {
+        let d = KeyDef {
+            key: "Bad Key".into(),
+            scopes: vec![],
+            min: Some(5),
+            max: Some(1),
+            ..def(ValueType::Int, json!(3))
+        };
+        assert_eq!(d.check().unwrap_err().len(), 3);
+        let wrong_default = def(ValueType::Bool, json!("yes"));
+        assert!(wrong_default.check().unwrap_err()[0].starts_with("default:"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms("5"), None);
+        assert_eq!(parse_duration_ms("5x"), None);
+    }
+}
+
+pub mod store;
+
+/// The stream that carries key definitions from the global tier to cells.
+pub const STREAM: &str = "global.config-keys";
+
+/// The sync entity of a key.
+pub fn entity(key: &str) -> String {
+    format!("config-key:{key}")
+}
+
+/// A key as both APIs show it.
+#[derive(async_graphql::SimpleObject, Debug, Clone)]
+#[graphql(name = "ConfigKey")]
+pub struct View {
+    pub key: String,
+    #[graphql(name = "type")]
+    pub value_type: ValueType,
+    pub default: async_graphql::Json<Value>,
+    pub scopes: Vec<Scope>,
+    pub description: String,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    #[graphql(name = "enum")]
+    pub allowed: Option<Vec<String>>,
+    pub pattern: Option<String>,
+    pub deprecated: bool,
+    /// Increases with every change to the definition.
+    pub version: i64,
+}
+
+impl From<store::Stored> for View {
+    fn from(s: store::Stored) -> Self {
+        let d = s.def;
+        Self {
+            key: d.key,
+            value_type: d.value_type,
+            default: async_graphql::Json(d.default),
+            scopes: d.scopes,
+            description: d.description,
+            min: d.min,
+            max: d.max,
+            allowed: d.allowed,
+            pattern: d.pattern,
+            deprecated: d.deprecated,
+            version: s.version,
+        }
+    }
+}
+
+/// Applies a definition received from the global tier, if it is newer than
+/// what this database holds. Returns whether it changed anything.
+pub async fn apply(
+    db: &sea_orm::DatabaseConnection,
+    def: &KeyDef,
+    version: i64,
+) -> crate::Result<bool> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    let newer = crate::sync::applied::advance(&txn, &entity(&def.key), version).await?;
+    if newer {
+        store::put(&txn, def, version).await?;
+    }
+    txn.commit().await?;
+    Ok(newer)
+}

@@ -1,0 +1,184 @@
+//! The config schema registry: defined at the global tier, versioned,
+//! audited, and carried to every cell by the outbox and the sync stream;
+//! a cell that missed the stream repairs itself from the global API.
+
+use std::time::Duration;
+
+use e2e::stack::{code, message, start_cell};
+use e2e::{Backend, CellSpec, Stack, backing};
+use serde_json::{Value, json};
+use shared::auth::Role;
+
+const DEFINE: &str = "mutation($i: DefineConfigKeyInput!) { defineConfigKey(input: $i) { key type default scopes min max version deprecated } }";
+const KEYS: &str = "{ configKeys { key default version deprecated } }";
+
+fn max_users(default: i64, expected: Option<i64>) -> Value {
+    json!({ "i": {
+        "key": "limits.max_users", "type": "INT", "default": default, "scopes": ["TENANT", "PROJECT"],
+        "description": "Seats", "min": 1, "max": 1000, "expectedVersion": expected } })
+}
+
+/// Waits until the cell at `url` holds `key` at `version`.
+async fn cell_has(s: &Stack, url: &str, key: &str, version: i64) -> Value {
+    let svc = s.token("global", &[Role::Service], &[], None);
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = s.gql_at(url, Some(&svc), KEYS, json!({})).await;
+        if let Some(k) = v["data"]["configKeys"]
+            .as_array()
+            .and_then(|a| a.iter().find(|k| k["key"] == key))
+            && k["version"] == version
+        {
+            return k.clone();
+        }
+        last = v;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cell {url} never held {key} at version {version}: {last}");
+}
+
+async fn keys_reach_every_cell(backend: Backend) {
+    let s = Stack::start(backend).await;
+    let admin = s.admin();
+    let v1 = s.gql(&admin, DEFINE, max_users(10, None)).await;
+    assert_eq!(v1["data"]["defineConfigKey"]["version"], 1, "{v1}");
+    for c in &s.cells {
+        let k = cell_has(&s, &c.url(), "limits.max_users", 1).await;
+        assert_eq!(k["default"], 10);
+    }
+
+    // The same definition again changes nothing.
+    let again = s.gql(&admin, DEFINE, max_users(10, None)).await;
+    assert_eq!(again["data"]["defineConfigKey"]["version"], 1);
+    // A change needs the current version.
+    let stale = s.gql(&admin, DEFINE, max_users(20, None)).await;
+    assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
+    let stale = s.gql(&admin, DEFINE, max_users(20, Some(7))).await;
+    assert_eq!(code(&stale), Some("CONFLICT"));
+    let v2 = s.gql(&admin, DEFINE, max_users(20, Some(1))).await;
+    assert_eq!(v2["data"]["defineConfigKey"]["version"], 2, "{v2}");
+    for c in &s.cells {
+        assert_eq!(
+            cell_has(&s, &c.url(), "limits.max_users", 2).await["default"],
+            20
+        );
+    }
+
+    let dep = "mutation($k: String!, $v: Int!) { deprecateConfigKey(key: $k, expectedVersion: $v) { version deprecated } }";
+    assert_eq!(
+        code(
+            &s.gql(&admin, dep, json!({ "k": "limits.max_users", "v": 1 }))
+                .await
+        ),
+        Some("CONFLICT")
+    );
+    assert_eq!(
+        code(&s.gql(&admin, dep, json!({ "k": "nope", "v": 1 })).await),
+        Some("NOT_FOUND")
+    );
+    let d = s
+        .gql(&admin, dep, json!({ "k": "limits.max_users", "v": 2 }))
+        .await;
+    assert_eq!(d["data"]["deprecateConfigKey"]["deprecated"], true, "{d}");
+    for c in &s.cells {
+        assert_eq!(
+            cell_has(&s, &c.url(), "limits.max_users", 3).await["deprecated"],
+            true
+        );
+    }
+
+    let log = s
+        .gql(
+            &admin,
+            "{ auditLog(filter: {action: \"defineConfigKey\"}) { outcome target } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        log["data"]["auditLog"].as_array().unwrap().len(),
+        5,
+        "{log}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn keys_reach_every_cell_postgres() {
+    keys_reach_every_cell(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn keys_reach_every_cell_sqlite() {
+    keys_reach_every_cell(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bad_definitions_are_refused_and_change_nothing() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let bad = s
+        .gql(&admin, DEFINE, json!({ "i": { "key": "Bad Key", "type": "INT", "default": "ten", "scopes": [], "min": 5, "max": 1 } }))
+        .await;
+    assert_eq!(code(&bad), Some("BAD_USER_INPUT"), "{bad}");
+    for problem in [
+        "must start with a lowercase letter",
+        "scopes must name",
+        "min 5 is greater than max 1",
+    ] {
+        assert!(message(&bad).contains(problem), "{problem}: {bad}");
+    }
+    let wrong_default = s
+        .gql(&admin, DEFINE, json!({ "i": { "key": "flag.on", "type": "BOOL", "default": "yes", "scopes": ["TENANT"] } }))
+        .await;
+    assert!(
+        message(&wrong_default).contains("must be a boolean"),
+        "{wrong_default}"
+    );
+    let schema = s
+        .gql(&admin, DEFINE, json!({ "i": { "key": "blob", "type": "JSON", "default": {}, "scopes": ["TENANT"], "jsonSchema": {"type": "object"} } }))
+        .await;
+    assert_eq!(code(&schema), Some("BAD_USER_INPUT"));
+    let sre = s.token("sre", &[Role::Sre], &[], None);
+    assert_eq!(
+        code(&s.gql(&sre, DEFINE, max_users(10, None)).await),
+        Some("FORBIDDEN")
+    );
+    let keys = s.gql(&admin, KEYS, json!({})).await;
+    assert_eq!(keys["data"]["configKeys"], json!([]));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_cell_that_missed_the_stream_repairs_from_the_global_api() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    s.gql(&admin, DEFINE, max_users(10, None)).await;
+    s.gql(&admin, DEFINE, max_users(30, Some(1))).await;
+
+    // A new cell on a private in-process transport hears nothing of the
+    // stream: only the resync at start can give it the registry.
+    let (name, url) = backing::create_database().await;
+    let spec = CellSpec {
+        id: "ap-south-1-a",
+        region: "ap-south-1",
+        capacity: 10,
+    };
+    let private = std::sync::Arc::new(shared::sync::memory::Memory::new());
+    let lone = start_cell(
+        &spec,
+        url,
+        &s.url(),
+        &s.keys,
+        &s.options,
+        &s.redis_prefix,
+        Some(private),
+    )
+    .await;
+    assert_eq!(
+        cell_has(&s, &lone.url(), "limits.max_users", 2).await["default"],
+        30
+    );
+    lone.stop().await;
+    s.stop().await;
+    backing::drop_databases(&[name]).await;
+}
