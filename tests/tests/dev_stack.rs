@@ -79,6 +79,40 @@ async fn dev_stack_keeps_tenants_across_restarts_and_mints_tokens() {
         .as_str()
         .unwrap()
         .to_owned();
+
+    // The in-process sync transport carries registry changes to the cells.
+    let defined = gql(
+        &dev.url,
+        &dev.admin,
+        "mutation($i: DefineConfigKeyInput!) { defineConfigKey(input: $i) { version } }",
+        json!({ "i": { "key": "ui.theme", "type": "STRING", "default": "light", "scopes": ["TENANT"], "enum": ["light", "dark"] } }),
+    )
+    .await;
+    assert_eq!(
+        defined["data"]["defineConfigKey"]["version"], 1,
+        "{defined}"
+    );
+    let cell_url = dev.cells[0]
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .trim_end_matches("/graphql")
+        .to_owned();
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..50 {
+        seen = gql(
+            &cell_url,
+            &dev.admin,
+            "{ configKeys { key default } }",
+            json!({}),
+        )
+        .await;
+        if seen["data"]["configKeys"][0]["key"] == "ui.theme" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["data"]["configKeys"][0]["default"], "light", "{seen}");
     stop(dev);
 
     let dev = start(dir.path());
