@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::audit::migration::CreateAuditLog),
             Box::new(shared::sync::migration::CreateSyncTables),
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
+            Box::new(CreateTenantConfig),
         ]
     }
 }
@@ -55,6 +56,87 @@ impl MigrationTrait for CreateTenants {
                     .col(big_integer(Tenants::Version))
                     .col(timestamp_with_time_zone(Tenants::CreatedAt))
                     .col(timestamp_with_time_zone(Tenants::UpdatedAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum TenantConfig {
+    Table,
+    TenantId,
+    Version,
+    Doc,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum TenantConfigHistory {
+    Table,
+    TenantId,
+    Version,
+    Actor,
+    At,
+    Diff,
+    Doc,
+    IdempotencyKey,
+    RequestHash,
+}
+
+struct CreateTenantConfig;
+
+impl MigrationName for CreateTenantConfig {
+    fn name(&self) -> &str {
+        "m0002_create_tenant_config"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTenantConfig {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(TenantConfig::Table)
+                    .if_not_exists()
+                    .col(uuid(TenantConfig::TenantId).primary_key())
+                    .col(big_integer(TenantConfig::Version))
+                    .col(text(TenantConfig::Doc))
+                    .col(timestamp_with_time_zone(TenantConfig::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(TenantConfigHistory::Table)
+                    .if_not_exists()
+                    .col(uuid(TenantConfigHistory::TenantId))
+                    .col(big_integer(TenantConfigHistory::Version))
+                    .col(string(TenantConfigHistory::Actor))
+                    .col(timestamp_with_time_zone(TenantConfigHistory::At))
+                    .col(text(TenantConfigHistory::Diff))
+                    .col(text(TenantConfigHistory::Doc))
+                    .col(string(TenantConfigHistory::IdempotencyKey))
+                    .col(string(TenantConfigHistory::RequestHash))
+                    .primary_key(
+                        Index::create()
+                            .col(TenantConfigHistory::TenantId)
+                            .col(TenantConfigHistory::Version),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_config_history_key")
+                    .table(TenantConfigHistory::Table)
+                    .col(TenantConfigHistory::TenantId)
+                    .col(TenantConfigHistory::IdempotencyKey)
+                    .unique()
+                    .if_not_exists()
                     .to_owned(),
             )
             .await

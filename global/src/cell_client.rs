@@ -50,6 +50,18 @@ impl CellClient {
         Ok(out.create_tenant)
     }
 
+    /// Sends any query of the cell API to `cell`.
+    pub async fn forward<T: serde::de::DeserializeOwned>(
+        &self,
+        cell: &cell::Model,
+        query: &str,
+        vars: serde_json::Value,
+    ) -> Result<T> {
+        self.gql
+            .call(&format!("cell {}", cell.id), &cell.endpoint, query, vars)
+            .await
+    }
+
     pub async fn tenants(&self, cell: &cell::Model, ids: &[TenantId]) -> Result<Vec<CellTenant>> {
         let query =
             format!("query($ids: [ID!]!) {{ tenants(ids: $ids) {{ {CELL_TENANT_FIELDS} }} }}");

@@ -1,1 +1,3 @@
+pub mod config;
+pub mod config_history;
 pub mod tenant;

@@ -1,6 +1,7 @@
 //! The cell's GraphQL API: used by the global tier (service identity) and
 //! by per-cell administration.
 
+mod config;
 mod mutation;
 mod query;
 mod subscription;
@@ -14,7 +15,15 @@ pub use subscription::Subscription;
 
 use crate::State;
 
-pub type CellSchema = Schema<Query, Mutation, Subscription>;
+pub type CellSchema = Schema<AllQuery, AllMutation, Subscription>;
+
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct AllQuery(Query, config::ConfigQuery);
+
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct AllMutation(Mutation, config::ConfigMutation);
 
 pub fn schema(
     state: Option<State>,
@@ -22,7 +31,7 @@ pub fn schema(
     introspection: bool,
 ) -> CellSchema {
     let mut b = shared::server::limit_schema(
-        Schema::build(Query, Mutation, Subscription),
+        Schema::build(AllQuery::default(), AllMutation::default(), Subscription),
         limits,
         introspection,
     );

@@ -9,9 +9,10 @@ use super::query::reader;
 use super::types::{CreateTenantInput, Tenant};
 use crate::service::tenants::{self, NewTenant};
 
+#[derive(Default)]
 pub struct Mutation;
 
-#[Object]
+#[Object(name = "CellMutation")]
 impl Mutation {
     /// Creates a tenant in this cell. Idempotent by tenant id: the global
     /// tier retries with the same id and gets the same tenant.

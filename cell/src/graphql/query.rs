@@ -8,6 +8,7 @@ use super::types::{CellInfo, Tenant};
 use crate::State;
 use crate::service::tenants;
 
+#[derive(Default)]
 pub struct Query;
 
 /// Cell GraphQL reads are for the control plane and its operators; a tenant
@@ -32,7 +33,7 @@ pub(crate) fn reader<'a>(ctx: &'a Context<'_>) -> shared::Result<(&'a State, &'a
     Ok((st, p))
 }
 
-#[Object]
+#[Object(name = "CellQuery")]
 impl Query {
     /// This cell: id, region, capacity and how many tenants it holds.
     async fn cell(&self, ctx: &Context<'_>) -> Result<CellInfo> {

@@ -1,6 +1,7 @@
 //! The global GraphQL API: the one API of the admin UI, tools and SREs.
 
 mod auth;
+mod config;
 mod loader;
 mod mutation;
 mod query;
@@ -16,7 +17,15 @@ pub use subscription::{Subscription, TenantEvent, TenantEventKind};
 
 use crate::State;
 
-pub type GlobalSchema = Schema<Query, Mutation, Subscription>;
+pub type GlobalSchema = Schema<AllQuery, AllMutation, Subscription>;
+
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct AllQuery(Query, config::ConfigQuery);
+
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct AllMutation(Mutation, config::ConfigMutation);
 
 pub fn schema(
     state: Option<State>,
@@ -24,7 +33,7 @@ pub fn schema(
     introspection: bool,
 ) -> GlobalSchema {
     let mut b = shared::server::limit_schema(
-        Schema::build(Query, Mutation, Subscription),
+        Schema::build(AllQuery::default(), AllMutation::default(), Subscription),
         limits,
         introspection,
     );

@@ -15,9 +15,10 @@ use crate::service::configkeys;
 use crate::service::directory::{self, NewTenant};
 use shared::configkeys::KeyDef;
 
+#[derive(Default)]
 pub struct Mutation;
 
-#[Object]
+#[Object(name = "DirectoryMutation")]
 impl Mutation {
     /// Creates a tenant: places it on an UP cell of its region with room
     /// (least loaded first) and has that cell create it.

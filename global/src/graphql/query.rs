@@ -10,13 +10,14 @@ use super::auth::caller;
 use super::types::{AuditEntry, AuditFilter, Cell, Tenant, TenantFilter, TotalCount};
 use crate::service::{cells, directory};
 
+#[derive(Default)]
 pub struct Query;
 
 pub type TenantConnection = Connection<OpaqueCursor<String>, Tenant, TotalCount>;
 
 const MAX_PAGE: i32 = 100;
 
-#[Object]
+#[Object(name = "DirectoryQuery")]
 impl Query {
     /// A tenant by id. A caller who may not see it gets NOT_FOUND, exactly
     /// as if it did not exist.

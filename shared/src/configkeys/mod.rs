@@ -239,6 +239,7 @@ mod tests {
     }
 }
 
+pub mod api;
 pub mod store;
 
 /// The stream that carries key definitions from the global tier to cells.

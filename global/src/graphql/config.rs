@@ -1,0 +1,189 @@
+//! Tenant configuration through the global API: every read and write is
+//! routed to the tenant's home cell, the only place it is stored.
+
+use async_graphql::{Context, ID, Object, Result};
+use serde::Deserialize;
+use serde_json::json;
+use shared::IntoGql;
+use shared::audit;
+use shared::auth::Principal;
+use shared::configkeys::api::{
+    ConfigChange, ConfigValue, ConfigVersion, RollbackTenantConfigInput, UpdateTenantConfigInput,
+};
+use shared::error::Field;
+use shared::ids::TenantId;
+use shared::server::record_tenant;
+
+use super::auth::caller;
+use crate::State;
+use crate::entity::cell;
+use crate::service::directory;
+
+#[derive(Default)]
+pub struct ConfigQuery;
+
+#[derive(Default)]
+pub struct ConfigMutation;
+
+/// The tenant's home cell, after checking the caller may see the tenant.
+async fn home(
+    st: &State,
+    p: &Principal,
+    id: &ID,
+    write: bool,
+) -> shared::Result<(TenantId, cell::Model)> {
+    let t: TenantId = id.parse().field("tenantId")?;
+    let not_found = || shared::Error::NotFound(format!("tenant {t} not found"));
+    if !p.can_read_tenant(t) {
+        return Err(not_found());
+    }
+    if write && !p.can_write_tenant(t) {
+        return Err(shared::Error::Forbidden(
+            "changing configuration needs tenant-admin or platform-admin".into(),
+        ));
+    }
+    let row = directory::get(&st.db, t).await?.ok_or_else(not_found)?;
+    let cell = st.cells.get(&row.cell_id).ok_or_else(|| {
+        shared::Error::Unavailable(format!("cell {} is not registered", row.cell_id))
+    })?;
+    Ok((t, cell))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Effective {
+    effective_config: Vec<ConfigValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct History {
+    config_history: Vec<ConfigChange>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Updated {
+    update_tenant_config: ConfigVersion,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RolledBack {
+    rollback_tenant_config: ConfigVersion,
+}
+
+#[Object]
+impl ConfigQuery {
+    /// Every registered key's value for the tenant (its default project when
+    /// `projectId` is left out), with the layer it came from.
+    async fn effective_config(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        project_id: Option<String>,
+        environment: Option<String>,
+    ) -> Result<Vec<ConfigValue>> {
+        let (st, p) = caller(ctx).gql()?;
+        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        record_tenant(ctx, &t);
+        let q = "query($t: ID!, $p: String, $e: String) { effectiveConfig(tenantId: $t, projectId: $p, environment: $e) { key value source } }";
+        let out: Effective = st
+            .cell_client
+            .forward(
+                &cell,
+                q,
+                json!({ "t": t, "p": project_id, "e": environment }),
+            )
+            .await
+            .gql()?;
+        Ok(out.effective_config)
+    }
+
+    /// Who changed the tenant's configuration, when, and what; newest first.
+    async fn config_history(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<ConfigChange>> {
+        let (st, p) = caller(ctx).gql()?;
+        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        let q = "query($t: ID!, $n: Int!) { configHistory(tenantId: $t, first: $n) { version actor at diff } }";
+        let out: History = st
+            .cell_client
+            .forward(&cell, q, json!({ "t": t, "n": first }))
+            .await
+            .gql()?;
+        Ok(out.config_history)
+    }
+}
+
+#[Object]
+impl ConfigMutation {
+    /// Sets and unsets values all or nothing, in the tenant's home cell.
+    async fn update_tenant_config(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateTenantConfigInput,
+    ) -> Result<ConfigVersion> {
+        let (st, p) = caller(ctx).gql()?;
+        let detail = serde_json::to_value(&input).unwrap_or_default();
+        let result = async {
+            let (t, cell) = home(st, p, &input.tenant_id, true).await?;
+            let q = "mutation($i: UpdateTenantConfigInput!, $who: String) { updateTenantConfig(input: $i, onBehalfOf: $who) { version } }";
+            let out: Updated = st
+                .cell_client
+                .forward(&cell, q, json!({ "i": input, "who": p.subject }))
+                .await?;
+            Ok::<_, shared::Error>((t, out.update_tenant_config))
+        }
+        .await;
+        let tenant = result.as_ref().ok().map(|(t, _)| t.0);
+        audit::outcome(
+            &st.db,
+            p,
+            "updateTenantConfig",
+            tenant,
+            None,
+            detail,
+            &result,
+        )
+        .await
+        .gql()?;
+        Ok(result.gql()?.1)
+    }
+
+    /// Restores an earlier version's values as a new version.
+    async fn rollback_tenant_config(
+        &self,
+        ctx: &Context<'_>,
+        input: RollbackTenantConfigInput,
+    ) -> Result<ConfigVersion> {
+        let (st, p) = caller(ctx).gql()?;
+        let detail = serde_json::to_value(&input).unwrap_or_default();
+        let result = async {
+            let (t, cell) = home(st, p, &input.tenant_id, true).await?;
+            let q = "mutation($i: RollbackTenantConfigInput!, $who: String) { rollbackTenantConfig(input: $i, onBehalfOf: $who) { version } }";
+            let out: RolledBack = st
+                .cell_client
+                .forward(&cell, q, json!({ "i": input, "who": p.subject }))
+                .await?;
+            Ok::<_, shared::Error>((t, out.rollback_tenant_config))
+        }
+        .await;
+        let tenant = result.as_ref().ok().map(|(t, _)| t.0);
+        audit::outcome(
+            &st.db,
+            p,
+            "rollbackTenantConfig",
+            tenant,
+            None,
+            detail,
+            &result,
+        )
+        .await
+        .gql()?;
+        Ok(result.gql()?.1)
+    }
+}
