@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::sync::migration::CreateSyncTables),
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
             Box::new(CreateTenantConfig),
+            Box::new(CreateSecretRefs),
         ]
     }
 }
@@ -137,6 +138,48 @@ impl MigrationTrait for CreateTenantConfig {
                     .col(TenantConfigHistory::IdempotencyKey)
                     .unique()
                     .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum SecretRefs {
+    Table,
+    TenantId,
+    Name,
+    Reference,
+    Version,
+    UpdatedAt,
+}
+
+struct CreateSecretRefs;
+
+impl MigrationName for CreateSecretRefs {
+    fn name(&self) -> &str {
+        "m0003_create_secret_refs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateSecretRefs {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(SecretRefs::Table)
+                    .if_not_exists()
+                    .col(uuid(SecretRefs::TenantId))
+                    .col(string(SecretRefs::Name))
+                    .col(string(SecretRefs::Reference))
+                    .col(big_integer(SecretRefs::Version))
+                    .col(timestamp_with_time_zone(SecretRefs::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(SecretRefs::TenantId)
+                            .col(SecretRefs::Name),
+                    )
                     .to_owned(),
             )
             .await

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod request;
+pub mod secretref;
 pub mod server;
 pub mod sync;
 pub mod telemetry;

@@ -5,13 +5,16 @@ use shared::IntoGql;
 use shared::audit;
 use shared::auth::Principal;
 use shared::configkeys::api::{
-    ConfigChange, ConfigValue, ConfigVersion, RollbackTenantConfigInput, UpdateTenantConfigInput,
+    ConfigChange, ConfigValue, ConfigVersion, RollbackTenantConfigInput, SecretRef,
+    SetSecretRefInput, UpdateTenantConfigInput,
 };
 use shared::error::Field;
 use shared::ids::{CellId, IdempotencyKey, TenantId};
 
 use super::query::reader;
+use crate::entity::secret_ref;
 use crate::service::config::{self, Target, Update};
+use crate::service::secrets;
 
 #[derive(Default)]
 pub struct ConfigQuery;
@@ -52,8 +55,29 @@ fn writable(p: &Principal, id: &ID) -> shared::Result<TenantId> {
     Ok(t)
 }
 
+fn secret_view(m: secret_ref::Model) -> SecretRef {
+    SecretRef {
+        name: m.name,
+        reference: m.reference,
+        version: m.version,
+        updated_at: m.updated_at,
+    }
+}
+
 #[Object]
 impl ConfigQuery {
+    /// The tenant's secret references (never secret values).
+    async fn secret_refs(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<SecretRef>> {
+        let (st, p) = reader(ctx).gql()?;
+        let t = readable(p, &tenant_id).gql()?;
+        Ok(secrets::list(&st.db, t)
+            .await
+            .gql()?
+            .into_iter()
+            .map(secret_view)
+            .collect())
+    }
+
     /// Every registered key's value for the tenant, with the layer it came from.
     async fn effective_config(
         &self,
@@ -108,6 +132,44 @@ impl ConfigQuery {
 
 #[Object]
 impl ConfigMutation {
+    /// Stores where one of the tenant's secrets lives. Only references are
+    /// accepted; the value is never logged nor audited.
+    async fn set_secret_ref(
+        &self,
+        ctx: &Context<'_>,
+        input: SetSecretRefInput,
+        on_behalf_of: Option<String>,
+    ) -> Result<SecretRef> {
+        let (st, p) = reader(ctx).gql()?;
+        let detail = serde_json::json!({ "name": input.name, "scheme": shared::secretref::scheme(&input.reference) });
+        let tenant = input.tenant_id.parse::<TenantId>().ok().map(|t| t.0);
+        let who = actor(p, on_behalf_of);
+        let result = async {
+            let t = writable(p, &input.tenant_id)?;
+            secrets::set(
+                &st.db,
+                t,
+                &input.name,
+                &input.reference,
+                input.expected_version,
+            )
+            .await
+        }
+        .await;
+        audit::outcome(
+            &st.db,
+            p,
+            "setSecretRef",
+            tenant,
+            Some(who),
+            detail,
+            &result,
+        )
+        .await
+        .gql()?;
+        Ok(secret_view(result.gql()?))
+    }
+
     /// Sets and unsets values all or nothing; a stale `expectedVersion` is a CONFLICT.
     async fn update_tenant_config(
         &self,

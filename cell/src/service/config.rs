@@ -90,7 +90,7 @@ pub struct Effective {
     pub source: Source,
 }
 
-async fn writable_tenant(db: &DatabaseConnection, id: TenantId) -> Result<()> {
+pub async fn writable_tenant(db: &DatabaseConnection, id: TenantId) -> Result<()> {
     let t = tenants::get(db, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))?;

@@ -8,7 +8,8 @@ use shared::IntoGql;
 use shared::audit;
 use shared::auth::Principal;
 use shared::configkeys::api::{
-    ConfigChange, ConfigValue, ConfigVersion, RollbackTenantConfigInput, UpdateTenantConfigInput,
+    ConfigChange, ConfigValue, ConfigVersion, RollbackTenantConfigInput, SecretRef,
+    SetSecretRefInput, UpdateTenantConfigInput,
 };
 use shared::error::Field;
 use shared::ids::TenantId;
@@ -73,8 +74,33 @@ struct RolledBack {
     rollback_tenant_config: ConfigVersion,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Secrets {
+    secret_refs: Vec<SecretRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretSet {
+    set_secret_ref: SecretRef,
+}
+
 #[Object]
 impl ConfigQuery {
+    /// The tenant's secret references, from its home cell.
+    async fn secret_refs(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<SecretRef>> {
+        let (st, p) = caller(ctx).gql()?;
+        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        let q = "query($t: ID!) { secretRefs(tenantId: $t) { name ref version updatedAt } }";
+        let out: Secrets = st
+            .cell_client
+            .forward(&cell, q, json!({ "t": t }))
+            .await
+            .gql()?;
+        Ok(out.secret_refs)
+    }
+
     /// Every registered key's value for the tenant (its default project when
     /// `projectId` is left out), with the layer it came from.
     async fn effective_config(
@@ -121,6 +147,31 @@ impl ConfigQuery {
 
 #[Object]
 impl ConfigMutation {
+    /// Stores where one of the tenant's secrets lives, in its home cell.
+    /// Anything but a reference is refused; the value is never logged.
+    async fn set_secret_ref(
+        &self,
+        ctx: &Context<'_>,
+        input: SetSecretRefInput,
+    ) -> Result<SecretRef> {
+        let (st, p) = caller(ctx).gql()?;
+        let detail =
+            json!({ "name": input.name, "scheme": shared::secretref::scheme(&input.reference) });
+        let result = async {
+            let (t, cell) = home(st, p, &input.tenant_id, true).await?;
+            shared::secretref::validate(&input.reference).field("input.ref")?;
+            let q = "mutation($i: SetSecretRefInput!, $who: String) { setSecretRef(input: $i, onBehalfOf: $who) { name ref version updatedAt } }";
+            let out: SecretSet = st.cell_client.forward(&cell, q, json!({ "i": input, "who": p.subject })).await?;
+            Ok::<_, shared::Error>((t, out.set_secret_ref))
+        }
+        .await;
+        let tenant = result.as_ref().ok().map(|(t, _)| t.0);
+        audit::outcome(&st.db, p, "setSecretRef", tenant, None, detail, &result)
+            .await
+            .gql()?;
+        Ok(result.gql()?.1)
+    }
+
     /// Sets and unsets values all or nothing, in the tenant's home cell.
     async fn update_tenant_config(
         &self,

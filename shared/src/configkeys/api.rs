@@ -72,3 +72,29 @@ pub struct RollbackTenantConfigInput {
     pub expected_version: i64,
     pub idempotency_key: String,
 }
+
+/// Where one of a tenant's secrets lives; never the secret itself.
+#[derive(SimpleObject, Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    pub name: String,
+    #[graphql(name = "ref")]
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(InputObject, Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetSecretRefInput {
+    pub tenant_id: ID,
+    /// Lowercase letters, digits, '.', '_' or '-'.
+    pub name: String,
+    /// `vault://…`, `aws-sm://…`, `gcp-sm://…`, `azure-kv://…` or `k8s-secret://…`.
+    #[graphql(name = "ref")]
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The reference's current version when changing it (absent or 0 to create).
+    pub expected_version: Option<i64>,
+}
