@@ -125,15 +125,30 @@ pub async fn drain(db: &DatabaseConnection, transport: &dyn Transport) -> Result
         if rows.is_empty() {
             return Ok(total);
         }
+        let mut published = Vec::with_capacity(rows.len());
+        let mut failure = None;
         for row in rows {
             let event: Event = serde_json::from_str(&row.event).map_err(Error::internal)?;
-            transport.publish(&row.stream, &event).await?;
+            match transport.publish(&row.stream, &event).await {
+                Ok(_) => published.push(row.id),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // One update marks the whole batch, including what was published
+        // before a failure.
+        if !published.is_empty() {
+            total += published.len();
             entity::Entity::update_many()
                 .col_expr(entity::Column::PublishedAt, Expr::value(Utc::now()))
-                .filter(entity::Column::Id.eq(row.id))
+                .filter(entity::Column::Id.is_in(published))
                 .exec(db)
                 .await?;
-            total += 1;
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
     }
 }
