@@ -26,17 +26,22 @@ pub fn spawn(
     let resync = Arc::new(Notify::new());
     let handler: consumer::Handler = {
         let db = st.db.clone();
-        Arc::new(move |e: Event| {
+        Arc::new(move |events: Vec<Event>| {
             let db = db.clone();
             let propagation = propagation.clone();
             Box::pin(async move {
-                let def: KeyDef =
-                    serde_json::from_value(e.payload).map_err(shared::Error::internal)?;
-                configkeys::apply(&db, &def, e.version).await?;
-                let lag = (chrono::Utc::now() - e.created_at)
-                    .num_microseconds()
-                    .unwrap_or(0);
-                propagation.observe(lag.max(0) as f64 / 1e6);
+                let mut defs = Vec::with_capacity(events.len());
+                for e in &events {
+                    let def: KeyDef = serde_json::from_value(e.payload.clone())
+                        .map_err(shared::Error::internal)?;
+                    defs.push((def, e.version));
+                }
+                configkeys::apply(&db, &defs).await?;
+                let now = chrono::Utc::now();
+                for e in &events {
+                    let lag = (now - e.created_at).num_microseconds().unwrap_or(0);
+                    propagation.observe(lag.max(0) as f64 / 1e6);
+                }
                 Ok(())
             })
         })
@@ -103,7 +108,7 @@ pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> sha
     let snap: Snapshot = client
         .call("global tier", global_url, SNAPSHOT, serde_json::json!({}))
         .await?;
-    let mut changed = 0;
+    let mut defs = Vec::with_capacity(snap.config_keys.len());
     for k in snap.config_keys {
         let def = KeyDef {
             key: k.key,
@@ -117,11 +122,9 @@ pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> sha
             pattern: k.pattern,
             deprecated: k.deprecated,
         };
-        if configkeys::apply(&st.db, &def, k.version).await? {
-            changed += 1;
-        }
+        defs.push((def, k.version));
     }
-    Ok(changed)
+    configkeys::apply(&st.db, &defs).await
 }
 
 async fn resync_loop(

@@ -224,12 +224,14 @@ async fn duplicates_and_reordering_apply_once(postgres: bool) {
     let handler: consumer::Handler = {
         let db = db.clone();
         let applied_count = applied_count.clone();
-        Arc::new(move |e: Event| {
+        Arc::new(move |events: Vec<Event>| {
             let db = db.clone();
             let applied_count = applied_count.clone();
             Box::pin(async move {
-                if applied::advance(&db, &e.entity, e.version).await? {
-                    applied_count.fetch_add(1, Ordering::SeqCst);
+                for e in events {
+                    if applied::advance(&db, &e.entity, e.version).await? {
+                        applied_count.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 Ok(())
             })
@@ -289,8 +291,10 @@ async fn a_consumer_that_dies_mid_batch_has_its_entries_applied_by_another() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let handler: consumer::Handler = {
         let seen = seen.clone();
-        Arc::new(move |e: Event| {
-            seen.lock().unwrap().push(e.version);
+        Arc::new(move |events: Vec<Event>| {
+            seen.lock()
+                .unwrap()
+                .extend(events.iter().map(|e| e.version));
             Box::pin(async { Ok(()) })
         })
     };

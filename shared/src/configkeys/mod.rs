@@ -289,19 +289,22 @@ impl From<store::Stored> for View {
     }
 }
 
-/// Applies a definition received from the global tier, if it is newer than
-/// what this database holds. Returns whether it changed anything.
+/// Applies definitions received from the global tier, in one transaction,
+/// each only if it is newer than what this database holds. Returns how
+/// many changed anything.
 pub async fn apply(
     db: &sea_orm::DatabaseConnection,
-    def: &KeyDef,
-    version: i64,
-) -> crate::Result<bool> {
+    defs: &[(KeyDef, i64)],
+) -> crate::Result<usize> {
     use sea_orm::TransactionTrait;
     let txn = db.begin().await?;
-    let newer = crate::sync::applied::advance(&txn, &entity(&def.key), version).await?;
-    if newer {
-        store::put(&txn, def, version).await?;
+    let mut changed = 0;
+    for (def, version) in defs {
+        if crate::sync::applied::advance(&txn, &entity(&def.key), *version).await? {
+            store::put(&txn, def, *version).await?;
+            changed += 1;
+        }
     }
     txn.commit().await?;
-    Ok(newer)
+    Ok(changed)
 }

@@ -21,8 +21,9 @@ pub struct Config {
     pub claim_idle: Duration,
 }
 
-/// Applies one event; an error leaves it pending, to be delivered again.
-pub type Handler = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+/// Applies a batch of events, ideally in one transaction; an error leaves
+/// the whole batch pending, to be delivered again (applying is idempotent).
+pub type Handler = Arc<dyn Fn(Vec<Event>) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// Told when entries were trimmed away before they were applied: the
 /// consumer must resync from a snapshot.
@@ -66,18 +67,19 @@ async fn apply(
     handler: &Handler,
     deliveries: Vec<Delivery>,
 ) -> Result<usize> {
-    let mut acked = Vec::with_capacity(deliveries.len());
-    for d in deliveries {
-        match handler(d.event).await {
-            Ok(()) => acked.push(d.position),
-            Err(e) => {
-                tracing::warn!(stream = %cfg.stream, position = %d.position, error = %e, "event not applied; it stays pending")
-            }
-        }
+    if deliveries.is_empty() {
+        return Ok(0);
     }
-    let n = acked.len();
-    t.ack(&cfg.stream, &cfg.group, &acked).await?;
-    Ok(n)
+    let (positions, events): (Vec<String>, Vec<Event>) = deliveries
+        .into_iter()
+        .map(|d| (d.position, d.event))
+        .unzip();
+    if let Err(e) = handler(events).await {
+        tracing::warn!(stream = %cfg.stream, batch = positions.len(), error = %e, "events not applied; they stay pending");
+        return Ok(0);
+    }
+    t.ack(&cfg.stream, &cfg.group, &positions).await?;
+    Ok(positions.len())
 }
 
 /// Runs until `shutdown`, retrying through transport outages.
