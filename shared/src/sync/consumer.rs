@@ -37,15 +37,28 @@ pub async fn poll_once(
     handler: &Handler,
     on_gap: Option<&OnGap>,
 ) -> Result<usize> {
-    let claimed = t
-        .claim_stale(
+    poll(t, cfg, handler, on_gap, true).await
+}
+
+async fn poll(
+    t: &dyn Transport,
+    cfg: &Config,
+    handler: &Handler,
+    on_gap: Option<&OnGap>,
+    claim: bool,
+) -> Result<usize> {
+    let claimed = if claim {
+        t.claim_stale(
             &cfg.stream,
             &cfg.group,
             &cfg.consumer,
             cfg.claim_idle,
             cfg.batch,
         )
-        .await?;
+        .await?
+    } else {
+        super::Claimed::default()
+    };
     if !claimed.trimmed.is_empty() {
         t.ack(&cfg.stream, &cfg.group, &claimed.trimmed).await?;
         if let Some(f) = on_gap {
@@ -92,13 +105,20 @@ pub async fn run(
 ) {
     let mut failures = 0u32;
     let mut group_ready = false;
+    // Taking over a dead member's entries is checked every half idle period,
+    // not on every pass.
+    let mut last_claim: Option<std::time::Instant> = None;
     loop {
+        let claim = last_claim.is_none_or(|at| at.elapsed() >= cfg.claim_idle / 2);
+        if claim {
+            last_claim = Some(std::time::Instant::now());
+        }
         let step = async {
             if !group_ready {
                 t.ensure_group(&cfg.stream, &cfg.group).await?;
                 group_ready = true;
             }
-            poll_once(t.as_ref(), &cfg, &handler, on_gap.as_ref()).await
+            poll(t.as_ref(), &cfg, &handler, on_gap.as_ref(), claim).await
         };
         let result = tokio::select! {
             r = step => r,

@@ -125,30 +125,19 @@ pub async fn drain(db: &DatabaseConnection, transport: &dyn Transport) -> Result
         if rows.is_empty() {
             return Ok(total);
         }
-        let mut published = Vec::with_capacity(rows.len());
-        let mut failure = None;
-        for row in rows {
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in &rows {
             let event: Event = serde_json::from_str(&row.event).map_err(Error::internal)?;
-            match transport.publish(&row.stream, &event).await {
-                Ok(_) => published.push(row.id),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
+            batch.push((row.stream.clone(), event));
         }
-        // One update marks the whole batch, including what was published
-        // before a failure.
-        if !published.is_empty() {
-            total += published.len();
-            entity::Entity::update_many()
-                .col_expr(entity::Column::PublishedAt, Expr::value(Utc::now()))
-                .filter(entity::Column::Id.is_in(published))
-                .exec(db)
-                .await?;
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        // A failed batch is published again whole: consumers are idempotent.
+        transport.publish_many(&batch).await?;
+        let published: Vec<_> = rows.iter().map(|r| r.id).collect();
+        total += published.len();
+        entity::Entity::update_many()
+            .col_expr(entity::Column::PublishedAt, Expr::value(Utc::now()))
+            .filter(entity::Column::Id.is_in(published))
+            .exec(db)
+            .await?;
     }
 }

@@ -127,6 +127,27 @@ impl Transport for Redis {
         self.checked(r).await
     }
 
+    /// One pipelined round trip for the whole batch.
+    async fn publish_many(&self, events: &[(String, Event)]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (stream, e) in events {
+            let payload = serde_json::to_string(e).map_err(Error::internal)?;
+            pipe.xadd_maxlen(
+                self.key(stream),
+                StreamMaxlen::Approx(self.maxlen),
+                "*",
+                &[("event", payload)],
+            )
+            .ignore();
+        }
+        let mut c = self.conn().await?;
+        let r: redis::RedisResult<()> = pipe.query_async(&mut c).await;
+        self.checked(r).await
+    }
+
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
         let mut c = self.conn().await?;
         let r: redis::RedisResult<()> =

@@ -26,6 +26,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Appends `event` to `stream`; returns its position.
     async fn publish(&self, stream: &str, event: &Event) -> Result<String>;
 
+    /// Appends several events in order; all or a prefix of them may land
+    /// when it fails (the outbox republishes, consumers are idempotent).
+    async fn publish_many(&self, events: &[(String, Event)]) -> Result<()> {
+        for (stream, e) in events {
+            self.publish(stream, e).await?;
+        }
+        Ok(())
+    }
+
     /// Creates `group` on `stream` (reading from its start) unless it exists.
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<()>;
 
