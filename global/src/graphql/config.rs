@@ -64,26 +64,8 @@ struct History {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Updated {
-    update_tenant_config: ConfigVersion,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RolledBack {
-    rollback_tenant_config: ConfigVersion,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Secrets {
     secret_refs: Vec<SecretRef>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SecretSet {
-    set_secret_ref: SecretRef,
 }
 
 #[Object]
@@ -154,22 +136,20 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: SetSecretRefInput,
     ) -> Result<SecretRef> {
-        let (st, p) = caller(ctx).gql()?;
         let detail =
             json!({ "name": input.name, "scheme": shared::secretref::scheme(&input.reference) });
-        let result = async {
-            let (t, cell) = home(st, p, &input.tenant_id, true).await?;
-            shared::secretref::validate(&input.reference).field("input.ref")?;
-            let q = "mutation($i: SetSecretRefInput!, $who: String) { setSecretRef(input: $i, onBehalfOf: $who) { name ref version updatedAt } }";
-            let out: SecretSet = st.cell_client.forward(&cell, q, json!({ "i": input, "who": p.subject })).await?;
-            Ok::<_, shared::Error>((t, out.set_secret_ref))
-        }
-        .await;
-        let tenant = result.as_ref().ok().map(|(t, _)| t.0);
-        audit::outcome(&st.db, p, "setSecretRef", tenant, None, detail, &result)
-            .await
-            .gql()?;
-        Ok(result.gql()?.1)
+        let check = shared::secretref::validate(&input.reference).field("input.ref");
+        let q = "mutation($i: SetSecretRefInput!, $who: String) { setSecretRef(input: $i, onBehalfOf: $who) { name ref version updatedAt } }";
+        routed_write(
+            ctx,
+            "setSecretRef",
+            &input.tenant_id.clone(),
+            detail,
+            check,
+            q,
+            input,
+        )
+        .await
     }
 
     /// Sets and unsets values all or nothing, in the tenant's home cell.
@@ -178,31 +158,18 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: UpdateTenantConfigInput,
     ) -> Result<ConfigVersion> {
-        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let result = async {
-            let (t, cell) = home(st, p, &input.tenant_id, true).await?;
-            let q = "mutation($i: UpdateTenantConfigInput!, $who: String) { updateTenantConfig(input: $i, onBehalfOf: $who) { version } }";
-            let out: Updated = st
-                .cell_client
-                .forward(&cell, q, json!({ "i": input, "who": p.subject }))
-                .await?;
-            Ok::<_, shared::Error>((t, out.update_tenant_config))
-        }
-        .await;
-        let tenant = result.as_ref().ok().map(|(t, _)| t.0);
-        audit::outcome(
-            &st.db,
-            p,
+        let q = "mutation($i: UpdateTenantConfigInput!, $who: String) { updateTenantConfig(input: $i, onBehalfOf: $who) { version } }";
+        routed_write(
+            ctx,
             "updateTenantConfig",
-            tenant,
-            None,
+            &input.tenant_id.clone(),
             detail,
-            &result,
+            Ok(()),
+            q,
+            input,
         )
         .await
-        .gql()?;
-        Ok(result.gql()?.1)
     }
 
     /// Restores an earlier version's values as a new version.
@@ -211,30 +178,51 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: RollbackTenantConfigInput,
     ) -> Result<ConfigVersion> {
-        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let result = async {
-            let (t, cell) = home(st, p, &input.tenant_id, true).await?;
-            let q = "mutation($i: RollbackTenantConfigInput!, $who: String) { rollbackTenantConfig(input: $i, onBehalfOf: $who) { version } }";
-            let out: RolledBack = st
-                .cell_client
-                .forward(&cell, q, json!({ "i": input, "who": p.subject }))
-                .await?;
-            Ok::<_, shared::Error>((t, out.rollback_tenant_config))
-        }
-        .await;
-        let tenant = result.as_ref().ok().map(|(t, _)| t.0);
-        audit::outcome(
-            &st.db,
-            p,
+        let q = "mutation($i: RollbackTenantConfigInput!, $who: String) { rollbackTenantConfig(input: $i, onBehalfOf: $who) { version } }";
+        routed_write(
+            ctx,
             "rollbackTenantConfig",
-            tenant,
-            None,
+            &input.tenant_id.clone(),
             detail,
-            &result,
+            Ok(()),
+            q,
+            input,
         )
         .await
-        .gql()?;
-        Ok(result.gql()?.1)
     }
+}
+
+/// Forwards a write to the tenant's home cell on behalf of the caller and
+/// audits its outcome here. `action` is both the audit action and the cell
+/// mutation's name, whose answer is returned; `check` is a local validation
+/// that must pass before anything is sent.
+async fn routed_write<T: serde::de::DeserializeOwned>(
+    ctx: &Context<'_>,
+    action: &str,
+    tenant_id: &ID,
+    detail: serde_json::Value,
+    check: shared::Result<()>,
+    mutation: &str,
+    input: impl serde::Serialize,
+) -> Result<T> {
+    let (st, p) = caller(ctx).gql()?;
+    let result = async {
+        let (t, cell) = home(st, p, tenant_id, true).await?;
+        check?;
+        let mut out: std::collections::HashMap<String, T> = st
+            .cell_client
+            .forward(&cell, mutation, json!({ "i": input, "who": p.subject }))
+            .await?;
+        let answer = out.remove(action).ok_or_else(|| {
+            shared::Error::internal(anyhow::anyhow!("cell answered without {action}"))
+        })?;
+        Ok::<_, shared::Error>((t, answer))
+    }
+    .await;
+    let tenant = result.as_ref().ok().map(|(t, _)| t.0);
+    audit::outcome(&st.db, p, action, tenant, None, detail, &result)
+        .await
+        .gql()?;
+    Ok(result.gql()?.1)
 }
