@@ -72,6 +72,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub redis_prefix: String,
     pub global_database_url: String,
+    /// Each cell's database, so a test can restart a cell on it.
+    pub cell_database_urls: std::collections::HashMap<String, String>,
     pub options: Options,
     databases: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
@@ -109,9 +111,11 @@ impl Stack {
             .await
             .expect("global tier starts");
         let mut cells = Vec::new();
+        let mut cell_database_urls = std::collections::HashMap::new();
         for spec in &o.cells {
             let (n, url) = db_url(spec.id).await;
             databases.extend(n);
+            cell_database_urls.insert(spec.id.to_owned(), url.clone());
             cells.push(start_cell(spec, url, &global.url(), &keys, &o, &redis_prefix, None).await);
         }
         let stack = Stack {
@@ -121,6 +125,7 @@ impl Stack {
             http: reqwest::Client::new(),
             redis_prefix,
             global_database_url: global_db,
+            cell_database_urls,
             options: o.clone(),
             databases,
             _tmp: tmp,

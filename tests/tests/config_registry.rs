@@ -182,3 +182,64 @@ async fn a_cell_that_missed_the_stream_repairs_from_the_global_api() {
     s.stop().await;
     backing::drop_databases(&[name]).await;
 }
+
+#[tokio::test]
+async fn a_cell_stopped_during_500_changes_catches_up_exactly() {
+    let mut s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let idx = s
+        .cells
+        .iter()
+        .position(|c| c.state.cell_id.as_str() == "eu-west-1-a")
+        .unwrap();
+    let stopped = s.cells.remove(idx);
+    stopped.stop().await;
+
+    for i in 0..500 {
+        let key = format!("bulk.k{}", i % 250);
+        // 250 keys, each defined then changed once: 500 changes.
+        let expected = if i < 250 { None } else { Some(1) };
+        let v = s
+            .gql(&admin, DEFINE, json!({ "i": { "key": key, "type": "INT", "default": i, "scopes": ["TENANT"], "expectedVersion": expected } }))
+            .await;
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+
+    let spec = CellSpec {
+        id: "eu-west-1-a",
+        region: "eu-west-1",
+        capacity: 100,
+    };
+    let url = s.cell_database_urls["eu-west-1-a"].clone();
+    let restarted = start_cell(
+        &spec,
+        url,
+        &s.url(),
+        &s.keys,
+        &s.options,
+        &s.redis_prefix,
+        None,
+    )
+    .await;
+    let want = shared::configkeys::store::all(&s.global.state.db)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        got = shared::configkeys::store::all(&restarted.state.db)
+            .await
+            .unwrap();
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.len(), 250);
+    assert_eq!(
+        got, want,
+        "the restarted cell holds exactly the global registry"
+    );
+    assert!(got.iter().all(|k| k.version == 2));
+    restarted.stop().await;
+    s.stop().await;
+}
