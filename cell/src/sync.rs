@@ -51,7 +51,7 @@ pub fn spawn(
         Arc::new(move |lost| {
             tracing::warn!(
                 lost = lost.len(),
-                "config stream entries were trimmed before they were applied; resyncing"
+                "config stream may have lost entries; resyncing"
             );
             resync.notify_one();
         })

@@ -243,3 +243,48 @@ async fn a_cell_stopped_during_500_changes_catches_up_exactly() {
     restarted.stop().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn cells_resync_when_redis_loses_the_stream() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    s.gql(&admin, DEFINE, max_users(10, None)).await;
+    for c in &s.cells {
+        cell_has(&s, &c.url(), "limits.max_users", 1).await;
+    }
+    // A change whose stream entry Redis lost: it is in the global registry
+    // but will never be delivered.
+    let lost = shared::configkeys::KeyDef {
+        key: "lost.in.flush".into(),
+        value_type: shared::configkeys::ValueType::Bool,
+        default: json!(true),
+        scopes: vec![shared::configkeys::Scope::Tenant],
+        description: String::new(),
+        min: None,
+        max: None,
+        allowed: None,
+        pattern: None,
+        deprecated: false,
+    };
+    shared::configkeys::store::put(&s.global.state.db, &lost, 1)
+        .await
+        .unwrap();
+    // Redis loses the stream and its consumer groups, as after a restart without persistence.
+    let client = redis::Client::open(backing::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!(
+            "{}:sync:{}",
+            s.redis_prefix,
+            shared::configkeys::STREAM
+        ))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Each cell notices its group is gone, recreates it and resyncs long
+    // before the periodic anti-entropy pass (a minute) would.
+    for c in &s.cells {
+        cell_has(&s, &c.url(), "lost.in.flush", 1).await;
+    }
+    s.stop().await;
+}

@@ -113,10 +113,16 @@ pub async fn run(
         if claim {
             last_claim = Some(std::time::Instant::now());
         }
+        let recovering = failures > 0;
         let step = async {
             if !group_ready {
                 t.ensure_group(&cfg.stream, &cfg.group).await?;
                 group_ready = true;
+                // Back after an outage: the stream may have lost entries
+                // (Redis restarted empty, trimmed): ask for a resync.
+                if recovering && let Some(f) = on_gap.as_ref() {
+                    f(Vec::new());
+                }
             }
             poll(t.as_ref(), &cfg, &handler, on_gap.as_ref(), claim).await
         };
