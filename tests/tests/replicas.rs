@@ -30,22 +30,36 @@ async fn a_subscriber_on_one_replica_hears_of_tenants_made_on_another() {
         "subscription { tenantEvents { kind tenant { slug } } }",
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-
-    s.create_tenant("cross-replica", "us-east-1").await; // made on the first replica
-    let msg = next_json(&mut ws).await;
-    assert_eq!(
-        msg["payload"]["data"]["tenantEvents"]["tenant"]["slug"], "cross-replica",
-        "{msg}"
-    );
+    // Made on the first replica; repeated until the subscription is live.
+    let mut msg = serde_json::Value::Null;
+    for i in 0..10 {
+        s.create_tenant(&format!("cross-replica-{i}"), "us-east-1")
+            .await;
+        if let Ok(m) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), next_json(&mut ws)).await
+        {
+            msg = m;
+            break;
+        }
+    }
+    let slug = msg["payload"]["data"]["tenantEvents"]["tenant"]["slug"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{msg}"))
+        .to_owned();
+    assert!(slug.starts_with("cross-replica-"), "{msg}");
+    let made = slug
+        .trim_start_matches("cross-replica-")
+        .parse::<usize>()
+        .unwrap()
+        + 1;
 
     // The second replica reads the same directory.
     let v = s
         .gql_at(
             &replica.url(),
             Some(&s.admin()),
-            "{ tenantBySlug(slug: \"cross-replica\") { name cell { id } } }",
-            json!({}),
+            "query($s: String!) { tenantBySlug(slug: $s) { name cell { id } } }",
+            json!({ "s": slug }),
         )
         .await
         .1;
@@ -62,7 +76,7 @@ async fn a_subscriber_on_one_replica_hears_of_tenants_made_on_another() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(len, 1);
+    assert_eq!(len, made, "one stream entry per tenant made");
     replica.stop().await;
     s.stop().await;
 }
