@@ -83,47 +83,27 @@ struct Snapshot {
     config_keys: Vec<SnapshotKey>,
 }
 
+/// A key as the global API answers it: its definition and version.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct SnapshotKey {
-    key: String,
-    #[serde(rename = "type")]
-    value_type: configkeys::ValueType,
-    default: serde_json::Value,
-    scopes: Vec<configkeys::Scope>,
-    description: String,
-    min: Option<i64>,
-    max: Option<i64>,
-    #[serde(rename = "enum")]
-    allowed: Option<Vec<String>>,
-    pattern: Option<String>,
-    deprecated: bool,
+    #[serde(flatten)]
+    def: KeyDef,
     version: i64,
 }
 
-const SNAPSHOT: &str = "{ configKeys { key type default scopes description min max enum pattern deprecated version } }";
+/// Aliases give each field `KeyDef`'s own name, so the answer decodes into it.
+const SNAPSHOT: &str = "{ configKeys { key value_type: type default scopes description min max allowed: enum pattern deprecated version } }";
 
 /// Applies the global tier's whole registry; returns how many keys changed.
 pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> shared::Result<usize> {
     let snap: Snapshot = client
         .call("global tier", global_url, SNAPSHOT, serde_json::json!({}))
         .await?;
-    let mut defs = Vec::with_capacity(snap.config_keys.len());
-    for k in snap.config_keys {
-        let def = KeyDef {
-            key: k.key,
-            value_type: k.value_type,
-            default: k.default,
-            scopes: k.scopes,
-            description: k.description,
-            min: k.min,
-            max: k.max,
-            allowed: k.allowed,
-            pattern: k.pattern,
-            deprecated: k.deprecated,
-        };
-        defs.push((def, k.version));
-    }
+    let defs: Vec<(KeyDef, i64)> = snap
+        .config_keys
+        .into_iter()
+        .map(|k| (k.def, k.version))
+        .collect();
     configkeys::apply(&st.db, &defs).await
 }
 
