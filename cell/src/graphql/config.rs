@@ -140,34 +140,27 @@ impl ConfigMutation {
         input: SetSecretRefInput,
         on_behalf_of: Option<String>,
     ) -> Result<SecretRef> {
-        let (st, p) = reader(ctx).gql()?;
         let detail = serde_json::json!({ "name": input.name, "scheme": shared::secretref::scheme(&input.reference) });
-        let tenant = input.tenant_id.parse::<TenantId>().ok().map(|t| t.0);
-        let who = actor(p, on_behalf_of);
-        let result = async {
-            let t = writable(p, &input.tenant_id)?;
-            secrets::set(
-                &st.db,
-                t,
-                &input.name,
-                &input.reference,
-                input.expected_version,
-            )
-            .await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
+        let tenant_id = input.tenant_id.clone();
+        let row = audited(
+            ctx,
             "setSecretRef",
-            tenant,
-            Some(who),
+            &tenant_id,
+            on_behalf_of,
             detail,
-            &result,
+            |st, t, _| async move {
+                secrets::set(
+                    &st.db,
+                    t,
+                    &input.name,
+                    &input.reference,
+                    input.expected_version,
+                )
+                .await
+            },
         )
-        .await
-        .gql()?;
-        Ok(secret_view(result.gql()?))
+        .await?;
+        Ok(secret_view(row))
     }
 
     /// Sets and unsets values all or nothing; a stale `expectedVersion` is a CONFLICT.
@@ -177,43 +170,34 @@ impl ConfigMutation {
         input: UpdateTenantConfigInput,
         on_behalf_of: Option<String>,
     ) -> Result<ConfigVersion> {
-        let (st, p) = reader(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let tenant = input.tenant_id.parse::<TenantId>().ok().map(|t| t.0);
-        let who = actor(p, on_behalf_of);
-        let result = async {
-            let t = writable(p, &input.tenant_id)?;
-            let key =
-                IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
-            let u = Update {
-                tenant: t,
-                target: Target {
-                    project: label(input.project_id, "input.projectId")?,
-                    environment: label(input.environment, "input.environment")?,
-                },
-                set: input.set.into_iter().map(|s| (s.key, s.value.0)).collect(),
-                unset: input.unset,
-                expected_version: input.expected_version,
-                idempotency_key: key.to_string(),
-                actor: who.clone(),
-            };
-            config::update(&st.db, u).await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
+        let tenant_id = input.tenant_id.clone();
+        let version = audited(
+            ctx,
             "updateTenantConfig",
-            tenant,
-            Some(who),
+            &tenant_id,
+            on_behalf_of,
             detail,
-            &result,
+            |st, t, who| async move {
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+                let u = Update {
+                    tenant: t,
+                    target: Target {
+                        project: label(input.project_id, "input.projectId")?,
+                        environment: label(input.environment, "input.environment")?,
+                    },
+                    set: input.set.into_iter().map(|s| (s.key, s.value.0)).collect(),
+                    unset: input.unset,
+                    expected_version: input.expected_version,
+                    idempotency_key: key.to_string(),
+                    actor: who,
+                };
+                config::update(&st.db, u).await
+            },
         )
-        .await
-        .gql()?;
-        Ok(ConfigVersion {
-            version: result.gql()?,
-        })
+        .await?;
+        Ok(ConfigVersion { version })
     }
 
     /// Restores an earlier version's values as a new version.
@@ -223,44 +207,62 @@ impl ConfigMutation {
         input: RollbackTenantConfigInput,
         on_behalf_of: Option<String>,
     ) -> Result<ConfigVersion> {
-        let (st, p) = reader(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let tenant = input.tenant_id.parse::<TenantId>().ok().map(|t| t.0);
-        let who = actor(p, on_behalf_of);
-        let result = async {
-            let t = writable(p, &input.tenant_id)?;
-            let key =
-                IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
-            if input.to_version < 0 {
-                return Err(shared::Error::bad_input(
-                    "input.toVersion",
-                    "toVersion must be 0 or more",
-                ));
-            }
-            config::rollback(
-                &st.db,
-                t,
-                input.to_version,
-                input.expected_version,
-                key.as_str(),
-                &who,
-            )
-            .await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
+        let tenant_id = input.tenant_id.clone();
+        let version = audited(
+            ctx,
             "rollbackTenantConfig",
-            tenant,
-            Some(who),
+            &tenant_id,
+            on_behalf_of,
             detail,
-            &result,
+            |st, t, who| async move {
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+                if input.to_version < 0 {
+                    return Err(shared::Error::bad_input(
+                        "input.toVersion",
+                        "toVersion must be 0 or more",
+                    ));
+                }
+                config::rollback(
+                    &st.db,
+                    t,
+                    input.to_version,
+                    input.expected_version,
+                    key.as_str(),
+                    &who,
+                )
+                .await
+            },
         )
+        .await?;
+        Ok(ConfigVersion { version })
+    }
+}
+
+/// Runs a write to `tenant_id` once the caller may change it, recorded
+/// against the caller (or the end user the global tier names), and audits
+/// its outcome, refused or not.
+async fn audited<'a, T, Fut>(
+    ctx: &'a Context<'_>,
+    action: &str,
+    tenant_id: &ID,
+    on_behalf_of: Option<String>,
+    detail: serde_json::Value,
+    write: impl FnOnce(&'a crate::State, TenantId, String) -> Fut,
+) -> Result<T>
+where
+    Fut: Future<Output = shared::Result<T>>,
+{
+    let (st, p) = reader(ctx).gql()?;
+    let tenant = tenant_id.parse::<TenantId>().ok().map(|t| t.0);
+    let who = actor(p, on_behalf_of);
+    let result = match writable(p, tenant_id) {
+        Ok(t) => write(st, t, who.clone()).await,
+        Err(e) => Err(e),
+    };
+    audit::outcome(&st.db, p, action, tenant, Some(who), detail, &result)
         .await
         .gql()?;
-        Ok(ConfigVersion {
-            version: result.gql()?,
-        })
-    }
+    result.gql()
 }
