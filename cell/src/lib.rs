@@ -22,6 +22,8 @@ use shared::ids::{CellId, Region};
 use shared::metrics::Metrics;
 use shared::model::CellTenant;
 use shared::server::{Component, GraphqlRoutes, Running, Shared, layered, ops_routes, serve};
+use shared::sync::Transport;
+use shared::sync::outbox::Relay;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +37,10 @@ pub struct State {
     pub region: Region,
     pub capacity: i64,
     pub events: broadcast::Sender<CellTenant>,
+    /// Publishes this cell's outbox (cell → global streams): call
+    /// `relay.nudge()` after committing a transaction that enqueued events.
+    pub relay: Relay,
+    pub transport: Arc<dyn Transport>,
 }
 
 /// A running cell.
@@ -75,12 +81,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     ready.mark_migrated();
 
     let (events, _) = broadcast::channel(1024);
+    let shutdown = CancellationToken::new();
+    let transport = transport(&settings)?;
+    let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
     let state = State {
         db,
         cell_id: settings.cell_id.clone(),
         region: settings.region.clone(),
         capacity: settings.capacity,
         events,
+        relay,
+        transport: transport.clone(),
     };
     let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
     let shared = Shared {
@@ -109,7 +120,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .endpoint
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let server = serve(listener, router, CancellationToken::new());
+    let server = serve(listener, router, shutdown);
 
     let mut tasks = Vec::new();
     let global = settings.global_url.clone().map(|url| {
@@ -140,7 +151,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     );
     tasks.extend(sync::spawn(
         state.clone(),
-        transport(&settings)?,
+        transport,
         global,
         propagation,
         server.shutdown.clone(),
@@ -158,7 +169,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
 /// The sync transport: the one given (the dev stack shares one in-process
 /// transport), else Redis Streams when configured, else a private in-process
 /// one (a lone cell that hears nothing from the global tier but resyncs).
-fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn shared::sync::Transport>> {
+fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
     if let Some(t) = &settings.transport {
         return Ok(t.clone());
     }
