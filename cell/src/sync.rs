@@ -92,7 +92,7 @@ struct SnapshotKey {
 }
 
 /// Aliases give each field `KeyDef`'s own name, so the answer decodes into it.
-const SNAPSHOT: &str = "{ configKeys { key value_type: type default scopes description min max allowed: enum pattern deprecated version } }";
+const SNAPSHOT: &str = "{ configKeys { key value_type: type default scopes description min max allowed: enum pattern json_schema: jsonSchema deprecated version } }";
 
 /// Applies the global tier's whole registry; returns how many keys changed.
 pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> shared::Result<usize> {

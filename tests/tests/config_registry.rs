@@ -264,6 +264,7 @@ async fn cells_resync_when_redis_loses_the_stream() {
         max: None,
         allowed: None,
         pattern: None,
+        json_schema: None,
         deprecated: false,
     };
     shared::configkeys::store::put(&s.global.state.db, &lost, 1)

@@ -359,3 +359,105 @@ async fn tenant_principals_read_their_own_config_only() {
     assert_eq!(ok["data"]["updateTenantConfig"]["version"], 1, "{ok}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn json_values_are_checked_against_the_key_schema_in_the_cell() {
+    let (s, id) = setup().await;
+    let admin = s.admin();
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "retries": { "type": "integer", "minimum": 0, "maximum": 10 },
+            "endpoint": { "type": "string", "format": "uri" }
+        },
+        "required": ["retries"],
+        "additionalProperties": false
+    });
+    let bad_default = s
+        .gql(
+            &admin,
+            DEFINE,
+            json!({ "i": { "key": "client.policy", "type": "JSON", "default": { "retries": "x" }, "scopes": ["TENANT"], "jsonSchema": schema } }),
+        )
+        .await;
+    assert_eq!(code(&bad_default), Some("BAD_USER_INPUT"), "{bad_default}");
+    let not_a_schema = s
+        .gql(
+            &admin,
+            DEFINE,
+            json!({ "i": { "key": "client.policy", "type": "JSON", "default": {}, "scopes": ["TENANT"], "jsonSchema": { "type": 12 } } }),
+        )
+        .await;
+    assert!(
+        message(&not_a_schema).contains("not a valid JSON Schema"),
+        "{not_a_schema}"
+    );
+    let v = s
+        .gql(
+            &admin,
+            DEFINE,
+            json!({ "i": { "key": "client.policy", "type": "JSON", "default": { "retries": 3 }, "scopes": ["TENANT"], "jsonSchema": schema } }),
+        )
+        .await;
+    assert_eq!(v["data"]["defineConfigKey"]["version"], 1, "{v}");
+    // The cell checks values with its synced copy of the schema.
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = s
+            .gql(
+                &admin,
+                UPDATE,
+                update(
+                    &id,
+                    "json-bad",
+                    0,
+                    None,
+                    None,
+                    json!([{ "key": "client.policy", "value": { "retries": 11, "extra": true } }]),
+                ),
+            )
+            .await;
+        if message(&last).contains("JSON Schema") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code(&last), Some("BAD_USER_INPUT"), "{last}");
+    let msg = message(&last);
+    assert!(
+        msg.contains("/retries") && msg.contains("extra"),
+        "every violation is named: {msg}"
+    );
+    let eff = values(&s.gql(&admin, EFFECTIVE, json!({ "t": id })).await);
+    assert_eq!(
+        eff["client.policy"],
+        (json!({ "retries": 3 }), "DEFAULT".into()),
+        "nothing changed"
+    );
+    let ok = s
+        .gql(
+            &admin,
+            UPDATE,
+            update(
+                &id,
+                "json-ok",
+                0,
+                None,
+                None,
+                json!([{ "key": "client.policy", "value": { "retries": 5 } }]),
+            ),
+        )
+        .await;
+    assert_eq!(ok["data"]["updateTenantConfig"]["version"], 1, "{ok}");
+    let keys = s
+        .gql(&admin, "{ configKeys { key jsonSchema } }", json!({}))
+        .await;
+    let k = keys["data"]["configKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "client.policy")
+        .cloned()
+        .unwrap();
+    assert_eq!(k["jsonSchema"], schema);
+}

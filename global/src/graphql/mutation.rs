@@ -59,12 +59,6 @@ impl Mutation {
         let target = Some(input.key.clone());
         let result = async {
             p.require_any(&[Role::PlatformAdmin], "defineConfigKey")?;
-            if input.json_schema.is_some() {
-                return Err(shared::Error::bad_input(
-                    "input.jsonSchema",
-                    "JSON Schema validation is not supported yet; leave jsonSchema out",
-                ));
-            }
             let def = KeyDef {
                 key: input.key,
                 value_type: input.value_type,
@@ -75,6 +69,7 @@ impl Mutation {
                 max: input.max,
                 allowed: input.allowed,
                 pattern: input.pattern,
+                json_schema: input.json_schema.map(|j| j.0),
                 deprecated: false,
             };
             configkeys::define(st, def, input.expected_version).await

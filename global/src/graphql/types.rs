@@ -238,7 +238,7 @@ pub struct DefineConfigKeyInput {
     #[graphql(name = "enum")]
     pub allowed: Option<Vec<String>>,
     pub pattern: Option<String>,
-    /// Not supported yet: a JSON key accepts any JSON value.
+    /// For a JSON key: a JSON Schema every value must satisfy (no remote `$ref`s).
     pub json_schema: Option<async_graphql::Json<serde_json::Value>>,
     /// Required to change an existing key: its current version (0 or absent to create).
     pub expected_version: Option<i64>,

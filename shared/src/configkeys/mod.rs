@@ -40,6 +40,10 @@ pub struct KeyDef {
     pub allowed: Option<Vec<String>>,
     /// A regular expression a STRING value must match in full.
     pub pattern: Option<String>,
+    /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise) a JSON
+    /// value must satisfy. Remote `$ref`s are not fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<Value>,
     pub deprecated: bool,
 }
 
@@ -90,6 +94,13 @@ impl KeyDef {
             && self.value_type != ValueType::String
         {
             errs.push("enum and pattern apply to STRING keys only".into());
+        }
+        if let Some(schema) = &self.json_schema {
+            if self.value_type != ValueType::Json {
+                errs.push("jsonSchema applies to JSON keys only".into());
+            } else if let Err(e) = jsonschema::validator_for(schema) {
+                errs.push(format!("jsonSchema is not a valid JSON Schema: {e}"));
+            }
         }
         if let Some(p) = &self.pattern
             && regex::Regex::new(p).is_err()
@@ -159,7 +170,33 @@ impl KeyDef {
                         self.key
                     )
                 }),
-            ValueType::Json => Ok(()),
+            ValueType::Json => match &self.json_schema {
+                None => Ok(()),
+                Some(schema) => {
+                    let validator = jsonschema::validator_for(schema)
+                        .map_err(|_| format!("{}: bad jsonSchema", self.key))?;
+                    let problems: Vec<String> = validator
+                        .iter_errors(v)
+                        .map(|e| {
+                            let at = e.instance_path().to_string();
+                            if at.is_empty() {
+                                e.to_string()
+                            } else {
+                                format!("at {at}: {e}")
+                            }
+                        })
+                        .collect();
+                    if problems.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{} does not match its JSON Schema: {}",
+                            self.key,
+                            problems.join("; ")
+                        ))
+                    }
+                }
+            },
         }
     }
 }
@@ -180,8 +217,43 @@ mod tests {
             max: None,
             allowed: None,
             pattern: None,
+            json_schema: None,
             deprecated: false,
         }
+    }
+
+    #[test]
+    fn json_values_follow_their_schema() {
+        let d = KeyDef {
+            json_schema: Some(json!({
+                "type": "object",
+                "properties": { "retries": { "type": "integer", "minimum": 0 } },
+                "required": ["retries"],
+                "additionalProperties": false
+            })),
+            ..def(ValueType::Json, json!({ "retries": 3 }))
+        };
+        assert!(d.check().is_ok());
+        assert!(d.validate(&json!({ "retries": 1 })).is_ok());
+        let err = d.validate(&json!({ "retries": -1 })).unwrap_err();
+        assert!(err.contains("/retries"), "{err}");
+        assert!(d.validate(&json!({})).is_err());
+        assert!(d.validate(&json!({ "retries": 1, "x": 1 })).is_err());
+        let bad_default = KeyDef {
+            default: json!({ "retries": "three" }),
+            ..d.clone()
+        };
+        assert!(bad_default.check().unwrap_err()[0].starts_with("default:"));
+        let bad_schema = KeyDef {
+            json_schema: Some(json!({ "type": "no-such-type" })),
+            ..d.clone()
+        };
+        assert!(bad_schema.check().unwrap_err()[0].contains("not a valid JSON Schema"));
+        let not_json = KeyDef {
+            json_schema: Some(json!({ "type": "string" })),
+            ..def(ValueType::String, json!("a"))
+        };
+        assert!(not_json.check().is_err());
     }
 
     #[test]
@@ -265,6 +337,7 @@ pub struct View {
     #[graphql(name = "enum")]
     pub allowed: Option<Vec<String>>,
     pub pattern: Option<String>,
+    pub json_schema: Option<async_graphql::Json<Value>>,
     pub deprecated: bool,
     /// Increases with every change to the definition.
     pub version: i64,
@@ -283,6 +356,7 @@ impl From<store::Stored> for View {
             max: d.max,
             allowed: d.allowed,
             pattern: d.pattern,
+            json_schema: d.json_schema.map(async_graphql::Json),
             deprecated: d.deprecated,
             version: s.version,
         }
