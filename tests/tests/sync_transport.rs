@@ -26,8 +26,14 @@ async fn conformance(t: Arc<dyn Transport>) {
     for e in &sent {
         t.publish("conf", e).await.unwrap();
     }
+    assert!(!t.group_status("conf", "g1").await.unwrap().exists);
     t.ensure_group("conf", "g1").await.unwrap();
     t.ensure_group("conf", "g1").await.unwrap(); // idempotent
+    let fresh = t.group_status("conf", "g1").await.unwrap();
+    assert!(fresh.exists);
+    assert_eq!((fresh.pending, fresh.undelivered), (0, 5));
+    assert_eq!(fresh.last_applied, None);
+    assert_eq!(fresh.oldest_unapplied, Some(sent[0].created_at));
 
     let got = t
         .read("conf", "g1", "c1", 10, Duration::from_millis(200))
@@ -40,6 +46,10 @@ async fn conformance(t: Arc<dyn Transport>) {
     );
     let positions: Vec<String> = got.iter().map(|d| d.position.clone()).collect();
     t.ack("conf", "g1", &positions[..3]).await.unwrap();
+    let mid = t.group_status("conf", "g1").await.unwrap();
+    assert_eq!((mid.pending, mid.undelivered), (2, 0));
+    assert_eq!(mid.last_applied.as_deref(), Some(positions[2].as_str()));
+    assert_eq!(mid.oldest_unapplied, Some(sent[3].created_at));
     let none = t
         .read("conf", "g1", "c1", 10, Duration::from_millis(100))
         .await
@@ -67,6 +77,10 @@ async fn conformance(t: Arc<dyn Transport>) {
         .map(|d| d.position.clone())
         .collect();
     t.ack("conf", "g1", &claimed_pos).await.unwrap();
+    let done = t.group_status("conf", "g1").await.unwrap();
+    assert_eq!((done.pending, done.undelivered), (0, 0));
+    assert_eq!(done.last_applied.as_deref(), Some(positions[4].as_str()));
+    assert_eq!(done.oldest_unapplied, None);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let again = t
         .claim_stale("conf", "g1", "c2", Duration::from_millis(100), 10)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::{Claimed, Delivery, Event, Transport};
+use super::{Claimed, Delivery, Event, GroupStatus, Transport};
 use crate::Result;
 
 #[derive(Default)]
@@ -142,6 +142,35 @@ impl Transport for Memory {
                 }
             }
             claimed
+        }))
+    }
+
+    async fn group_status(&self, stream: &str, group: &str) -> Result<GroupStatus> {
+        Ok(self.with(|m| {
+            let Some(s) = m.get(stream) else {
+                return GroupStatus::default();
+            };
+            let Some(g) = s.groups.get(group) else {
+                return GroupStatus::default();
+            };
+            let oldest_pending = g.pending.keys().next().copied();
+            // Everything before the oldest pending entry (or before the next
+            // undelivered one) was applied.
+            let first_unapplied_index = match oldest_pending {
+                Some(p) => s.entries.partition_point(|(q, _)| *q < p),
+                None => g.next,
+            };
+            let last_applied = first_unapplied_index
+                .checked_sub(1)
+                .map(|i| s.entries[i].0.to_string());
+            let oldest_unapplied = s.entries.get(first_unapplied_index).map(|(_, e)| e.created_at);
+            GroupStatus {
+                exists: true,
+                last_applied,
+                pending: g.pending.len() as u64,
+                undelivered: (s.entries.len() - g.next) as u64,
+                oldest_unapplied,
+            }
         }))
     }
 

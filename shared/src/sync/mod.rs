@@ -8,6 +8,7 @@
 
 pub mod applied;
 pub mod consumer;
+pub mod digest;
 pub mod memory;
 pub mod migration;
 pub mod outbox;
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use transport::{Claimed, Delivery, Transport};
+pub use transport::{Claimed, Delivery, GroupStatus, Transport};
 
 /// A change to one entity, as it travels between the tiers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,12 +7,12 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamMaxlen, StreamReadOptions,
-    StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamMaxlen,
+    StreamPendingReply, StreamRangeReply, StreamReadOptions, StreamReadReply,
 };
 use tokio::sync::Mutex;
 
-use super::{Claimed, Delivery, Event, Transport};
+use super::{Claimed, Delivery, Event, GroupStatus, Transport};
 use crate::{Error, Result};
 
 pub struct Redis {
@@ -217,6 +217,67 @@ impl Transport for Redis {
             deliveries: reply.claimed.into_iter().filter_map(decode).collect(),
             trimmed: reply.deleted_ids,
         })
+    }
+
+    async fn group_status(&self, stream: &str, group: &str) -> Result<GroupStatus> {
+        let key = self.key(stream);
+        let mut c = self.conn().await?;
+        let r: redis::RedisResult<StreamInfoGroupsReply> = c.xinfo_groups(&key).await;
+        let groups = match r {
+            Ok(g) => g,
+            // No such stream: nothing was ever published or Redis lost it.
+            Err(e) if e.to_string().contains("no such key") => {
+                return Ok(GroupStatus::default());
+            }
+            Err(e) => return self.checked(Err(e)).await,
+        };
+        let Some(g) = groups.groups.into_iter().find(|g| g.name == group) else {
+            return Ok(GroupStatus::default());
+        };
+        let mut status = GroupStatus {
+            exists: true,
+            pending: g.pending as u64,
+            undelivered: g.lag.unwrap_or(0) as u64,
+            ..GroupStatus::default()
+        };
+        // The first entry not applied: the oldest pending one, else the
+        // first after the last delivered one.
+        let first: Option<StreamId> = if g.pending > 0 {
+            let r: redis::RedisResult<StreamPendingReply> = c.xpending(&key, group).await;
+            match self.checked(r).await? {
+                StreamPendingReply::Data(d) => {
+                    let r: redis::RedisResult<StreamRangeReply> =
+                        c.xrange_count(&key, &d.start_id, "+", 1).await;
+                    self.checked(r).await?.ids.into_iter().next()
+                }
+                _ => None,
+            }
+        } else {
+            let r: redis::RedisResult<StreamRangeReply> = c
+                .xrange_count(&key, format!("({}", g.last_delivered_id), "+", 1)
+                .await;
+            self.checked(r).await?.ids.into_iter().next()
+        };
+        match first {
+            Some(entry) => {
+                let r: redis::RedisResult<StreamRangeReply> = c
+                    .xrevrange_count(&key, format!("({}", entry.id), "-", 1)
+                    .await;
+                status.last_applied = self
+                    .checked(r)
+                    .await?
+                    .ids
+                    .into_iter()
+                    .next()
+                    .map(|e| e.id);
+                status.oldest_unapplied = decode(entry).map(|d| d.event.created_at);
+            }
+            None if g.last_delivered_id != "0-0" => {
+                status.last_applied = Some(g.last_delivered_id);
+            }
+            None => {}
+        }
+        Ok(status)
     }
 
     async fn ack(&self, stream: &str, group: &str, positions: &[String]) -> Result<()> {

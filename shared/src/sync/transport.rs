@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::Event;
 use crate::Result;
 
@@ -19,6 +21,21 @@ pub struct Delivery {
 pub struct Claimed {
     pub deliveries: Vec<Delivery>,
     pub trimmed: Vec<String>,
+}
+
+/// Where a consumer group stands on a stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupStatus {
+    /// False when the stream or the group does not exist (yet).
+    pub exists: bool,
+    /// The last position before which everything was applied and acked.
+    pub last_applied: Option<String>,
+    /// Delivered, not yet acknowledged.
+    pub pending: u64,
+    /// Appended, never delivered to the group.
+    pub undelivered: u64,
+    /// Commit time of the oldest event the group has not acknowledged.
+    pub oldest_unapplied: Option<DateTime<Utc>>,
 }
 
 #[async_trait::async_trait]
@@ -57,6 +74,9 @@ pub trait Transport: Send + Sync + 'static {
         min_idle: Duration,
         count: usize,
     ) -> Result<Claimed>;
+
+    /// Where `group` stands on `stream`.
+    async fn group_status(&self, stream: &str, group: &str) -> Result<GroupStatus>;
 
     /// Marks entries as applied by `group`.
     async fn ack(&self, stream: &str, group: &str, positions: &[String]) -> Result<()>;
