@@ -46,6 +46,26 @@ pub struct Config {
     pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// Seconds between anti-entropy passes over every cell.
+    pub repair_interval_secs: u64,
+    /// Changes younger than this are in flight, not divergent.
+    pub repair_grace_ms: u64,
+}
+
+/// How the global tier checks that cells hold what it published.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    pub repair_interval: Duration,
+    pub repair_grace: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            repair_interval: Duration::from_secs(30),
+            repair_grace: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for Config {
@@ -63,6 +83,8 @@ impl Default for Config {
             introspection: false,
             log_format: LogFormat::Json,
             limits: Limits::default(),
+            repair_interval_secs: 30,
+            repair_grace_ms: 5000,
         }
     }
 }
@@ -83,6 +105,7 @@ pub struct Settings {
     pub limits: Limits,
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
+    pub sync: SyncSettings,
 }
 
 impl Args {
@@ -129,6 +152,9 @@ impl Config {
             }
         }
         self.limits.validate()?;
+        if self.repair_interval_secs == 0 {
+            return Err("repair_interval_secs must be at least 1".into());
+        }
         Ok(Settings {
             listen: self.listen.clone(),
             database_url,
@@ -142,6 +168,10 @@ impl Config {
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
             transport: None,
+            sync: SyncSettings {
+                repair_interval: Duration::from_secs(self.repair_interval_secs),
+                repair_grace: Duration::from_millis(self.repair_grace_ms),
+            },
         })
     }
 }

@@ -42,6 +42,9 @@ pub struct State {
     pub metrics: Metrics,
     /// Publishes the outbox right after each commit.
     pub relay: Relay,
+    /// The sync transport, read for `syncStatus`.
+    pub transport: Arc<dyn Transport>,
+    pub sync: config::SyncSettings,
     cells_gauge: prometheus::IntGaugeVec,
 }
 
@@ -107,7 +110,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new("global", None);
     let transport = transport(&settings)?;
-    let relay = Relay::spawn(db.clone(), transport, shutdown.clone());
+    let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
     let state = State {
         db,
         cells: cache,
@@ -117,6 +120,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),
         metrics: metrics.clone(),
         relay,
+        transport,
+        sync: settings.sync,
     };
     state.refresh_cell_gauge();
     let shared = Shared {
@@ -147,12 +152,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.heartbeat_timeout,
         server.shutdown.clone(),
     ));
+    let repair = tokio::spawn(service::antientropy::run(
+        state.clone(),
+        server.shutdown.clone(),
+    ));
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
         state,
         server,
-        tasks: vec![sweeper],
+        tasks: vec![sweeper, repair],
     })
 }
 

@@ -37,6 +37,8 @@ pub struct Options {
     pub limits: Limits,
     pub dev_mode: bool,
     pub introspection: bool,
+    /// Anti-entropy pace of the global tier.
+    pub sync: global::config::SyncSettings,
 }
 
 impl Options {
@@ -61,6 +63,7 @@ impl Options {
             limits: Limits::default(),
             dev_mode: false,
             introspection: false,
+            sync: global::config::SyncSettings::default(),
         }
     }
 }
@@ -256,6 +259,7 @@ pub fn global_settings(
         introspection: o.introspection,
         limits: o.limits,
         transport: None,
+        sync: o.sync,
     }
 }
 

@@ -5,6 +5,7 @@ mod config;
 mod mutation;
 mod query;
 mod subscription;
+mod sync;
 mod types;
 
 use async_graphql::Schema;
@@ -19,7 +20,7 @@ pub type CellSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery);
+pub struct AllQuery(Query, config::ConfigQuery, sync::SyncQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]

@@ -6,6 +6,7 @@ mod loader;
 mod mutation;
 mod query;
 mod subscription;
+mod sync;
 mod types;
 
 use async_graphql::Schema;
@@ -21,11 +22,11 @@ pub type GlobalSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery);
+pub struct AllQuery(Query, config::ConfigQuery, sync::SyncQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation);
+pub struct AllMutation(Mutation, config::ConfigMutation, sync::SyncMutation);
 
 pub fn schema(
     state: Option<State>,

@@ -1,7 +1,9 @@
 //! Database logic of the global tier: resolvers call these with the state.
 
+pub mod antientropy;
 pub mod cells;
 pub mod configkeys;
 pub mod directory;
 pub mod idempotency;
 pub mod placement;
+pub mod sync_status;

@@ -163,7 +163,10 @@ impl Transport for Memory {
             let last_applied = first_unapplied_index
                 .checked_sub(1)
                 .map(|i| s.entries[i].0.to_string());
-            let oldest_unapplied = s.entries.get(first_unapplied_index).map(|(_, e)| e.created_at);
+            let oldest_unapplied = s
+                .entries
+                .get(first_unapplied_index)
+                .map(|(_, e)| e.created_at);
             GroupStatus {
                 exists: true,
                 last_applied,

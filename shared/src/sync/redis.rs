@@ -263,13 +263,7 @@ impl Transport for Redis {
                 let r: redis::RedisResult<StreamRangeReply> = c
                     .xrevrange_count(&key, format!("({}", entry.id), "-", 1)
                     .await;
-                status.last_applied = self
-                    .checked(r)
-                    .await?
-                    .ids
-                    .into_iter()
-                    .next()
-                    .map(|e| e.id);
+                status.last_applied = self.checked(r).await?.ids.into_iter().next().map(|e| e.id);
                 status.oldest_unapplied = decode(entry).map(|d| d.event.created_at);
             }
             None if g.last_delivered_id != "0-0" => {
