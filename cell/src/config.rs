@@ -40,6 +40,13 @@ pub struct Args {
     /// Seconds between heartbeats to the global tier.
     #[arg(long)]
     pub heartbeat_interval_secs: Option<u64>,
+    /// Milliseconds after which a dead consumer's unacknowledged stream
+    /// entries are taken over.
+    #[arg(long)]
+    pub sync_claim_idle_ms: Option<u64>,
+    /// Fault injection for tests only: pause before each applied batch commits.
+    #[arg(long, hide = true)]
+    pub test_apply_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +66,28 @@ pub struct Config {
     pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// Stream entries a consumer left unacknowledged this long are taken
+    /// over by another (the first is presumed dead).
+    pub sync_claim_idle_ms: u64,
+    /// Fault injection for tests only: a pause before each applied batch
+    /// commits, so a test can kill the cell in the middle of a batch.
+    pub test_apply_delay_ms: u64,
+}
+
+/// How the cell consumes the global tier's streams.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    pub claim_idle: Duration,
+    pub test_apply_delay: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            claim_idle: Duration::from_secs(30),
+            test_apply_delay: Duration::ZERO,
+        }
+    }
 }
 
 impl Default for Config {
@@ -79,6 +108,8 @@ impl Default for Config {
             introspection: false,
             log_format: LogFormat::Json,
             limits: Limits::default(),
+            sync_claim_idle_ms: 30_000,
+            test_apply_delay_ms: 0,
         }
     }
 }
@@ -102,6 +133,7 @@ pub struct Settings {
     pub limits: Limits,
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
+    pub sync: SyncSettings,
 }
 
 impl Args {
@@ -114,7 +146,9 @@ impl Args {
             .set("endpoint", self.endpoint.clone())
             .set("capacity", self.capacity)
             .set("global_url", self.global_url.clone())
-            .set("heartbeat_interval_secs", self.heartbeat_interval_secs);
+            .set("heartbeat_interval_secs", self.heartbeat_interval_secs)
+            .set("sync_claim_idle_ms", self.sync_claim_idle_ms)
+            .set("test_apply_delay_ms", self.test_apply_delay_ms);
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
 
@@ -151,6 +185,9 @@ impl Config {
             redis::Client::open(url.as_str()).map_err(|e| format!("invalid redis_url: {e}"))?;
         }
         self.limits.validate()?;
+        if self.sync_claim_idle_ms < 100 {
+            return Err("sync_claim_idle_ms must be at least 100".into());
+        }
         Ok(Settings {
             listen: self.listen.clone(),
             cell_id,
@@ -167,6 +204,10 @@ impl Config {
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
             transport: None,
+            sync: SyncSettings {
+                claim_idle: Duration::from_millis(self.sync_claim_idle_ms),
+                test_apply_delay: Duration::from_millis(self.test_apply_delay_ms),
+            },
         })
     }
 }

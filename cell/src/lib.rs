@@ -149,11 +149,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
         ],
     );
+    let meters = sync::Meters {
+        propagation,
+        events: metrics.counter_vec(
+            "sync_events_total",
+            "Stream events received, by stream and outcome (applied, duplicate)",
+            &["stream", "outcome"],
+        ),
+    };
     tasks.extend(sync::spawn(
         state.clone(),
         transport,
         global,
-        propagation,
+        meters,
+        settings.sync,
         server.shutdown.clone(),
     ));
     tracing::info!(cell = %settings.cell_id, region = %settings.region, %addr, "cell serving");

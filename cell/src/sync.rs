@@ -13,14 +13,26 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
+use crate::config::SyncSettings;
 
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
+
+/// What the consumer reports in `/metrics`.
+#[derive(Clone)]
+pub struct Meters {
+    /// From a change's commit at its origin to its application here.
+    pub propagation: prometheus::Histogram,
+    /// Events received, by outcome: `applied` (changed something) or
+    /// `duplicate` (not newer than what was applied).
+    pub events: prometheus::IntCounterVec,
+}
 
 pub fn spawn(
     st: State,
     transport: Arc<dyn Transport>,
     global: Option<(GraphqlClient, String)>,
-    propagation: prometheus::Histogram,
+    meters: Meters,
+    settings: SyncSettings,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let resync = Arc::new(Notify::new());
@@ -28,7 +40,7 @@ pub fn spawn(
         let db = st.db.clone();
         Arc::new(move |events: Vec<Event>| {
             let db = db.clone();
-            let propagation = propagation.clone();
+            let meters = meters.clone();
             Box::pin(async move {
                 let mut defs = Vec::with_capacity(events.len());
                 for e in &events {
@@ -36,7 +48,17 @@ pub fn spawn(
                         .map_err(shared::Error::internal)?;
                     defs.push((def, e.version));
                 }
-                configkeys::apply(&db, &defs).await?;
+                let changed =
+                    configkeys::apply_paced(&db, &defs, settings.test_apply_delay).await?;
+                let counts = meters
+                    .events
+                    .with_label_values(&[configkeys::STREAM, "applied"]);
+                counts.inc_by(changed as u64);
+                meters
+                    .events
+                    .with_label_values(&[configkeys::STREAM, "duplicate"])
+                    .inc_by((defs.len() - changed) as u64);
+                let propagation = &meters.propagation;
                 let now = chrono::Utc::now();
                 for e in &events {
                     let lag = (now - e.created_at).num_microseconds().unwrap_or(0);
@@ -62,7 +84,7 @@ pub fn spawn(
         consumer: format!("{}:{}", st.cell_id, uuid::Uuid::now_v7()),
         batch: 100,
         block: Duration::from_secs(1),
-        claim_idle: Duration::from_secs(30),
+        claim_idle: settings.claim_idle,
     };
     let mut tasks = vec![tokio::spawn(consumer::run(
         transport,

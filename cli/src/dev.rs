@@ -100,6 +100,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             introspection: true,
             limits,
             transport: Some(transport.clone()),
+            sync: cell::config::SyncSettings::default(),
         })
         .await
         .with_context(|| format!("starting cell {id}"))?;

@@ -1,7 +1,9 @@
 //! Runs the workspace's binaries as separate processes.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::Duration;
 
 /// The path of a workspace binary, building it first when it is missing.
 pub fn binary(name: &str) -> PathBuf {
@@ -43,7 +45,7 @@ pub fn terminate(mut child: std::process::Child) -> String {
             }
             return out;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
     panic!("did not stop within 10 s of SIGTERM");
@@ -66,4 +68,32 @@ pub async fn gql(
         .json()
         .await
         .expect("JSON answer")
+}
+
+/// A loopback port free at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (15 s at most) for `url`'s `/readyz` to answer 200; fails with the
+/// child's stderr if it exits first.
+pub async fn wait_ready(url: &str, child: &mut Child) {
+    for _ in 0..150 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("process exited early ({status}): {err}");
+        }
+        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never became ready");
 }

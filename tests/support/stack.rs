@@ -288,6 +288,7 @@ pub async fn start_cell(
         introspection: o.introspection,
         limits: o.limits,
         transport,
+        sync: cell::config::SyncSettings::default(),
     })
     .await
     .expect("cell starts")

@@ -6,34 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e::backing;
-use e2e::process::{gql, terminate};
+use e2e::process::{free_port, gql, terminate, wait_ready};
 use e2e::stack::SECRET;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_ready(url: &str, child: &mut Child) {
-    for _ in 0..150 {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-            panic!("process exited early ({status}): {err}");
-        }
-        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never became ready");
-}
 
 #[tokio::test]
 async fn global_and_cell_binaries_run_on_postgres_and_redis() {

@@ -28,8 +28,11 @@ fn change() -> impl Strategy<Value = Change> {
 }
 
 /// The owner's events in commit order, and its final (def, version) per key.
-fn owner(changes: &[Change]) -> (Vec<(KeyDef, i64)>, BTreeMap<String, (KeyDef, i64)>) {
-    let mut state: BTreeMap<String, (KeyDef, i64)> = BTreeMap::new();
+/// Key → (definition, version).
+type Owned = BTreeMap<String, (KeyDef, i64)>;
+
+fn owner(changes: &[Change]) -> (Vec<(KeyDef, i64)>, Owned) {
+    let mut state = Owned::new();
     let mut events = Vec::new();
     for c in changes {
         let (key, next) = match c {
@@ -101,7 +104,7 @@ async fn cell_db() -> DatabaseConnection {
 
 /// The repair pass as the global tier runs it: compare digests, diff, and
 /// deliver the owner's current version of every entity the cell is behind on.
-async fn repair(db: &DatabaseConnection, owned: &BTreeMap<String, (KeyDef, i64)>) -> usize {
+async fn repair(db: &DatabaseConnection, owned: &Owned) -> usize {
     let mine: digest::Versions = owned
         .iter()
         .map(|(k, (_, v))| (configkeys::entity(k), *v))

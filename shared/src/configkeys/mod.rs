@@ -370,6 +370,16 @@ pub async fn apply(
     db: &sea_orm::DatabaseConnection,
     defs: &[(KeyDef, i64)],
 ) -> crate::Result<usize> {
+    apply_paced(db, defs, std::time::Duration::ZERO).await
+}
+
+/// [`apply`], pausing `delay` before the commit: fault injection for tests
+/// that kill a consumer in the middle of a batch.
+pub async fn apply_paced(
+    db: &sea_orm::DatabaseConnection,
+    defs: &[(KeyDef, i64)],
+    delay: std::time::Duration,
+) -> crate::Result<usize> {
     use sea_orm::TransactionTrait;
     let txn = db.begin().await?;
     let mut changed = 0;
@@ -378,6 +388,9 @@ pub async fn apply(
             store::put(&txn, def, *version).await?;
             changed += 1;
         }
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     txn.commit().await?;
     Ok(changed)
