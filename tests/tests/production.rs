@@ -1,8 +1,7 @@
 //! Production mode: the `global` and `cell` binaries as separate processes
 //! on PostgreSQL and Redis, configured by file, environment and flags.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::backing;
