@@ -3,7 +3,8 @@
 //!
 //! cargo bench -p e2e --bench propagation -- [--changes N] [--rate PER_SECOND]
 //!
-//! Each change defines a new config key through the global API. Its commit
+//! Each change defines a new config key through the global tier's service
+//! (the same call its GraphQL resolver makes), from `--writers` tasks. Its commit
 //! time is the global row's `updated_at`; its application time in a cell is
 //! that cell's row's `updated_at` (same clock, same machine). `--rate`
 //! paces the writers; without it they go as fast as they can.
@@ -12,9 +13,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use e2e::{Backend, CellSpec, Options, Stack};
+use global::service::configkeys;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::json;
 use shared::configkeys::store::entity as keys;
+use shared::configkeys::{KeyDef, Scope, ValueType};
 
 struct Args {
     changes: usize,
@@ -59,31 +62,52 @@ fn main() {
     rt.block_on(async {
         let mut o = Options::new(Backend::Postgres);
         o.cells = vec![
-            CellSpec { id: "us-east-1-a", region: "us-east-1", capacity: 10 },
-            CellSpec { id: "us-east-1-b", region: "us-east-1", capacity: 10 },
-            CellSpec { id: "eu-west-1-a", region: "eu-west-1", capacity: 10 },
+            CellSpec {
+                id: "us-east-1-a",
+                region: "us-east-1",
+                capacity: 10,
+            },
+            CellSpec {
+                id: "us-east-1-b",
+                region: "us-east-1",
+                capacity: 10,
+            },
+            CellSpec {
+                id: "eu-west-1-a",
+                region: "eu-west-1",
+                capacity: 10,
+            },
         ];
         let s = Stack::start_with(o).await;
-        let token = s.admin();
-        let client = reqwest::Client::new();
-        let url = format!("{}/graphql", s.url());
-        let started = Instant::now();
         let per_writer = a.changes / a.writers;
-        let interval = a.rate.map(|r| Duration::from_secs_f64(a.writers as f64 / r));
+        let interval = a
+            .rate
+            .map(|r| Duration::from_secs_f64(a.writers as f64 / r));
+        let started = Instant::now();
         let writers = (0..a.writers).map(|w| {
-            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            let st = s.global.state.clone();
             tokio::spawn(async move {
                 let mut tick = interval.map(tokio::time::interval);
                 for i in 0..per_writer {
                     if let Some(t) = tick.as_mut() {
                         t.tick().await;
                     }
-                    let body = json!({
-                        "query": "mutation($i: DefineConfigKeyInput!) { defineConfigKey(input: $i) { version } }",
-                        "variables": { "i": { "key": format!("bench.w{w}.k{i}"), "type": "INT", "default": i, "scopes": ["TENANT"] } },
-                    });
-                    let r: serde_json::Value = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap().json().await.unwrap();
-                    assert!(r.get("errors").is_none(), "{r}");
+                    let def = KeyDef {
+                        key: format!("bench.w{w}.k{i}"),
+                        value_type: ValueType::Int,
+                        default: json!(i),
+                        scopes: vec![Scope::Tenant],
+                        description: String::new(),
+                        min: None,
+                        max: None,
+                        allowed: None,
+                        pattern: None,
+                        json_schema: None,
+                        deprecated: false,
+                    };
+                    configkeys::define(&st, def, None)
+                        .await
+                        .expect("change committed");
                 }
             })
         });
@@ -104,10 +128,18 @@ fn main() {
         let mut samples: Vec<(chrono::DateTime<chrono::Utc>, f64)> = Vec::new();
         for c in &s.cells {
             let cell = stamps(&c.state.db).await;
-            assert_eq!(cell.len(), total, "cell {} holds every key", c.state.cell_id);
+            assert_eq!(
+                cell.len(),
+                total,
+                "cell {} holds every key",
+                c.state.cell_id
+            );
             for (k, at) in &cell {
                 let committed = global[k];
-                samples.push((committed, (*at - committed).num_microseconds().unwrap_or(0) as f64 / 1000.0));
+                samples.push((
+                    committed,
+                    (*at - committed).num_microseconds().unwrap_or(0) as f64 / 1000.0,
+                ));
             }
         }
         samples.sort_by_key(|x| x.0);
@@ -117,17 +149,27 @@ fn main() {
             v[v.len() / 2]
         };
         let tenth = samples.len() / 10;
-        let (first, last) = (median(&samples[..tenth]), median(&samples[samples.len() - tenth..]));
+        let (first, last) = (
+            median(&samples[..tenth]),
+            median(&samples[samples.len() - tenth..]),
+        );
         let mut lat_ms: Vec<f64> = samples.iter().map(|x| x.1).collect();
         lat_ms.sort_by(|x, y| x.total_cmp(y));
         let pct = |p: f64| lat_ms[((lat_ms.len() as f64 * p) as usize).min(lat_ms.len() - 1)];
         println!(
             "changes={total} cells=3 writers={} rate={} achieved={:.0}/s",
             a.writers,
-            a.rate.map(|r| format!("{r}/s")).unwrap_or_else(|| "unpaced".into()),
+            a.rate
+                .map(|r| format!("{r}/s"))
+                .unwrap_or_else(|| "unpaced".into()),
             total as f64 / write_secs
         );
-        println!("propagation ms: p50={:.2} p99={:.2} max={:.2}", pct(0.50), pct(0.99), lat_ms[lat_ms.len() - 1]);
+        println!(
+            "propagation ms: p50={:.2} p99={:.2} max={:.2}",
+            pct(0.50),
+            pct(0.99),
+            lat_ms[lat_ms.len() - 1]
+        );
         println!("median lag, first tenth of the run: {first:.2} ms; last tenth: {last:.2} ms");
         s.stop().await;
     });

@@ -382,6 +382,7 @@ pub async fn apply_paced(
 ) -> crate::Result<usize> {
     use sea_orm::TransactionTrait;
     let txn = db.begin().await?;
+    crate::sync::applied::relaxed_commit(&txn).await?;
     let mut changed = 0;
     for (def, version) in defs {
         if crate::sync::applied::advance(&txn, &entity(&def.key), *version).await? {

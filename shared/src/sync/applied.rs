@@ -32,6 +32,18 @@ pub async fn advance<C: ConnectionTrait>(db: &C, entity: &str, version: i64) -> 
     Ok(res.rows_affected() == 1)
 }
 
+/// Lets the current PostgreSQL transaction commit without waiting for its
+/// WAL flush. For a replica's apply only: the owner keeps the truth, and a
+/// change a crash takes back is applied again by the resync at start and by
+/// anti-entropy. A no-op on SQLite (already `synchronous=NORMAL`).
+pub async fn relaxed_commit<C: ConnectionTrait>(txn: &C) -> Result<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
+    Ok(())
+}
+
 /// The version applied for `entity`, if any.
 pub async fn current<C: ConnectionTrait>(db: &C, entity: &str) -> Result<Option<i64>> {
     let backend = db.get_database_backend();

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, Set, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -134,10 +134,15 @@ pub async fn drain(db: &DatabaseConnection, transport: &dyn Transport) -> Result
         transport.publish_many(&batch).await?;
         let published: Vec<_> = rows.iter().map(|r| r.id).collect();
         total += published.len();
+        // Losing this mark in a crash only publishes the rows again, which
+        // consumers ignore: no need to wait for the WAL flush.
+        let txn = db.begin().await?;
+        super::applied::relaxed_commit(&txn).await?;
         entity::Entity::update_many()
             .col_expr(entity::Column::PublishedAt, Expr::value(Utc::now()))
             .filter(entity::Column::Id.is_in(published))
-            .exec(db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
     }
 }
