@@ -30,6 +30,12 @@ pub struct Args {
     /// How long a call to a cell may take, in milliseconds.
     #[arg(long)]
     pub cell_timeout_ms: Option<u64>,
+    /// Seconds between anti-entropy passes over every cell.
+    #[arg(long)]
+    pub repair_interval_secs: Option<u64>,
+    /// Changes younger than this many milliseconds are in flight, not divergent.
+    #[arg(long)]
+    pub repair_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +121,9 @@ impl Args {
         o.set("listen", self.listen.clone())
             .set("heartbeat_timeout_secs", self.heartbeat_timeout_secs)
             .set("plans", self.plans.as_deref().map(split_list))
-            .set("cell_timeout_ms", self.cell_timeout_ms);
+            .set("cell_timeout_ms", self.cell_timeout_ms)
+            .set("repair_interval_secs", self.repair_interval_secs)
+            .set("repair_grace_ms", self.repair_grace_ms);
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
 }

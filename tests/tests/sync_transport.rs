@@ -178,6 +178,23 @@ async fn outbox_publishes_only_committed_changes(postgres: bool) {
     assert!(none.is_empty(), "a rolled-back change is never published");
     assert_eq!(outbox::backlog(&db).await.unwrap(), 0);
     shutdown.cancel();
+
+    // Pruning drops published rows past retention, never unpublished ones.
+    outbox::enqueue(&db, &event(9)).await.unwrap();
+    assert_eq!(
+        outbox::prune(&db, Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        outbox::prune(&db, Duration::from_millis(10)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        outbox::backlog(&db).await.unwrap(),
+        1,
+        "the unpublished row stays"
+    );
     db.close().await.unwrap();
     if let Some(n) = name {
         backing::drop_databases(&[n]).await;

@@ -63,6 +63,20 @@ pub async fn backlog(db: &DatabaseConnection) -> Result<u64> {
         .await?)
 }
 
+/// Published rows are kept this long (for inspection), then pruned.
+const RETAIN_PUBLISHED: Duration = Duration::from_secs(3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes rows published more than `retain` ago; returns how many.
+pub async fn prune(db: &DatabaseConnection, retain: Duration) -> Result<u64> {
+    let before = Utc::now() - chrono::Duration::from_std(retain).map_err(Error::internal)?;
+    let r = entity::Entity::delete_many()
+        .filter(entity::Column::PublishedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}
+
 /// Publishes the outbox. `nudge()` after a commit publishes at once; a slow
 /// tick catches anything a nudge missed (another replica's rows, a crash
 /// between commit and nudge, a transport outage).
@@ -81,7 +95,14 @@ impl Relay {
         let n = notify.clone();
         tokio::spawn(async move {
             let mut failures = 0u32;
+            let mut pruned_at = std::time::Instant::now();
             loop {
+                if pruned_at.elapsed() >= PRUNE_EVERY {
+                    pruned_at = std::time::Instant::now();
+                    if let Err(e) = prune(&db, RETAIN_PUBLISHED).await {
+                        tracing::warn!(error = %e, "outbox prune failed");
+                    }
+                }
                 match drain(&db, transport.as_ref()).await {
                     Ok(_) => failures = 0,
                     Err(e) => {
