@@ -42,6 +42,8 @@ pub struct State {
     pub metrics: Metrics,
     /// Publishes the outbox right after each commit.
     pub relay: Relay,
+    /// Rollout progress, for `rolloutProgress` subscribers.
+    pub rollout_events: tokio::sync::broadcast::Sender<service::rollouts::Progress>,
     cells_gauge: prometheus::IntGaugeVec,
 }
 
@@ -107,7 +109,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new("global", None);
     let transport = transport(&settings)?;
-    let relay = Relay::spawn(db.clone(), transport, shutdown.clone());
+    let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
     let state = State {
         db,
         cells: cache,
@@ -117,6 +119,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),
         metrics: metrics.clone(),
         relay,
+        rollout_events: tokio::sync::broadcast::channel(1024).0,
     };
     state.refresh_cell_gauge();
     let shared = Shared {
@@ -147,12 +150,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.heartbeat_timeout,
         server.shutdown.clone(),
     ));
+    let mut tasks = vec![sweeper];
+    tasks.extend(service::rollout_progress::spawn(
+        state.clone(),
+        transport,
+        server.shutdown.clone(),
+    ));
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
         state,
         server,
-        tasks: vec![sweeper],
+        tasks,
     })
 }
 

@@ -12,6 +12,8 @@ impl MigratorTrait for Migrator {
             Box::new(shared::audit::migration::CreateAuditLog),
             Box::new(shared::sync::migration::CreateSyncTables),
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
+            Box::new(shared::flags::store::migration::CreateFlagTables),
+            Box::new(CreateRollouts),
         ]
     }
 }
@@ -123,6 +125,62 @@ impl MigrationTrait for Initial {
                     .col(string(IdempotencyKeys::ResourceId))
                     .col(string(IdempotencyKeys::Status))
                     .col(timestamp_with_time_zone(IdempotencyKeys::CreatedAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Rollouts {
+    Table,
+    Id,
+    FlagKey,
+    Environment,
+    State,
+    Doc,
+    Version,
+    PlanVersion,
+    CreatedAt,
+    UpdatedAt,
+}
+
+struct CreateRollouts;
+
+impl MigrationName for CreateRollouts {
+    fn name(&self) -> &str {
+        "m0602_create_rollouts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateRollouts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Rollouts::Table)
+                    .if_not_exists()
+                    .col(uuid(Rollouts::Id).primary_key())
+                    .col(string(Rollouts::FlagKey))
+                    .col(string(Rollouts::Environment))
+                    .col(string(Rollouts::State))
+                    .col(text(Rollouts::Doc))
+                    .col(big_integer(Rollouts::Version))
+                    .col(big_integer(Rollouts::PlanVersion))
+                    .col(timestamp_with_time_zone(Rollouts::CreatedAt))
+                    .col(timestamp_with_time_zone(Rollouts::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_rollouts_flag_env")
+                    .table(Rollouts::Table)
+                    .col(Rollouts::FlagKey)
+                    .col(Rollouts::Environment)
+                    .if_not_exists()
                     .to_owned(),
             )
             .await

@@ -1,3 +1,4 @@
 pub mod cell;
 pub mod idempotency;
+pub mod rollout;
 pub mod tenant;

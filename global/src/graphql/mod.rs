@@ -2,9 +2,11 @@
 
 mod auth;
 mod config;
+mod flags;
 mod loader;
 mod mutation;
 mod query;
+mod rollouts;
 mod subscription;
 mod types;
 
@@ -17,15 +19,29 @@ pub use subscription::{Subscription, TenantEvent, TenantEventKind};
 
 use crate::State;
 
-pub type GlobalSchema = Schema<AllQuery, AllMutation, Subscription>;
+pub type GlobalSchema = Schema<AllQuery, AllMutation, AllSubscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery);
+pub struct AllQuery(
+    Query,
+    config::ConfigQuery,
+    flags::FlagQuery,
+    rollouts::RolloutQuery,
+);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation);
+pub struct AllMutation(
+    Mutation,
+    config::ConfigMutation,
+    flags::FlagMutation,
+    rollouts::RolloutMutation,
+);
+
+#[derive(async_graphql::MergedSubscription)]
+#[graphql(name = "Subscription")]
+pub struct AllSubscription(Subscription, rollouts::RolloutSubscription);
 
 pub fn schema(
     state: Option<State>,
@@ -33,7 +49,11 @@ pub fn schema(
     introspection: bool,
 ) -> GlobalSchema {
     let mut b = shared::server::limit_schema(
-        Schema::build(AllQuery::default(), AllMutation::default(), Subscription),
+        Schema::build(
+            AllQuery::default(),
+            AllMutation::default(),
+            AllSubscription(Subscription, rollouts::RolloutSubscription),
+        ),
         limits,
         introspection,
     );

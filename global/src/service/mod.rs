@@ -3,5 +3,8 @@
 pub mod cells;
 pub mod configkeys;
 pub mod directory;
+pub mod flags;
 pub mod idempotency;
 pub mod placement;
+pub mod rollout_progress;
+pub mod rollouts;
