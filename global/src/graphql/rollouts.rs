@@ -295,7 +295,7 @@ impl RolloutMutation {
     }
 }
 
-#[Subscription]
+#[Subscription(name = "RolloutSubscription")]
 impl RolloutSubscription {
     /// Every step of one rollout as it happens.
     async fn rollout_progress(
