@@ -18,6 +18,9 @@ use crate::State;
 
 const TICK: Duration = Duration::from_millis(200);
 
+/// How a stuck reason for missing acknowledgements starts.
+const ACK_STUCK: &str = "stage";
+
 /// One judgement of a running or stuck rollout.
 pub fn judge(d: &mut Rollout, cells: &[String]) -> Change {
     let mut c = Change::default();
@@ -45,12 +48,23 @@ pub fn judge(d: &mut Rollout, cells: &[String]) -> Change {
     if !missing.is_empty() {
         if elapsed > d.ack_deadline_seconds * 1000 {
             let reason = format!(
-                "stage {stage} not acknowledged within {}s",
+                "{ACK_STUCK} {stage} not acknowledged within {}s",
                 d.ack_deadline_seconds
             );
             stuck(d, &mut c, reason, missing);
         }
         return c;
+    }
+    if d.plan.state == RolloutState::Stuck
+        && d.stuck
+            .as_ref()
+            .is_some_and(|s| s.reason.starts_with(ACK_STUCK))
+    {
+        d.plan.state = RolloutState::Running;
+        d.stuck = None;
+        c.plan = true;
+        c.entries
+            .push(entry("RESUMED", "every cell acknowledged".into()));
     }
     let gates = d.plan.stages[stage].gates.clone();
     let h = d.health.clone();
