@@ -429,3 +429,87 @@ async fn bad_rollouts_are_refused_and_change_nothing() {
     assert_eq!(code(&missing), Some("NOT_FOUND"));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stage_without_enough_signals_is_stuck_until_they_come() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let t = s.create_tenant("quiet", "eu-west-1").await;
+    let (tid, cell) = (t["id"].as_str().unwrap(), "eu-west-1-a");
+    boolean_flag(&s, "quiet").await;
+    let stages = json!([{ "name": "all", "cohort": { "percentage": 100 }, "soakSeconds": 0,
+        "gates": { "maxErrorRate": 0.5, "minRequests": 10 } }]);
+    let started = s
+        .gql(
+            &admin,
+            &start_rollout(),
+            start("quiet", "on", stages, "quiet"),
+        )
+        .await;
+    let id = started["data"]["startRollout"]["id"]
+        .as_str()
+        .expect("started")
+        .to_owned();
+    let stuck = wait_rollout(&s, &id, "STUCK", 20).await;
+    assert!(
+        stuck["stuckReason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be judged"),
+        "{stuck}"
+    );
+    let (status, _) = signal(&s.cell(cell).url(), &data_plane(&s, cell), "prod",
+        json!([{ "tenantId": tid, "flagKey": "quiet", "variant": "on", "requests": 12, "errors": 1 }])).await;
+    assert_eq!(status, 202);
+    let done = wait_rollout(&s, &id, "COMPLETED", 20).await;
+    assert_eq!(
+        (done["requests"].as_i64(), done["errors"].as_i64()),
+        (Some(12), Some(1)),
+        "{done}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_outside_the_required_version_are_never_exposed_and_reported() {
+    let s = Stack::start(Backend::Sqlite).await;
+    let admin = s.admin();
+    let t = s.create_tenant("old-version", "eu-west-1").await;
+    let tid = t["id"].as_str().unwrap();
+    boolean_flag(&s, "needs-v2").await;
+    let stages = json!([stage("all", json!({ "percentage": 100 }), 3600)]);
+    let mut v = start("needs-v2", "on", stages.clone(), "v2");
+    v["i"]["requiresTenantVersion"] = json!(">=2");
+    // The only tenant is at version 1: the cohort matches nobody.
+    let refused = s.gql(&admin, &start_rollout(), v.clone()).await;
+    assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "{refused}");
+    v["i"]["allowEmptyCohort"] = json!(true);
+    let started = s.gql(&admin, &start_rollout(), v).await;
+    let id = started["data"]["startRollout"]["id"]
+        .as_str()
+        .expect("started")
+        .to_owned();
+    let mut r = Value::Null;
+    for _ in 0..100 {
+        r = s.gql(&admin, &get_rollout(), json!({ "id": id })).await["data"]["rollout"].clone();
+        if r["excludedTenants"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (r["excludedTenants"].as_i64(), r["exposedTenants"].as_i64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    let (_, e) = evaluate(
+        &s.cell("eu-west-1-a").url(),
+        &data_plane(&s, "eu-west-1-a"),
+        tid,
+        "needs-v2",
+        "prod",
+    )
+    .await;
+    assert_eq!(e["variant"], "off", "{e}");
+    s.stop().await;
+}
