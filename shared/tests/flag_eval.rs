@@ -87,7 +87,7 @@ fn eval(e: &Engine, t: &TenantAttrs, key: &str) -> (Option<String>, Reason) {
 #[test]
 fn a_new_flag_is_off_everywhere() {
     let t = tenant("pro", "eu-west-1", 1);
-    let e = engine(vec![flag("f", None)], vec![], &[t.clone()]);
+    let e = engine(vec![flag("f", None)], vec![], std::slice::from_ref(&t));
     let r = e.evaluate(t.id, "f", "prod", &Context::new()).unwrap();
     assert_eq!(r.value, json!(false));
     assert_eq!(r.reason, Reason::Disabled);
@@ -173,7 +173,7 @@ fn custom_attributes_come_from_the_context() {
     let e = engine(
         vec![flag("f", Some(on_with(vec![r])))],
         vec![],
-        &[t.clone()],
+        std::slice::from_ref(&t),
     );
     let ctx: Context = HashMap::from([("appVersion".to_owned(), json!("2.3.0"))]);
     assert_eq!(
@@ -218,13 +218,21 @@ fn prerequisites_gate_a_rule_and_cycles_are_refused() {
         variant: "on".into(),
     }];
     let child = flag("child", Some(on_with(vec![r])));
-    let e = engine(vec![parent.clone(), child.clone()], vec![], &[t.clone()]);
+    let e = engine(
+        vec![parent.clone(), child.clone()],
+        vec![],
+        std::slice::from_ref(&t),
+    );
     assert_eq!(
         eval(&e, &t, "child"),
         (Some("on".into()), Reason::TargetingMatch)
     );
     let parent_off = flag("parent", None);
-    let e = engine(vec![parent_off, child.clone()], vec![], &[t.clone()]);
+    let e = engine(
+        vec![parent_off, child.clone()],
+        vec![],
+        std::slice::from_ref(&t),
+    );
     assert_eq!(eval(&e, &t, "child"), (Some("off".into()), Reason::Default));
 
     // parent → child → parent is a cycle.
@@ -245,11 +253,15 @@ fn the_kill_switch_and_archiving_win_over_everything() {
     let t = tenant("pro", "eu-west-1", 1);
     let mut killed = on_with(vec![rule("on")]);
     killed.killed = true;
-    let e = engine(vec![flag("f", Some(killed))], vec![], &[t.clone()]);
+    let e = engine(
+        vec![flag("f", Some(killed))],
+        vec![],
+        std::slice::from_ref(&t),
+    );
     assert_eq!(eval(&e, &t, "f"), (Some("off".into()), Reason::Disabled));
     let mut archived = flag("g", Some(on_with(vec![rule("on")])));
     archived.archived = true;
-    let e = engine(vec![archived], vec![], &[t.clone()]);
+    let e = engine(vec![archived], vec![], std::slice::from_ref(&t));
     assert_eq!(eval(&e, &t, "g"), (Some("off".into()), Reason::Disabled));
 }
 
