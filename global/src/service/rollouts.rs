@@ -265,6 +265,11 @@ pub async fn start(st: &State, actor: &str, key: &IdempotencyKey, n: NewRollout)
             .await?
             .ok_or_else(|| Error::NotFound(format!("rollout {id} not found")));
     }
+    // An earlier attempt with this key committed but did not finish the claim.
+    if let Some(s) = get(&st.db, id).await? {
+        idempotency::complete(&st.db, "startRollout", key).await?;
+        return Ok(s);
+    }
     let result = create(st, actor, id, n, req).await;
     match &result {
         Ok(_) => idempotency::complete(&st.db, "startRollout", key).await?,
