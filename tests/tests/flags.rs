@@ -360,3 +360,61 @@ async fn stale_flags_and_archiving() {
     assert_eq!(live["data"]["flags"].as_array().unwrap().len(), 2, "{live}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn update_flag_is_versioned_and_checked_and_anti_entropy_sees_every_flag() {
+    let s = Stack::start(Backend::Sqlite).await;
+    let admin = s.admin();
+    boolean_flag(&s, "upd").await;
+    let on = json!([{ "variant": "on" }]);
+    s.gql(&admin, &set_targeting(), targeting("upd", 1, "u-t", on))
+        .await;
+    let update =
+        format!("mutation($i: UpdateFlagInput!) {{ updateFlag(input: $i) {{ {FLAG_FIELDS} }} }}");
+    let change = |expected: i64, idem: &str, variants: Value| {
+        json!({ "i": { "key": "upd", "description": "new words", "variants": variants,
+            "expectedVersion": expected, "idempotencyKey": idem } })
+    };
+    let both = json!([{ "name": "on", "value": true }, { "name": "off", "value": false }]);
+    let stale = s.gql(&admin, &update, change(1, "u1", both.clone())).await;
+    assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
+    // Dropping a variant the targeting still serves is refused.
+    let dropped = s
+        .gql(
+            &admin,
+            &update,
+            change(2, "u2", json!([{ "name": "off", "value": false }])),
+        )
+        .await;
+    assert_eq!(code(&dropped), Some("BAD_USER_INPUT"), "{dropped}");
+    let ok = s.gql(&admin, &update, change(2, "u3", both.clone())).await;
+    assert_eq!(ok["data"]["updateFlag"]["version"], 3, "{ok}");
+    assert_eq!(ok["data"]["updateFlag"]["description"], "new words");
+    let retry = s.gql(&admin, &update, change(2, "u3", both)).await;
+    assert_eq!(
+        retry["data"]["updateFlag"]["version"], 3,
+        "a retry is not a new version: {retry}"
+    );
+
+    // What the lead's repair pass compares, and re-sends.
+    let st = &s.global.state;
+    let versions = global::service::flags::entity_versions(st).await.unwrap();
+    assert_eq!(versions, vec![("flag:upd".to_owned(), 3)]);
+    assert!(
+        global::service::flags::republish(st, "flag:upd")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !global::service::flags::republish(st, "flag:ghost")
+            .await
+            .unwrap()
+    );
+    assert!(
+        global::service::rollouts::entity_versions(st)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.stop().await;
+}
