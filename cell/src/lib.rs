@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod entity;
+pub mod flags;
 pub mod graphql;
 pub mod migration;
 pub mod registration;
@@ -41,6 +42,8 @@ pub struct State {
     /// `relay.nudge()` after committing a transaction that enqueued events.
     pub relay: Relay,
     pub transport: Arc<dyn Transport>,
+    /// The compiled flag snapshot the data-plane hooks evaluate from.
+    pub flags: flags::Runtime,
 }
 
 /// A running cell.
@@ -92,7 +95,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         events,
         relay,
         transport: transport.clone(),
+        flags: flags::Runtime::default(),
     };
+    state
+        .flags
+        .rebuild(&state.db, state.cell_id.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
     let shared = Shared {
         keys: settings.keys.clone(),
@@ -113,7 +122,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let router = layered(
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
-    );
+    )
+    .merge(flags::http::routes(state.clone(), settings.keys.clone()));
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = settings
@@ -149,6 +159,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
         ],
     );
+    tasks.extend(flags::sync::spawn(
+        state.clone(),
+        transport.clone(),
+        global.clone(),
+        server.shutdown.clone(),
+    ));
     let meters = sync::Meters {
         propagation,
         events: metrics.counter_vec(

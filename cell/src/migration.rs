@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
             Box::new(CreateTenantConfig),
             Box::new(CreateSecretRefs),
+            Box::new(shared::flags::store::migration::CreateFlagTables),
         ]
     }
 }

@@ -4,6 +4,7 @@
 mod api;
 mod dev;
 mod devkey;
+mod flags;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     Tenants(api::TenantsCmd),
     /// List the registered cells.
     Cells(api::Conn),
+    /// Feature flags: fetch a cell's snapshot, evaluate offline from one.
+    #[command(subcommand)]
+    Flags(flags::FlagsCmd),
 }
 
 #[tokio::main]
@@ -35,6 +39,7 @@ async fn main() -> std::process::ExitCode {
         Command::Token(a) => token::run(a),
         Command::Tenants(c) => api::tenants(c).await,
         Command::Cells(c) => api::cells(c).await,
+        Command::Flags(c) => flags::run(c).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

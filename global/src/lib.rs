@@ -45,6 +45,8 @@ pub struct State {
     /// The sync transport, read for `syncStatus`.
     pub transport: Arc<dyn Transport>,
     pub sync: config::SyncSettings,
+    /// Rollout progress, for `rolloutProgress` subscribers.
+    pub rollout_events: tokio::sync::broadcast::Sender<service::rollouts::Progress>,
     cells_gauge: prometheus::IntGaugeVec,
 }
 
@@ -122,6 +124,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         transport,
         sync: settings.sync,
+        rollout_events: tokio::sync::broadcast::channel(1024).0,
     };
     state.refresh_cell_gauge();
     let shared = Shared {
@@ -152,8 +155,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.heartbeat_timeout,
         server.shutdown.clone(),
     ));
-    let repair = tokio::spawn(service::antientropy::run(
+    let mut tasks = vec![sweeper];
+    tasks.push(tokio::spawn(service::antientropy::run(
         state.clone(),
+        server.shutdown.clone(),
+    )));
+    tasks.extend(service::rollout_progress::spawn(
+        state.clone(),
+        state.transport.clone(),
         server.shutdown.clone(),
     ));
     tracing::info!(%addr, "global tier serving");
@@ -161,7 +170,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         addr,
         state,
         server,
-        tasks: vec![sweeper, repair],
+        tasks,
     })
 }
 

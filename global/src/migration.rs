@@ -1,5 +1,7 @@
 //! The global database schema.
 
+mod sync;
+
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
@@ -12,7 +14,9 @@ impl MigratorTrait for Migrator {
             Box::new(shared::audit::migration::CreateAuditLog),
             Box::new(shared::sync::migration::CreateSyncTables),
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
-            Box::new(CreateSyncRepairs),
+            Box::new(shared::flags::store::migration::CreateFlagTables),
+            Box::new(CreateRollouts),
+            Box::new(sync::CreateSyncRepairs),
         ]
     }
 }
@@ -131,45 +135,55 @@ impl MigrationTrait for Initial {
 }
 
 #[derive(DeriveIden)]
-enum SyncRepairs {
+enum Rollouts {
     Table,
-    CellId,
-    Kind,
-    CheckedAt,
-    RepairedAt,
-    Divergent,
-    Sample,
-    Error,
+    Id,
+    FlagKey,
+    Environment,
+    State,
+    Doc,
+    Version,
+    PlanVersion,
+    CreatedAt,
+    UpdatedAt,
 }
 
-struct CreateSyncRepairs;
+struct CreateRollouts;
 
-impl MigrationName for CreateSyncRepairs {
+impl MigrationName for CreateRollouts {
     fn name(&self) -> &str {
-        "m0200_create_sync_repairs"
+        "m0602_create_rollouts"
     }
 }
 
 #[async_trait::async_trait]
-impl MigrationTrait for CreateSyncRepairs {
+impl MigrationTrait for CreateRollouts {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(
                 Table::create()
-                    .table(SyncRepairs::Table)
+                    .table(Rollouts::Table)
                     .if_not_exists()
-                    .col(string(SyncRepairs::CellId))
-                    .col(string(SyncRepairs::Kind))
-                    .col(timestamp_with_time_zone(SyncRepairs::CheckedAt))
-                    .col(timestamp_with_time_zone_null(SyncRepairs::RepairedAt))
-                    .col(big_integer(SyncRepairs::Divergent))
-                    .col(text(SyncRepairs::Sample))
-                    .col(text_null(SyncRepairs::Error))
-                    .primary_key(
-                        Index::create()
-                            .col(SyncRepairs::CellId)
-                            .col(SyncRepairs::Kind),
-                    )
+                    .col(uuid(Rollouts::Id).primary_key())
+                    .col(string(Rollouts::FlagKey))
+                    .col(string(Rollouts::Environment))
+                    .col(string(Rollouts::State))
+                    .col(text(Rollouts::Doc))
+                    .col(big_integer(Rollouts::Version))
+                    .col(big_integer(Rollouts::PlanVersion))
+                    .col(timestamp_with_time_zone(Rollouts::CreatedAt))
+                    .col(timestamp_with_time_zone(Rollouts::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_rollouts_flag_env")
+                    .table(Rollouts::Table)
+                    .col(Rollouts::FlagKey)
+                    .col(Rollouts::Environment)
+                    .if_not_exists()
                     .to_owned(),
             )
             .await

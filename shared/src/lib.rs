@@ -10,6 +10,7 @@ pub mod configkeys;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod flags;
 pub mod ids;
 pub mod metrics;
 pub mod model;

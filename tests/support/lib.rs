@@ -3,6 +3,7 @@
 //! key prefix, and drives them over HTTP.
 
 pub mod backing;
+pub mod flags;
 pub mod process;
 pub mod stack;
 pub mod ws;

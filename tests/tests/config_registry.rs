@@ -138,7 +138,10 @@ async fn bad_definitions_are_refused_and_change_nothing() {
         .gql(&admin, DEFINE, json!({ "i": { "key": "blob", "type": "JSON", "default": {}, "scopes": ["TENANT"], "jsonSchema": {"type": 12} } }))
         .await;
     assert_eq!(code(&schema), Some("BAD_USER_INPUT"));
-    assert!(message(&schema).contains("not a valid JSON Schema"), "{schema}");
+    assert!(
+        message(&schema).contains("not a valid JSON Schema"),
+        "{schema}"
+    );
     let sre = s.token("sre", &[Role::Sre], &[], None);
     assert_eq!(
         code(&s.gql(&sre, DEFINE, max_users(10, None)).await),

@@ -1,4 +1,5 @@
 pub mod cell;
 pub mod idempotency;
+pub mod rollout;
 pub mod sync_repair;
 pub mod tenant;

@@ -2,9 +2,11 @@
 
 mod auth;
 mod config;
+mod flags;
 mod loader;
 mod mutation;
 mod query;
+mod rollouts;
 mod subscription;
 mod sync;
 mod types;
@@ -18,15 +20,31 @@ pub use subscription::{Subscription, TenantEvent, TenantEventKind};
 
 use crate::State;
 
-pub type GlobalSchema = Schema<AllQuery, AllMutation, Subscription>;
+pub type GlobalSchema = Schema<AllQuery, AllMutation, AllSubscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery, sync::SyncQuery);
+pub struct AllQuery(
+    Query,
+    config::ConfigQuery,
+    flags::FlagQuery,
+    rollouts::RolloutQuery,
+    sync::SyncQuery,
+);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation, sync::SyncMutation);
+pub struct AllMutation(
+    Mutation,
+    config::ConfigMutation,
+    flags::FlagMutation,
+    rollouts::RolloutMutation,
+    sync::SyncMutation,
+);
+
+#[derive(async_graphql::MergedSubscription)]
+#[graphql(name = "Subscription")]
+pub struct AllSubscription(Subscription, rollouts::RolloutSubscription);
 
 pub fn schema(
     state: Option<State>,
@@ -34,7 +52,11 @@ pub fn schema(
     introspection: bool,
 ) -> GlobalSchema {
     let mut b = shared::server::limit_schema(
-        Schema::build(AllQuery::default(), AllMutation::default(), Subscription),
+        Schema::build(
+            AllQuery::default(),
+            AllMutation::default(),
+            AllSubscription(Subscription, rollouts::RolloutSubscription),
+        ),
         limits,
         introspection,
     );

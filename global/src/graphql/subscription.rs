@@ -32,7 +32,7 @@ pub struct TenantEventView {
 
 pub struct Subscription;
 
-#[GqlSubscription]
+#[GqlSubscription(name = "TenantSubscription")]
 impl Subscription {
     /// Tenants as they are created or change; only those the caller may
     /// see, and only `tenantId` when it is given.

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
 use serde::Deserialize;
 use serde_json::json;
 use shared::configkeys::{self, store};
@@ -27,13 +27,9 @@ pub trait Kind: Send + Sync {
     /// The stream that carries its events to cells.
     fn stream(&self) -> &'static str;
     /// What `cell` should hold: every entity's version and when it last changed.
-    async fn versions(
-        &self,
-        db: &DatabaseConnection,
-        cell: &str,
-    ) -> Result<Vec<(String, i64, DateTime<Utc>)>>;
-    /// Enqueues the current event of each entity in `txn`.
-    async fn republish(&self, txn: &DatabaseTransaction, entities: &[String]) -> Result<usize>;
+    async fn versions(&self, st: &State, cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>>;
+    /// Publishes the current event of each entity again (through the outbox).
+    async fn republish(&self, st: &State, entities: &[String]) -> Result<usize>;
 }
 
 /// The config schema registry: every cell holds every key.
@@ -49,31 +45,103 @@ impl Kind for ConfigKeys {
         configkeys::STREAM
     }
 
-    async fn versions(
-        &self,
-        db: &DatabaseConnection,
-        _cell: &str,
-    ) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+    async fn versions(&self, st: &State, _cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
         Ok(store::entity::Entity::find()
-            .all(db)
+            .all(&st.db)
             .await?
             .into_iter()
             .map(|m| (configkeys::entity(&m.key), m.version, m.updated_at))
             .collect())
     }
 
-    async fn republish(&self, txn: &DatabaseTransaction, entities: &[String]) -> Result<usize> {
+    async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
+        let txn = st.db.begin().await?;
         let mut n = 0;
         for entity in entities {
             let Some(key) = entity.strip_prefix("config-key:") else {
                 continue;
             };
-            if let Some(s) = store::get(txn, key).await? {
+            if let Some(s) = store::get(&txn, key).await? {
                 let payload = serde_json::to_value(&s.def).map_err(Error::internal)?;
                 let e = Event::new(configkeys::STREAM, entity, s.version, "global", payload);
-                outbox::enqueue(txn, &e).await?;
+                outbox::enqueue(&txn, &e).await?;
                 n += 1;
             }
+        }
+        txn.commit().await?;
+        st.relay.nudge();
+        Ok(n)
+    }
+}
+
+/// Flag definitions: every cell holds every flag.
+pub struct Flags;
+
+#[async_trait::async_trait]
+impl Kind for Flags {
+    fn name(&self) -> &'static str {
+        "flag"
+    }
+
+    fn stream(&self) -> &'static str {
+        shared::flags::STREAM
+    }
+
+    async fn versions(&self, st: &State, _cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+        Ok(shared::flags::store::all(&st.db)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    shared::flags::flag_entity(&r.flag.def.key),
+                    r.flag.version,
+                    r.updated_at,
+                )
+            })
+            .collect())
+    }
+
+    async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
+        let mut n = 0;
+        for e in entities {
+            n += usize::from(super::flags::republish(st, e).await?);
+        }
+        Ok(n)
+    }
+}
+
+/// Rollout plans: every cell holds every plan and its current stage.
+pub struct Rollouts;
+
+#[async_trait::async_trait]
+impl Kind for Rollouts {
+    fn name(&self) -> &'static str {
+        "rollout"
+    }
+
+    fn stream(&self) -> &'static str {
+        shared::flags::ROLLOUT_STREAM
+    }
+
+    async fn versions(&self, st: &State, _cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+        Ok(crate::entity::rollout::Entity::find()
+            .all(&st.db)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    shared::flags::rollout_entity(r.id),
+                    r.plan_version,
+                    r.updated_at,
+                )
+            })
+            .collect())
+    }
+
+    async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
+        let mut n = 0;
+        for e in entities {
+            n += usize::from(super::rollouts::republish(st, e).await?);
         }
         Ok(n)
     }
@@ -81,7 +149,7 @@ impl Kind for ConfigKeys {
 
 /// Every replicated kind.
 pub fn kinds() -> Vec<Box<dyn Kind>> {
-    vec![Box::new(ConfigKeys)]
+    vec![Box::new(ConfigKeys), Box::new(Flags), Box::new(Rollouts)]
 }
 
 /// The outcome of checking one kind in one cell.
@@ -130,7 +198,7 @@ async fn owner(
     kind: &dyn Kind,
     cell: &str,
 ) -> Result<(Versions, Vec<(String, DateTime<Utc>)>)> {
-    let rows = kind.versions(&st.db, cell).await?;
+    let rows = kind.versions(st, cell).await?;
     let changed = rows.iter().map(|(e, _, at)| (e.clone(), *at)).collect();
     Ok((rows.into_iter().map(|(e, v, _)| (e, v)).collect(), changed))
 }
@@ -166,10 +234,7 @@ pub async fn check(st: &State, cell: &cell::Model, kind: &dyn Kind) -> Result<Ch
         .filter(|e| changed.get(e).is_none_or(|at| *at <= settled_before))
         .collect();
     if !behind.is_empty() {
-        let txn = st.db.begin().await?;
-        out.republished = kind.republish(&txn, &behind).await?;
-        txn.commit().await?;
-        st.relay.nudge();
+        out.republished = kind.republish(st, &behind).await?;
         tracing::warn!(cell = %cell.id, kind = kind.name(), behind = behind.len(), "cell was behind; events republished");
     }
     if !d.ahead.is_empty() {

@@ -1,0 +1,70 @@
+//! Flag evaluation in the cell: a compiled snapshot in memory, rebuilt from
+//! the cell database (flags, rollout plans, this cell's tenants) whenever
+//! one of them changes, so it survives restarts without the global tier.
+
+pub mod http;
+pub mod signals;
+pub mod sync;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use sea_orm::{ConnectionTrait, EntityTrait};
+use shared::Result;
+use shared::flags::store;
+use shared::flags::{Engine, Snapshot, TenantAttrs};
+use tokio::sync::Notify;
+
+use crate::entity::tenant;
+
+/// The cell's compiled flags; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Runtime {
+    engine: Arc<ArcSwap<Engine>>,
+    /// Wakes the rollout acknowledger after a rebuild.
+    pub rebuilt: Arc<Notify>,
+}
+
+impl Runtime {
+    /// The current snapshot (a pointer copy).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.load_full()
+    }
+
+    /// Reloads the snapshot from the database and swaps it in.
+    pub async fn rebuild<C: ConnectionTrait>(&self, db: &C, cell: &str) -> Result<()> {
+        let snap = load(db, cell).await?;
+        self.engine.store(Arc::new(Engine::compile(&snap)));
+        self.rebuilt.notify_waiters();
+        Ok(())
+    }
+}
+
+/// The cell's snapshot as stored: every flag and rollout plan, and the
+/// attributes of every tenant it holds.
+pub async fn load<C: ConnectionTrait>(db: &C, cell: &str) -> Result<Snapshot> {
+    let flags = store::all(db).await?.into_iter().map(|r| r.flag).collect();
+    let rollouts = store::plans(db)
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let tenants = tenant::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .filter(|t| t.status != "DELETED")
+        .map(|t| TenantAttrs {
+            id: t.id,
+            plan: t.plan,
+            region: t.region,
+            cell: cell.to_owned(),
+            version: t.version,
+        })
+        .collect();
+    Ok(Snapshot {
+        flags,
+        rollouts,
+        tenants,
+    })
+}

@@ -1,0 +1,87 @@
+//! `POST /v1/signals`: the data plane's request and error counts per tenant,
+//! flag and variant, forwarded to the global tier (`cell.signals`) through
+//! the outbox, where they judge rollout health gates.
+
+use axum::Json;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use shared::Error;
+use shared::flags::def::check_environment;
+use shared::flags::report::{Signal, Signals};
+use shared::flags::{self as f};
+use shared::sync::{Event, outbox};
+
+use super::http::{Hooks, authorize, error};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalsRequest {
+    pub environment: String,
+    pub signals: Vec<Signal>,
+}
+
+fn check(h: &Hooks, req: &SignalsRequest) -> Result<(), Error> {
+    check_environment(&req.environment).map_err(|m| Error::bad_input("environment", m))?;
+    if req.signals.is_empty() || req.signals.len() > 1000 {
+        return Err(Error::bad_input(
+            "signals",
+            "send 1 to 1000 signals at once",
+        ));
+    }
+    let engine = h.st.flags.engine();
+    for (i, s) in req.signals.iter().enumerate() {
+        let field = format!("signals[{i}]");
+        if s.requests < 0 || s.errors < 0 || s.errors > s.requests {
+            return Err(Error::bad_input(
+                field,
+                "requests and errors must be non-negative, errors at most requests",
+            ));
+        }
+        if engine.tenant(s.tenant_id).is_none() {
+            return Err(Error::bad_input(
+                format!("{field}.tenantId"),
+                format!("tenant {} is not a tenant of this cell", s.tenant_id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn post(
+    AxState(h): AxState<Hooks>,
+    headers: HeaderMap,
+    body: Result<Json<SignalsRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let run = async {
+        authorize(&h, &headers)?;
+        let Json(req) = body.map_err(|e| Error::bad_input("body", e.body_text()))?;
+        check(&h, &req)?;
+        let n = req.signals.len();
+        let cell = h.st.cell_id.to_string();
+        let payload = serde_json::to_value(Signals {
+            cell: cell.clone(),
+            environment: req.environment,
+            signals: req.signals,
+        })
+        .map_err(Error::internal)?;
+        // Each batch is its own version: redelivery applies it once.
+        let version = chrono::Utc::now().timestamp_micros();
+        let event = Event::new(
+            f::SIGNAL_STREAM,
+            &format!("signals:{cell}"),
+            version,
+            &cell,
+            payload,
+        );
+        outbox::enqueue(&h.st.db, &event).await?;
+        h.st.relay.nudge();
+        Ok::<_, Error>(n)
+    };
+    match run.await {
+        Ok(n) => (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response(),
+        Err(e) => error(e),
+    }
+}

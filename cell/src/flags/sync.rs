@@ -1,0 +1,244 @@
+//! What the cell receives of flags and rollouts: applied from the
+//! `global.flags` and `global.rollouts` streams as they come (monotonic per
+//! entity version), resynced from the global API at start, after a gap and
+//! every minute, and the compiled snapshot rebuilt after each change,
+//! including changes to the cell's own tenants.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::TransactionTrait;
+use serde::Deserialize;
+use shared::client::GraphqlClient;
+use shared::flags::report::{Ack, ack_entity};
+use shared::flags::{self as f, FlagDef, RolloutPlan, store};
+use shared::sync::{Event, Transport, applied, consumer, outbox};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::State;
+
+const RESYNC_EVERY: Duration = Duration::from_secs(60);
+
+/// One definition to apply, from the stream or a resync.
+pub enum Change {
+    Flag(FlagDef, i64),
+    Rollout(RolloutPlan, i64),
+}
+
+impl Change {
+    fn decode(e: &Event) -> shared::Result<Self> {
+        let bad = shared::Error::internal;
+        Ok(if e.stream == f::ROLLOUT_STREAM {
+            Change::Rollout(
+                serde_json::from_value(e.payload.clone()).map_err(bad)?,
+                e.version,
+            )
+        } else {
+            Change::Flag(
+                serde_json::from_value(e.payload.clone()).map_err(bad)?,
+                e.version,
+            )
+        })
+    }
+}
+
+/// Applies what is newer than what the cell has, in one transaction, then
+/// rebuilds the snapshot. Returns how many changes were newer.
+pub async fn apply(st: &State, changes: &[Change]) -> shared::Result<usize> {
+    let txn = st.db.begin().await?;
+    let mut n = 0;
+    let mut plans = Vec::new();
+    for c in changes {
+        match c {
+            Change::Flag(def, v) => {
+                if applied::advance(&txn, &f::flag_entity(&def.key), *v).await? {
+                    store::put(&txn, def, *v).await?;
+                    n += 1;
+                }
+            }
+            Change::Rollout(p, v) => {
+                if applied::advance(&txn, &f::rollout_entity(p.id), *v).await? {
+                    store::put_plan(&txn, p, *v).await?;
+                    plans.push((p, *v));
+                    n += 1;
+                }
+            }
+        }
+    }
+    txn.commit().await?;
+    if n > 0 {
+        st.flags.rebuild(&st.db, st.cell_id.as_str()).await?;
+    }
+    if !plans.is_empty() {
+        acknowledge(st, &plans).await?;
+    }
+    Ok(n)
+}
+
+/// Tells the global tier which stage of each rollout this cell now serves
+/// and how many of its tenants that exposes.
+async fn acknowledge(st: &State, plans: &[(&RolloutPlan, i64)]) -> shared::Result<()> {
+    let engine = st.flags.engine();
+    let tenants = engine.tenant_ids().count() as i64;
+    let txn = st.db.begin().await?;
+    for (p, v) in plans {
+        let (exposed, excluded) = engine.rollout_exposure(&p.flag_key, &p.environment);
+        let ack = Ack {
+            rollout_id: p.id,
+            cell: st.cell_id.to_string(),
+            stage: p.stage,
+            state: p.state,
+            exposed_tenants: exposed as i64,
+            excluded_tenants: excluded as i64,
+            tenants,
+        };
+        let payload = serde_json::to_value(&ack).map_err(shared::Error::internal)?;
+        let event = Event::new(
+            f::ACK_STREAM,
+            &ack_entity(p.id, st.cell_id.as_str()),
+            *v,
+            st.cell_id.as_str(),
+            payload,
+        );
+        outbox::enqueue(&txn, &event).await?;
+    }
+    txn.commit().await?;
+    st.relay.nudge();
+    Ok(())
+}
+
+pub fn spawn(
+    st: State,
+    transport: Arc<dyn Transport>,
+    global: Option<(GraphqlClient, String)>,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let resync = Arc::new(Notify::new());
+    let handler: consumer::Handler = {
+        let st = st.clone();
+        Arc::new(move |events: Vec<Event>| {
+            let st = st.clone();
+            Box::pin(async move {
+                let changes = events
+                    .iter()
+                    .map(Change::decode)
+                    .collect::<shared::Result<Vec<_>>>()?;
+                apply(&st, &changes).await.map(|_| ())
+            })
+        })
+    };
+    let on_gap: consumer::OnGap = {
+        let resync = resync.clone();
+        Arc::new(move |_| resync.notify_one())
+    };
+    let mut tasks = Vec::new();
+    for stream in [f::STREAM, f::ROLLOUT_STREAM] {
+        let cfg = consumer::Config {
+            stream: stream.into(),
+            group: format!("cell.{}", st.cell_id),
+            consumer: format!("{}:{}", st.cell_id, uuid::Uuid::now_v7()),
+            batch: 100,
+            block: Duration::from_secs(1),
+            claim_idle: Duration::from_secs(30),
+        };
+        tasks.push(tokio::spawn(consumer::run(
+            transport.clone(),
+            cfg,
+            handler.clone(),
+            Some(on_gap.clone()),
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(follow_tenants(st.clone(), shutdown.clone())));
+    if let Some((client, url)) = global {
+        tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
+    }
+    tasks
+}
+
+/// Rebuilds the snapshot when the cell's tenants change.
+async fn follow_tenants(st: State, shutdown: CancellationToken) {
+    let mut rx = st.events.subscribe();
+    loop {
+        tokio::select! {
+            r = rx.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+                // Coalesce a burst of changes into one rebuild.
+                while rx.try_recv().is_ok() {}
+                if let Err(e) = st.flags.rebuild(&st.db, st.cell_id.as_str()).await {
+                    tracing::warn!(error = %e, "flag snapshot rebuild failed");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    flag_snapshot: Remote,
+}
+
+#[derive(Deserialize)]
+struct Remote {
+    flags: Vec<f::StoredFlag>,
+    rollouts: Vec<RemotePlan>,
+}
+
+#[derive(Deserialize)]
+struct RemotePlan {
+    plan: RolloutPlan,
+    version: i64,
+}
+
+/// Applies the global tier's flags and rollout plans; returns how many changed.
+pub async fn resync(st: &State, client: &GraphqlClient, url: &str) -> shared::Result<usize> {
+    let a: Answer = client
+        .call(
+            "global tier",
+            url,
+            "{ flagSnapshot }",
+            serde_json::json!({}),
+        )
+        .await?;
+    let mut changes: Vec<Change> = a
+        .flag_snapshot
+        .flags
+        .into_iter()
+        .map(|s| Change::Flag(s.def, s.version))
+        .collect();
+    changes.extend(
+        a.flag_snapshot
+            .rollouts
+            .into_iter()
+            .map(|r| Change::Rollout(r.plan, r.version)),
+    );
+    apply(st, &changes).await
+}
+
+async fn resync_loop(
+    st: State,
+    client: GraphqlClient,
+    url: String,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match resync(&st, &client, &url).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(changed = n, "flags repaired from the global tier"),
+            Err(e) => {
+                tracing::debug!(error = %e, "flag resync skipped; the global tier is unreachable")
+            }
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Evaluation from a compiled in-memory snapshot: tenant sets are hashed,
+//! ranges parsed and split bounds computed once, at compile time, so an
+//! evaluation is a few lookups. The cell and `tenantctl flags eval` run the
+//! same code on the same snapshot, so they give the same answer.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::bucket::{bucket, threshold};
+use super::def::{Constraint, FlagDef, Operator, Rule};
+use super::rollout::{Cohort, RolloutPlan};
+
+/// What evaluation knows of a tenant, from its home cell's records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantAttrs {
+    pub id: Uuid,
+    pub plan: String,
+    pub region: String,
+    pub cell: String,
+    pub version: i64,
+}
+
+/// Everything evaluation needs, as stored in the cell and in snapshot files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub flags: Vec<StoredFlag>,
+    pub rollouts: Vec<RolloutPlan>,
+    pub tenants: Vec<TenantAttrs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFlag {
+    pub def: FlagDef,
+    pub version: i64,
+}
+
+/// OpenFeature resolution reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    TargetingMatch,
+    Split,
+    Default,
+    Disabled,
+    Error,
+}
+
+/// OpenFeature error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    FlagNotFound,
+    General,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    pub flag_key: String,
+    pub value: Value,
+    pub variant: Option<String>,
+    pub reason: Reason,
+    pub error_code: Option<ErrorCode>,
+}
+
+/// Custom attributes of an evaluation request.
+pub type Context = HashMap<String, Value>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {0} is not a tenant of this cell")]
+pub struct UnknownTenant(pub Uuid);
+
+enum Attr {
+    Plan,
+    Region,
+    Cell,
+    Version,
+    TenantId,
+    Custom(String),
+}
+
+impl Attr {
+    fn parse(name: &str) -> Self {
+        match name {
+            "plan" => Attr::Plan,
+            "region" => Attr::Region,
+            "cell" => Attr::Cell,
+            "version" => Attr::Version,
+            "tenantId" => Attr::TenantId,
+            other => Attr::Custom(other.to_owned()),
+        }
+    }
+
+    fn get(&self, t: &TenantAttrs, ctx: &Context) -> Option<String> {
+        Some(match self {
+            Attr::Plan => t.plan.clone(),
+            Attr::Region => t.region.clone(),
+            Attr::Cell => t.cell.clone(),
+            Attr::Version => t.version.to_string(),
+            Attr::TenantId => t.id.to_string(),
+            Attr::Custom(k) => match ctx.get(k)? {
+                Value::String(s) => s.clone(),
+                Value::Null => return None,
+                other => other.to_string(),
+            },
+        })
+    }
+}
+
+enum Test {
+    In(HashSet<String>),
+    NotIn(HashSet<String>),
+    Cmp(Operator, f64),
+    Semver(semver::VersionReq),
+    Prefix(Vec<String>),
+}
+
+struct Cond {
+    attr: Attr,
+    test: Test,
+}
+
+/// A tenant's `version` (an integer) or a custom `1.2.3` as a semver version.
+fn as_version(s: &str) -> Option<semver::Version> {
+    semver::Version::parse(s)
+        .ok()
+        .or_else(|| s.parse::<u64>().ok().map(|n| semver::Version::new(n, 0, 0)))
+}
+
+impl Cond {
+    fn compile(c: &Constraint) -> Option<Self> {
+        let set = || c.values.iter().cloned().collect::<HashSet<_>>();
+        let test = match c.operator {
+            Operator::In => Test::In(set()),
+            Operator::NotIn => Test::NotIn(set()),
+            Operator::Prefix => Test::Prefix(c.values.clone()),
+            Operator::Semver => Test::Semver(semver::VersionReq::parse(c.values.first()?).ok()?),
+            op => Test::Cmp(op, c.values.first()?.trim().parse().ok()?),
+        };
+        Some(Self {
+            attr: Attr::parse(&c.attribute),
+            test,
+        })
+    }
+
+    fn holds(&self, t: &TenantAttrs, ctx: &Context) -> bool {
+        let v = self.attr.get(t, ctx);
+        match (&self.test, v) {
+            (Test::NotIn(s), None) => !s.is_empty(),
+            (_, None) => false,
+            (Test::In(s), Some(v)) => s.contains(&v),
+            (Test::NotIn(s), Some(v)) => !s.contains(&v),
+            (Test::Prefix(p), Some(v)) => p.iter().any(|p| v.starts_with(p.as_str())),
+            (Test::Semver(r), Some(v)) => as_version(&v).is_some_and(|v| r.matches(&v)),
+            (Test::Cmp(op, bound), Some(v)) => v.trim().parse::<f64>().is_ok_and(|x| match op {
+                Operator::Lt => x < *bound,
+                Operator::Lte => x <= *bound,
+                Operator::Gt => x > *bound,
+                _ => x >= *bound,
+            }),
+        }
+    }
+}
+
+struct CRule {
+    variant: usize,
+    tenants: HashSet<Uuid>,
+    conds: Vec<Cond>,
+    prereqs: Vec<(String, String)>,
+    split: Option<u32>,
+}
+
+struct CCohort {
+    tenants: HashSet<Uuid>,
+    cells: HashSet<String>,
+    regions: HashSet<String>,
+    plans: HashSet<String>,
+    split: Option<u32>,
+}
+
+impl CCohort {
+    fn compile(c: &Cohort) -> Self {
+        Self {
+            tenants: c.tenant_ids.iter().copied().collect(),
+            cells: c.cell_ids.iter().cloned().collect(),
+            regions: c.regions.iter().cloned().collect(),
+            plans: c.plans.iter().cloned().collect(),
+            split: c.percentage.map(threshold),
+        }
+    }
+
+    fn matches(&self, t: &TenantAttrs, bucket: impl Fn() -> u32) -> bool {
+        (self.tenants.is_empty() || self.tenants.contains(&t.id))
+            && (self.cells.is_empty() || self.cells.contains(&t.cell))
+            && (self.regions.is_empty() || self.regions.contains(&t.region))
+            && (self.plans.is_empty() || self.plans.contains(&t.plan))
+            && self.split.is_none_or(|s| bucket() < s)
+    }
+}
+
+/// A rollout's current exposure: the union of its stages' cohorts so far.
+struct Overlay {
+    variant: usize,
+    cohorts: Vec<CCohort>,
+    requires: Option<semver::VersionReq>,
+}
+
+impl Overlay {
+    /// Whether `t` is exposed, and whether by a split.
+    fn exposes(&self, t: &TenantAttrs, salt: &str) -> Option<bool> {
+        if !self.admits(t) {
+            return None;
+        }
+        let b = std::cell::OnceCell::new();
+        let get = || *b.get_or_init(|| bucket(salt, t.id));
+        self.cohorts
+            .iter()
+            .find(|c| c.matches(t, get))
+            .map(|c| c.split.is_some())
+    }
+
+    /// Whether the tenant's version is one the rollout may reach.
+    fn admits(&self, t: &TenantAttrs) -> bool {
+        self.requires
+            .as_ref()
+            .is_none_or(|r| as_version(&t.version.to_string()).is_some_and(|v| r.matches(&v)))
+    }
+}
+
+#[derive(Default)]
+struct CEnv {
+    enabled: bool,
+    killed: bool,
+    rules: Vec<CRule>,
+    default: usize,
+    rollout: Option<Overlay>,
+}
+
+struct CFlag {
+    def: FlagDef,
+    salt: String,
+    off: usize,
+    envs: HashMap<String, CEnv>,
+}
+
+/// A compiled snapshot.
+#[derive(Default)]
+pub struct Engine {
+    flags: HashMap<String, CFlag>,
+    keys: Vec<String>,
+    tenants: HashMap<Uuid, TenantAttrs>,
+}
+
+fn index(def: &FlagDef, name: &str) -> Option<usize> {
+    def.variants.iter().position(|v| v.name == name)
+}
+
+fn compile_rule(def: &FlagDef, r: &Rule) -> Option<CRule> {
+    Some(CRule {
+        variant: index(def, &r.variant)?,
+        tenants: r.tenant_ids.iter().copied().collect(),
+        conds: r
+            .constraints
+            .iter()
+            .map(Cond::compile)
+            .collect::<Option<_>>()?,
+        prereqs: r
+            .prerequisites
+            .iter()
+            .map(|p| (p.flag_key.clone(), p.variant.clone()))
+            .collect(),
+        split: r.percentage.map(threshold),
+    })
+}
+
+const MAX_PREREQ_DEPTH: usize = 16;
+
+impl Engine {
+    pub fn compile(snap: &Snapshot) -> Self {
+        let mut flags = HashMap::with_capacity(snap.flags.len());
+        for f in &snap.flags {
+            let def = &f.def;
+            let Some(off) = index(def, &def.off_variant) else {
+                continue;
+            };
+            let mut envs = HashMap::new();
+            for (name, t) in &def.environments {
+                // A rule that does not compile (never stored: writes are
+                // checked) is left out rather than failing the flag.
+                let rules = t
+                    .rules
+                    .iter()
+                    .filter_map(|r| compile_rule(def, r))
+                    .collect();
+                let default = t
+                    .default_variant
+                    .as_deref()
+                    .and_then(|d| index(def, d))
+                    .unwrap_or(off);
+                envs.insert(
+                    name.clone(),
+                    CEnv {
+                        enabled: t.enabled,
+                        killed: t.killed,
+                        rules,
+                        default,
+                        rollout: None,
+                    },
+                );
+            }
+            flags.insert(
+                def.key.clone(),
+                CFlag {
+                    salt: def.salt().to_owned(),
+                    off,
+                    envs,
+                    def: def.clone(),
+                },
+            );
+        }
+        for r in snap.rollouts.iter().filter(|r| r.state.exposes()) {
+            let Some(f) = flags.get_mut(&r.flag_key) else {
+                continue;
+            };
+            let Some(variant) = index(&f.def, &r.variant) else {
+                continue;
+            };
+            let env = f.envs.entry(r.environment.clone()).or_insert_with(|| CEnv {
+                default: f.off,
+                ..Default::default()
+            });
+            env.rollout = Some(Overlay {
+                variant,
+                cohorts: r
+                    .stages
+                    .iter()
+                    .take(r.stage + 1)
+                    .map(|s| CCohort::compile(&s.cohort))
+                    .collect(),
+                requires: r
+                    .requires_tenant_version
+                    .as_deref()
+                    .and_then(|v| semver::VersionReq::parse(v).ok()),
+            });
+        }
+        let mut keys: Vec<String> = flags.keys().cloned().collect();
+        keys.sort();
+        Self {
+            flags,
+            keys,
+            tenants: snap.tenants.iter().map(|t| (t.id, t.clone())).collect(),
+        }
+    }
+
+    pub fn tenant(&self, id: Uuid) -> Option<&TenantAttrs> {
+        self.tenants.get(&id)
+    }
+
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &Uuid> {
+        self.tenants.keys()
+    }
+
+    pub fn flag_count(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// One flag for one tenant.
+    pub fn evaluate(
+        &self,
+        tenant: Uuid,
+        flag: &str,
+        env: &str,
+        ctx: &Context,
+    ) -> Result<Evaluation, UnknownTenant> {
+        let t = self.tenants.get(&tenant).ok_or(UnknownTenant(tenant))?;
+        Ok(self.eval(t, flag, env, ctx, 0))
+    }
+
+    /// Every flag for one tenant, by key.
+    pub fn evaluate_all(
+        &self,
+        tenant: Uuid,
+        env: &str,
+        ctx: &Context,
+    ) -> Result<Vec<Evaluation>, UnknownTenant> {
+        let t = self.tenants.get(&tenant).ok_or(UnknownTenant(tenant))?;
+        Ok(self
+            .keys
+            .iter()
+            .map(|k| self.eval(t, k, env, ctx, 0))
+            .collect())
+    }
+
+    /// How many of this snapshot's tenants a rollout exposes now, and how
+    /// many its version requirement keeps out.
+    pub fn rollout_exposure(&self, flag: &str, env: &str) -> (usize, usize) {
+        let Some(f) = self.flags.get(flag) else {
+            return (0, 0);
+        };
+        let Some(o) = f.envs.get(env).and_then(|e| e.rollout.as_ref()) else {
+            return (0, 0);
+        };
+        let mut exposed = 0;
+        let mut excluded = 0;
+        for t in self.tenants.values() {
+            if !o.admits(t) {
+                excluded += 1;
+            } else if o.exposes(t, &f.salt).is_some() {
+                exposed += 1;
+            }
+        }
+        (exposed, excluded)
+    }
+
+    fn eval(
+        &self,
+        t: &TenantAttrs,
+        key: &str,
+        env: &str,
+        ctx: &Context,
+        depth: usize,
+    ) -> Evaluation {
+        let Some(f) = self.flags.get(key) else {
+            return Evaluation {
+                flag_key: key.to_owned(),
+                value: Value::Null,
+                variant: None,
+                reason: Reason::Error,
+                error_code: Some(ErrorCode::FlagNotFound),
+            };
+        };
+        let serve = |i: usize, reason: Reason| {
+            let v = &f.def.variants[i];
+            Evaluation {
+                flag_key: key.to_owned(),
+                value: v.value.clone(),
+                variant: Some(v.name.clone()),
+                reason,
+                error_code: None,
+            }
+        };
+        if depth > MAX_PREREQ_DEPTH {
+            let mut e = serve(f.off, Reason::Error);
+            e.error_code = Some(ErrorCode::General);
+            return e;
+        }
+        let Some(e) = f.envs.get(env) else {
+            return serve(f.off, Reason::Disabled);
+        };
+        if f.def.archived || e.killed {
+            return serve(f.off, Reason::Disabled);
+        }
+        if let Some(o) = &e.rollout
+            && let Some(split) = o.exposes(t, &f.salt)
+        {
+            let reason = if split {
+                Reason::Split
+            } else {
+                Reason::TargetingMatch
+            };
+            return serve(o.variant, reason);
+        }
+        if !e.enabled {
+            return serve(f.off, Reason::Disabled);
+        }
+        let b = std::cell::OnceCell::new();
+        for r in &e.rules {
+            if !r.tenants.is_empty() && !r.tenants.contains(&t.id) {
+                continue;
+            }
+            if !r.conds.iter().all(|c| c.holds(t, ctx)) {
+                continue;
+            }
+            if !r.prereqs.iter().all(|(k, v)| {
+                self.eval(t, k, env, ctx, depth + 1).variant.as_deref() == Some(v.as_str())
+            }) {
+                continue;
+            }
+            if let Some(s) = r.split {
+                if *b.get_or_init(|| bucket(&f.salt, t.id)) >= s {
+                    continue;
+                }
+                return serve(r.variant, Reason::Split);
+            }
+            return serve(r.variant, Reason::TargetingMatch);
+        }
+        serve(e.default, Reason::Default)
+    }
+}
