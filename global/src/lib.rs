@@ -156,12 +156,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.clone(),
         server.shutdown.clone(),
     ));
+    let usage = service::usage::spawn(
+        state.db.clone(),
+        state.transport.clone(),
+        server.shutdown.clone(),
+    );
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
         state,
         server,
-        tasks: vec![sweeper, repair],
+        tasks: vec![sweeper, repair, usage],
     })
 }
 

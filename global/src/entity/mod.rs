@@ -2,3 +2,4 @@ pub mod cell;
 pub mod idempotency;
 pub mod sync_repair;
 pub mod tenant;
+pub mod usage_rollup;

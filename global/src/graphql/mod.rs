@@ -5,6 +5,7 @@ mod config;
 mod loader;
 mod mutation;
 mod query;
+mod quota;
 mod subscription;
 mod sync;
 mod types;
@@ -22,11 +23,21 @@ pub type GlobalSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery, sync::SyncQuery);
+pub struct AllQuery(
+    Query,
+    config::ConfigQuery,
+    sync::SyncQuery,
+    quota::QuotaQuery,
+);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation, sync::SyncMutation);
+pub struct AllMutation(
+    Mutation,
+    config::ConfigMutation,
+    sync::SyncMutation,
+    quota::QuotaMutation,
+);
 
 pub fn schema(
     state: Option<State>,

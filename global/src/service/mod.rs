@@ -5,5 +5,7 @@ pub mod cells;
 pub mod configkeys;
 pub mod directory;
 pub mod idempotency;
+pub mod metrics_catalog;
 pub mod placement;
 pub mod sync_status;
+pub mod usage;
