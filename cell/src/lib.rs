@@ -5,7 +5,9 @@
 pub mod config;
 pub mod entity;
 pub mod graphql;
+pub mod hooks;
 pub mod migration;
+pub mod quota;
 pub mod registration;
 pub mod service;
 pub mod sync;
@@ -41,6 +43,8 @@ pub struct State {
     /// `relay.nudge()` after committing a transaction that enqueued events.
     pub relay: Relay,
     pub transport: Arc<dyn Transport>,
+    /// Quota enforcement and metering (`quota/`).
+    pub quota: Arc<quota::Engine>,
 }
 
 /// A running cell.
@@ -84,6 +88,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let shutdown = CancellationToken::new();
     let transport = transport(&settings)?;
     let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
+    let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
+    let quota = Arc::new(quota::Engine::new(
+        db.clone(),
+        settings.cell_id.as_str(),
+        relay.clone(),
+        settings.quota.clone(),
+        &metrics,
+    )?);
+    quota
+        .reload_catalog()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = State {
         db,
         cell_id: settings.cell_id.clone(),
@@ -92,8 +108,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         events,
         relay,
         transport: transport.clone(),
+        quota: quota.clone(),
     };
-    let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
     let shared = Shared {
         keys: settings.keys.clone(),
         metrics: metrics.clone(),
@@ -113,7 +129,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let router = layered(
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
-    );
+    )
+    .merge(hooks::router(
+        quota,
+        settings.keys.clone(),
+        settings.cell_id.clone(),
+        settings.limits.max_body_bytes,
+    ));
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = settings
@@ -157,6 +179,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             &["stream", "outcome"],
         ),
     };
+    tasks.extend(quota::spawn(
+        state.clone(),
+        global.clone(),
+        settings.sync.claim_idle,
+        server.shutdown.clone(),
+    ));
     tasks.extend(sync::spawn(
         state.clone(),
         transport,

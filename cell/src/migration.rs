@@ -3,6 +3,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod quota;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
@@ -14,6 +16,8 @@ impl MigratorTrait for Migrator {
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
             Box::new(CreateTenantConfig),
             Box::new(CreateSecretRefs),
+            Box::new(shared::quota::store::migration::CreateMetrics),
+            Box::new(quota::CreateQuotaTables),
         ]
     }
 }

@@ -9,27 +9,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use serde::{Deserialize, Serialize};
 use shared::quota::api::{Granularity, UsagePoint};
-use shared::quota::{self, window};
+use shared::quota::{self, Rollup, window};
 use shared::sync::{Event, Transport, consumer};
 use shared::{Error, Result};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::entity::usage_rollup;
-
-/// What a cell publishes on `cell.usage`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rollup {
-    pub tenant_id: Uuid,
-    pub metric: String,
-    pub hour_start: DateTime<Utc>,
-    pub cell_id: String,
-    /// The cell's total for the hour so far.
-    pub amount: i64,
-}
 
 /// Applies rollups in one transaction, each only if newer than what is held.
 pub async fn apply(db: &DatabaseConnection, events: &[Event]) -> Result<usize> {

@@ -26,8 +26,9 @@ pub struct QuotaRequest {
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub allowed: bool,
-    pub limit: i64,
-    pub remaining: i64,
+    /// Null when the tenant has no limit on the metric.
+    pub limit: Option<i64>,
+    pub remaining: Option<i64>,
     pub reset_at: Option<DateTime<Utc>>,
     pub retry_after_ms: Option<i64>,
     /// How much of this request went past a SOFT limit.

@@ -235,3 +235,16 @@ mod tests {
         assert_eq!(d.check().unwrap_err().len(), 2);
     }
 }
+
+/// What a cell publishes on `cell.usage`: its running total of one tenant's
+/// usage of one metric in one hour (a total, not a delta, so applying the
+/// newest version is enough).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollup {
+    pub tenant_id: uuid::Uuid,
+    pub metric: String,
+    pub hour_start: chrono::DateTime<chrono::Utc>,
+    pub cell_id: String,
+    pub amount: i64,
+}
