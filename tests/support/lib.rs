@@ -4,6 +4,7 @@
 
 pub mod backing;
 pub mod process;
+pub mod quota;
 pub mod stack;
 pub mod ws;
 
