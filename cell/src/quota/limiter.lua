@@ -32,7 +32,9 @@ local used = tonumber(s[2]) or 0
 local res
 if kind == 0 then
   if limit <= 0 then
-    res = {soft and 1 or 0, 0, 0, -1, -1, amount, 0}
+    local o = 0
+    if soft then o = amount end
+    res = {soft and 1 or 0, 0, 0, -1, -1, o, 0}
   else
     local interval = math.max(math.floor(1000000 / limit), 1)
     local tol = interval * burst
@@ -41,7 +43,7 @@ if kind == 0 then
     local over = new_tat - now > tol
     local allowed = (not over) or soft
     local overage = 0
-    if over then
+    if over and allowed then
       overage = math.min(math.floor((new_tat - now - tol + interval - 1) / interval), amount)
     end
     local held = tat
@@ -66,7 +68,7 @@ else
   local over = after > limit
   local allowed = (not over) or soft
   local overage = 0
-  if over then overage = math.min(after - limit, amount) end
+  if over and allowed then overage = math.min(after - limit, amount) end
   if allowed and not dry then
     redis.call('HSET', KEYS[1], 'at', string.format('%d', at), 'used', string.format('%d', after))
     if kind == 1 then

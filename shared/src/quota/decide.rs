@@ -65,7 +65,7 @@ fn counter(
     let after = slot.used.saturating_add(amount);
     let over = after > rule.limit;
     let allowed = !over || rule.enforcement == Enforcement::Soft;
-    let overage = if over {
+    let overage = if over && allowed {
         (after - rule.limit).min(amount)
     } else {
         0
@@ -94,7 +94,7 @@ fn rate(rule: &Rule, slot: &mut Slot, amount: i64, now: i64, dry: bool) -> Outco
             remaining: 0,
             reset_at: None,
             retry_after_us: None,
-            overage: amount,
+            overage: if allowed { amount } else { 0 },
             used: 0,
         };
     }
@@ -105,7 +105,7 @@ fn rate(rule: &Rule, slot: &mut Slot, amount: i64, now: i64, dry: bool) -> Outco
     let new_tat = tat + interval * amount;
     let over = new_tat - now > tolerance;
     let allowed = !over || rule.enforcement == Enforcement::Soft;
-    let overage = if over {
+    let overage = if over && allowed {
         ((new_tat - now - tolerance + interval - 1) / interval).min(amount)
     } else {
         0
