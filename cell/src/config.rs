@@ -47,6 +47,18 @@ pub struct Args {
     /// Fault injection for tests only: pause before each applied batch commits.
     #[arg(long, hide = true)]
     pub test_apply_delay_ms: Option<u64>,
+    /// Where quota limiter state lives: memory (one replica) or redis (several).
+    #[arg(long)]
+    pub quota_limiter: Option<String>,
+    /// Redis of the quota limiter (default: the cell's redis_url).
+    #[arg(long)]
+    pub quota_redis_url: Option<String>,
+    /// Usage events older than this many seconds are rejected.
+    #[arg(long)]
+    pub usage_max_lateness_secs: Option<u64>,
+    /// How long usage idempotency keys are remembered, in seconds.
+    #[arg(long)]
+    pub usage_dedup_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +84,11 @@ pub struct Config {
     /// Fault injection for tests only: a pause before each applied batch
     /// commits, so a test can kill the cell in the middle of a batch.
     pub test_apply_delay_ms: u64,
+    /// `memory` (one replica) or `redis` (several).
+    pub quota_limiter: crate::quota::LimiterKind,
+    pub quota_redis_url: Option<String>,
+    pub usage_max_lateness_secs: u64,
+    pub usage_dedup_window_secs: u64,
 }
 
 /// How the cell consumes the global tier's streams.
@@ -110,6 +127,10 @@ impl Default for Config {
             limits: Limits::default(),
             sync_claim_idle_ms: 30_000,
             test_apply_delay_ms: 0,
+            quota_limiter: crate::quota::LimiterKind::Memory,
+            quota_redis_url: None,
+            usage_max_lateness_secs: 86_400,
+            usage_dedup_window_secs: 7 * 86_400,
         }
     }
 }
@@ -134,6 +155,7 @@ pub struct Settings {
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
     pub sync: SyncSettings,
+    pub quota: crate::quota::Settings,
 }
 
 impl Args {
@@ -148,7 +170,11 @@ impl Args {
             .set("global_url", self.global_url.clone())
             .set("heartbeat_interval_secs", self.heartbeat_interval_secs)
             .set("sync_claim_idle_ms", self.sync_claim_idle_ms)
-            .set("test_apply_delay_ms", self.test_apply_delay_ms);
+            .set("test_apply_delay_ms", self.test_apply_delay_ms)
+            .set("quota_limiter", self.quota_limiter.clone())
+            .set("quota_redis_url", self.quota_redis_url.clone())
+            .set("usage_max_lateness_secs", self.usage_max_lateness_secs)
+            .set("usage_dedup_window_secs", self.usage_dedup_window_secs);
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
 
@@ -188,6 +214,15 @@ impl Config {
         if self.sync_claim_idle_ms < 100 {
             return Err("sync_claim_idle_ms must be at least 100".into());
         }
+        if self.usage_max_lateness_secs == 0 || self.usage_dedup_window_secs == 0 {
+            return Err(
+                "usage_max_lateness_secs and usage_dedup_window_secs must be positive".into(),
+            );
+        }
+        let quota_redis_url = self.quota_redis_url.clone().or(self.redis_url.clone());
+        if self.quota_limiter == crate::quota::LimiterKind::Redis && quota_redis_url.is_none() {
+            return Err("quota_limiter = redis needs quota_redis_url or redis_url".into());
+        }
         Ok(Settings {
             listen: self.listen.clone(),
             cell_id,
@@ -207,6 +242,14 @@ impl Config {
             sync: SyncSettings {
                 claim_idle: Duration::from_millis(self.sync_claim_idle_ms),
                 test_apply_delay: Duration::from_millis(self.test_apply_delay_ms),
+            },
+            quota: crate::quota::Settings {
+                limiter: self.quota_limiter,
+                redis_url: quota_redis_url,
+                redis_prefix: self.redis_prefix.clone(),
+                usage_max_lateness: Duration::from_secs(self.usage_max_lateness_secs),
+                usage_dedup_window: Duration::from_secs(self.usage_dedup_window_secs),
+                ..Default::default()
             },
         })
     }

@@ -6,7 +6,9 @@ pub mod config;
 pub mod entity;
 pub mod flags;
 pub mod graphql;
+pub mod hooks;
 pub mod migration;
+pub mod quota;
 pub mod registration;
 pub mod service;
 pub mod sync;
@@ -44,6 +46,8 @@ pub struct State {
     pub transport: Arc<dyn Transport>,
     /// The compiled flag snapshot the data-plane hooks evaluate from.
     pub flags: flags::Runtime,
+    /// Quota enforcement and metering (`quota/`).
+    pub quota: Arc<quota::Engine>,
 }
 
 /// A running cell.
@@ -87,6 +91,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let shutdown = CancellationToken::new();
     let transport = transport(&settings)?;
     let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
+    let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
+    let quota = Arc::new(quota::Engine::new(
+        db.clone(),
+        settings.cell_id.as_str(),
+        relay.clone(),
+        settings.quota.clone(),
+        &metrics,
+    )?);
+    quota
+        .reload_catalog()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = State {
         db,
         cell_id: settings.cell_id.clone(),
@@ -96,13 +112,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         transport: transport.clone(),
         flags: flags::Runtime::default(),
+        quota: quota.clone(),
     };
     state
         .flags
         .rebuild(&state.db, state.cell_id.as_str())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
     let shared = Shared {
         keys: settings.keys.clone(),
         metrics: metrics.clone(),
@@ -123,7 +139,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
     )
-    .merge(flags::http::routes(state.clone(), settings.keys.clone()));
+    .merge(flags::http::routes(state.clone(), settings.keys.clone()))
+    .merge(hooks::router(
+        quota,
+        settings.keys.clone(),
+        settings.cell_id.clone(),
+        settings.limits.max_body_bytes,
+    ));
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = settings
@@ -173,6 +195,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             &["stream", "outcome"],
         ),
     };
+    tasks.extend(quota::spawn(
+        state.clone(),
+        global.clone(),
+        settings.sync.claim_idle,
+        server.shutdown.clone(),
+    ));
     tasks.extend(sync::spawn(
         state.clone(),
         transport,

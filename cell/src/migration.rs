@@ -3,6 +3,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod quota;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
@@ -15,6 +17,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTenantConfig),
             Box::new(CreateSecretRefs),
             Box::new(shared::flags::store::migration::CreateFlagTables),
+            Box::new(shared::quota::store::migration::CreateMetrics),
+            Box::new(quota::CreateQuotaTables),
         ]
     }
 }

@@ -101,6 +101,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             limits,
             transport: Some(transport.clone()),
             sync: cell::config::SyncSettings::default(),
+            quota: Default::default(),
         })
         .await
         .with_context(|| format!("starting cell {id}"))?;

@@ -165,6 +165,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.transport.clone(),
         server.shutdown.clone(),
     ));
+    tasks.push(service::usage::spawn(
+        state.db.clone(),
+        state.transport.clone(),
+        server.shutdown.clone(),
+    ));
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,

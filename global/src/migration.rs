@@ -5,6 +5,8 @@ mod sync;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod quota;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(shared::flags::store::migration::CreateFlagTables),
             Box::new(CreateRollouts),
             Box::new(sync::CreateSyncRepairs),
+            Box::new(shared::quota::store::migration::CreateMetrics),
+            Box::new(quota::CreateUsageRollups),
         ]
     }
 }

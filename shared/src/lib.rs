@@ -14,6 +14,7 @@ pub mod flags;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod quota;
 pub mod request;
 pub mod secretref;
 pub mod server;

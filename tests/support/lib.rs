@@ -5,6 +5,7 @@
 pub mod backing;
 pub mod flags;
 pub mod process;
+pub mod quota;
 pub mod stack;
 pub mod ws;
 

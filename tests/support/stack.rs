@@ -39,6 +39,8 @@ pub struct Options {
     pub introspection: bool,
     /// Anti-entropy pace of the global tier.
     pub sync: global::config::SyncSettings,
+    /// Quota enforcement and metering of every cell.
+    pub quota: cell::quota::Settings,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             dev_mode: false,
             introspection: false,
             sync: global::config::SyncSettings::default(),
+            quota: cell::quota::Settings::default(),
         }
     }
 }
@@ -289,6 +292,11 @@ pub async fn start_cell(
         limits: o.limits,
         transport,
         sync: cell::config::SyncSettings::default(),
+        quota: cell::quota::Settings {
+            redis_url: o.quota.redis_url.clone().or(Some(backing::redis_url())),
+            redis_prefix: redis_prefix.to_owned(),
+            ..o.quota.clone()
+        },
     })
     .await
     .expect("cell starts")

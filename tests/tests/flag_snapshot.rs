@@ -118,6 +118,7 @@ async fn a_restarted_cell_serves_flags_without_global_or_redis_and_tenantctl_agr
         limits: Default::default(),
         transport: None,
         sync: Default::default(),
+        quota: Default::default(),
     })
     .await
     .expect("the cell starts without the global tier and Redis");

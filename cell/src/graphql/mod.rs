@@ -4,6 +4,7 @@
 mod config;
 mod mutation;
 mod query;
+mod quota;
 mod subscription;
 mod sync;
 mod types;
@@ -20,11 +21,16 @@ pub type CellSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery, sync::SyncQuery);
+pub struct AllQuery(
+    Query,
+    config::ConfigQuery,
+    sync::SyncQuery,
+    quota::QuotaQuery,
+);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation);
+pub struct AllMutation(Mutation, config::ConfigMutation, quota::QuotaMutation);
 
 pub fn schema(
     state: Option<State>,

@@ -1,3 +1,4 @@
 pub mod config;
+pub mod quotas;
 pub mod secrets;
 pub mod tenants;

@@ -6,6 +6,7 @@ mod flags;
 mod loader;
 mod mutation;
 mod query;
+mod quota;
 mod rollouts;
 mod subscription;
 mod sync;
@@ -30,6 +31,7 @@ pub struct AllQuery(
     flags::FlagQuery,
     rollouts::RolloutQuery,
     sync::SyncQuery,
+    quota::QuotaQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]
@@ -40,6 +42,7 @@ pub struct AllMutation(
     flags::FlagMutation,
     rollouts::RolloutMutation,
     sync::SyncMutation,
+    quota::QuotaMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

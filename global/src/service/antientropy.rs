@@ -147,9 +147,56 @@ impl Kind for Rollouts {
     }
 }
 
+/// The metric catalog: every cell holds every metric.
+pub struct Metrics;
+
+#[async_trait::async_trait]
+impl Kind for Metrics {
+    fn name(&self) -> &'static str {
+        "metric"
+    }
+
+    fn stream(&self) -> &'static str {
+        shared::quota::STREAM
+    }
+
+    async fn versions(&self, st: &State, _cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+        Ok(shared::quota::store::entity::Entity::find()
+            .all(&st.db)
+            .await?
+            .into_iter()
+            .map(|m| (shared::quota::entity(&m.name), m.version, m.updated_at))
+            .collect())
+    }
+
+    async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
+        let txn = st.db.begin().await?;
+        let mut n = 0;
+        for entity in entities {
+            let Some(name) = entity.strip_prefix("metric:") else {
+                continue;
+            };
+            if let Some(s) = shared::quota::store::get(&txn, name).await? {
+                let payload = serde_json::to_value(&s.def).map_err(Error::internal)?;
+                let e = Event::new(shared::quota::STREAM, entity, s.version, "global", payload);
+                outbox::enqueue(&txn, &e).await?;
+                n += 1;
+            }
+        }
+        txn.commit().await?;
+        st.relay.nudge();
+        Ok(n)
+    }
+}
+
 /// Every replicated kind.
 pub fn kinds() -> Vec<Box<dyn Kind>> {
-    vec![Box::new(ConfigKeys), Box::new(Flags), Box::new(Rollouts)]
+    vec![
+        Box::new(ConfigKeys),
+        Box::new(Flags),
+        Box::new(Rollouts),
+        Box::new(Metrics),
+    ]
 }
 
 /// The outcome of checking one kind in one cell.

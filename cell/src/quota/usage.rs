@@ -1,0 +1,288 @@
+//! Usage ingestion: each event is deduplicated by its idempotency key in the
+//! same transaction that adds it to the tenant's hourly total and enqueues
+//! the new total for the global tier, so a crash can neither count an event
+//! twice nor lose one the client was told was accepted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
+use shared::quota::hooks::{MAX_EVENTS, Status, UsageAnswer, UsageEvent, UsageResult};
+use shared::quota::{self, Period, Rollup, window};
+use shared::sync::{Event, outbox};
+use shared::{Error, Result};
+use uuid::Uuid;
+
+use super::Engine;
+
+/// Checks the batch's shape; any problem refuses the whole batch. Returns
+/// each event's tenant.
+pub fn validate(events: &[UsageEvent]) -> Result<Vec<Uuid>> {
+    if events.is_empty() || events.len() > MAX_EVENTS {
+        return Err(Error::bad_input(
+            "events",
+            format!("send 1 to {MAX_EVENTS} events, got {}", events.len()),
+        ));
+    }
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            match e.idempotency_key.as_deref() {
+                Some(k) if !k.is_empty() && k.len() <= 128 => {}
+                _ => {
+                    return Err(Error::bad_input(
+                        format!("events[{i}].idempotencyKey"),
+                        "every event needs an idempotencyKey of 1 to 128 characters",
+                    ));
+                }
+            }
+            if e.amount <= 0 {
+                return Err(Error::bad_input(
+                    format!("events[{i}].amount"),
+                    format!("amount must be positive, got {}", e.amount),
+                ));
+            }
+            e.tenant_id.parse::<Uuid>().map_err(|_| {
+                Error::bad_input(
+                    format!("events[{i}].tenantId"),
+                    format!("`{}` is not a tenant id", e.tenant_id),
+                )
+            })
+        })
+        .collect()
+}
+
+fn placeholder(backend: DbBackend, n: &mut usize) -> String {
+    *n += 1;
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".into(),
+    }
+}
+
+struct Fresh<'a> {
+    index: usize,
+    tenant: Uuid,
+    event: &'a UsageEvent,
+    hour: i64,
+}
+
+impl Engine {
+    /// Why an event cannot count, if it cannot.
+    async fn reject(&self, tenant: Uuid, e: &UsageEvent, now: DateTime<Utc>) -> Option<String> {
+        if self.metric(&e.metric).is_err() {
+            return Some(format!("unknown metric `{}`", e.metric));
+        }
+        match self.policy(tenant).await {
+            Ok(p) if p.deleted => return Some(format!("tenant {tenant} is deleted")),
+            Ok(_) => {}
+            Err(Error::NotFound(_)) => return Some(format!("tenant {tenant} is not in this cell")),
+            Err(e) => return Some(format!("tenant {tenant} cannot be read: {e}")),
+        }
+        let skew = chrono::Duration::from_std(self.settings.usage_max_skew).unwrap_or_default();
+        let late = chrono::Duration::from_std(self.settings.usage_max_lateness).unwrap_or_default();
+        if e.timestamp > now + skew {
+            return Some(format!(
+                "timestamp {} is in the future beyond the allowed skew of {}s",
+                e.timestamp,
+                skew.num_seconds()
+            ));
+        }
+        if e.timestamp < now - late {
+            return Some(format!(
+                "timestamp {} is later than the allowed lateness of {}s",
+                e.timestamp,
+                late.num_seconds()
+            ));
+        }
+        None
+    }
+
+    /// Counts a validated batch; answers each event in order.
+    pub async fn ingest(&self, events: &[UsageEvent], tenants: &[Uuid]) -> Result<UsageAnswer> {
+        let now = Utc::now();
+        let mut results: Vec<UsageResult> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<Fresh<'_>> = Vec::new();
+        let mut in_batch: HashSet<(Uuid, &str)> = HashSet::new();
+        for (i, (e, t)) in events.iter().zip(tenants).enumerate() {
+            let key = e.idempotency_key.as_deref().unwrap_or_default();
+            let mut result = UsageResult {
+                idempotency_key: key.to_owned(),
+                status: Status::Accepted,
+                reason: None,
+            };
+            if let Some(reason) = self.reject(*t, e, now).await {
+                result.status = Status::Rejected;
+                result.reason = Some(reason);
+            } else if !in_batch.insert((*t, key)) {
+                result.status = Status::Duplicate;
+                result.reason = Some("the same key came earlier in this batch".into());
+            } else {
+                fresh.push(Fresh {
+                    index: i,
+                    tenant: *t,
+                    event: e,
+                    hour: window::bounds(Period::Hour, e.timestamp).0.timestamp(),
+                });
+            }
+            results.push(result);
+        }
+        if fresh.is_empty() {
+            return Ok(UsageAnswer { results });
+        }
+        // One lock order for every transaction: no deadlock between batches.
+        fresh.sort_by(|a, b| {
+            (a.tenant, a.event.idempotency_key.as_deref())
+                .cmp(&(b.tenant, b.event.idempotency_key.as_deref()))
+        });
+        let txn = self.db.begin().await?;
+        let inserted = self.insert_keys(&txn, &fresh, now).await?;
+        let mut totals: BTreeMap<(Uuid, &str, i64), i64> = BTreeMap::new();
+        for f in &fresh {
+            let key = f.event.idempotency_key.as_deref().unwrap_or_default();
+            if inserted.contains(&(f.tenant, key.to_owned())) {
+                *totals
+                    .entry((f.tenant, &f.event.metric, f.hour))
+                    .or_default() += f.event.amount;
+            } else {
+                results[f.index].status = Status::Duplicate;
+                results[f.index].reason = Some("already counted".into());
+            }
+        }
+        for ((tenant, metric, hour), amount) in totals {
+            self.add(&txn, tenant, metric, hour, amount).await?;
+        }
+        txn.commit().await?;
+        self.relay.nudge();
+        Ok(UsageAnswer { results })
+    }
+
+    async fn insert_keys<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        fresh: &[Fresh<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<(Uuid, String)>> {
+        let backend = txn.get_database_backend();
+        let mut n = 0;
+        let mut sql = String::from(
+            "INSERT INTO usage_dedup (tenant_id, idempotency_key, metric, amount, received_at) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(fresh.len() * 5);
+        let received = window::micros(now);
+        for (i, f) in fresh.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let ph: Vec<String> = (0..5).map(|_| placeholder(backend, &mut n)).collect();
+            sql.push_str(&format!("({})", ph.join(",")));
+            values.push(f.tenant.to_string().into());
+            values.push(f.event.idempotency_key.clone().unwrap_or_default().into());
+            values.push(f.event.metric.clone().into());
+            values.push(f.event.amount.into());
+            values.push(received.into());
+        }
+        sql.push_str(
+            " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING tenant_id, idempotency_key",
+        );
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let t: String = r.try_get("", "tenant_id")?;
+                let k: String = r.try_get("", "idempotency_key")?;
+                Ok((t.parse().map_err(Error::internal)?, k))
+            })
+            .collect()
+    }
+
+    async fn add<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        tenant: Uuid,
+        metric: &str,
+        hour: i64,
+        amount: i64,
+    ) -> Result<()> {
+        let backend = txn.get_database_backend();
+        let mut n = 0;
+        let ph: Vec<String> = (0..4).map(|_| placeholder(backend, &mut n)).collect();
+        let sql = format!(
+            "INSERT INTO usage_totals (tenant_id, metric, hour, amount, version) VALUES ({}, {}, {}, {}, 1) \
+             ON CONFLICT (tenant_id, metric, hour) DO UPDATE SET amount = usage_totals.amount + excluded.amount, \
+             version = usage_totals.version + 1 RETURNING amount, version",
+            ph[0], ph[1], ph[2], ph[3]
+        );
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    tenant.to_string().into(),
+                    metric.into(),
+                    hour.into(),
+                    amount.into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("usage upsert returned nothing")))?;
+        let total: i64 = row.try_get("", "amount")?;
+        let version: i64 = row.try_get("", "version")?;
+        let rollup = Rollup {
+            tenant_id: tenant,
+            metric: metric.to_owned(),
+            hour_start: DateTime::from_timestamp(hour, 0).unwrap_or_default(),
+            cell_id: self.cell_id.clone(),
+            amount: total,
+        };
+        let event = Event::new(
+            quota::USAGE_STREAM,
+            &quota::usage_entity(&tenant.to_string(), metric, hour),
+            version,
+            &self.cell_id,
+            serde_json::to_value(&rollup).map_err(Error::internal)?,
+        );
+        outbox::enqueue(txn, &event).await
+    }
+
+    /// The tenant's counted usage of `metric` in this cell: hour (epoch seconds) → amount.
+    pub async fn totals(&self, tenant: Uuid, metric: &str) -> Result<HashMap<i64, i64>> {
+        let backend = self.db.get_database_backend();
+        let mut n = 0;
+        let a = placeholder(backend, &mut n);
+        let b = placeholder(backend, &mut n);
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT hour, amount FROM usage_totals WHERE tenant_id = {a} AND metric = {b}"
+                ),
+                [tenant.to_string().into(), metric.into()],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get("", "hour")?, r.try_get("", "amount")?)))
+            .collect()
+    }
+
+    /// Forgets usage keys older than the dedup window; returns how many.
+    pub async fn purge_keys(&self) -> Result<u64> {
+        let cutoff = window::micros(Utc::now())
+            - i64::try_from(self.settings.usage_dedup_window.as_micros()).unwrap_or(i64::MAX);
+        let backend = self.db.get_database_backend();
+        let mut n = 0;
+        let p = placeholder(backend, &mut n);
+        let res = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("DELETE FROM usage_dedup WHERE received_at < {p}"),
+                [cutoff.into()],
+            ))
+            .await?;
+        Ok(res.rows_affected())
+    }
+}

@@ -1,0 +1,85 @@
+//! The JSON shapes of the cell's data-plane hooks (`/v1/quota/check`,
+//! `/v1/quota/consume`, `/v1/usage`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const CHECK: &str = "/v1/quota/check";
+pub const CONSUME: &str = "/v1/quota/consume";
+pub const USAGE: &str = "/v1/usage";
+
+/// Most events one `/v1/usage` request may carry.
+pub const MAX_EVENTS: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaRequest {
+    pub tenant_id: String,
+    pub metric: String,
+    pub amount: i64,
+    /// Required by consume; a check ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub allowed: bool,
+    /// Null when the tenant has no limit on the metric.
+    pub limit: Option<i64>,
+    pub remaining: Option<i64>,
+    pub reset_at: Option<DateTime<Utc>>,
+    pub retry_after_ms: Option<i64>,
+    /// How much of this request went past a SOFT limit.
+    pub overage: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageEvent {
+    pub tenant_id: String,
+    pub metric: String,
+    pub amount: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub timestamp: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageBatch {
+    pub events: Vec<UsageEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Accepted,
+    Duplicate,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageResult {
+    pub idempotency_key: String,
+    pub status: Status,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageAnswer {
+    pub results: Vec<UsageResult>,
+}
+
+/// `{error: {code, message}}`, with a 4xx/5xx status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

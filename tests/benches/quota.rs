@@ -1,0 +1,328 @@
+//! Quota decisions and usage ingestion in one cell (PostgreSQL, in-memory
+//! limiter), with `redis-benchmark -t incr` as the reference ceiling.
+//!
+//! cargo bench -p e2e --bench quota -- [--decisions N] [--requests N] [--events N]
+//!
+//! - in-process hook: `Engine::decide` (what the HTTP handler calls), from
+//!   one task per core, for one tenant and for 10,000 tenants;
+//! - HTTP: `POST /v1/quota/consume` through the Rust client, 64 in flight;
+//! - usage: `POST /v1/usage`, batches of 100, 8 clients, 30% of the events
+//!   sent twice.
+//!
+//! The 10,000 tenants are written straight into the cell's `tenants` table
+//! (the cell is their authority; the global directory plays no part in a decision).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use e2e::{Backend, CellSpec, Options, Stack};
+use sea_orm::{EntityTrait, Set};
+use shared::auth::Role;
+use shared::ids::CellId;
+use shared::quota::client::HooksClient;
+use shared::quota::hooks::{UsageBatch, UsageEvent};
+use uuid::Uuid;
+
+const CELL: &str = "eu-west-1-a";
+
+struct Args {
+    decisions: usize,
+    requests: usize,
+    events: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        decisions: 2_000_000,
+        requests: 40_000,
+        events: 100_000,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for w in argv.windows(2) {
+        let v = w[1].parse().ok();
+        match w[0].as_str() {
+            "--decisions" => a.decisions = v.unwrap_or(a.decisions),
+            "--requests" => a.requests = v.unwrap_or(a.requests),
+            "--events" => a.events = v.unwrap_or(a.events),
+            _ => {}
+        }
+    }
+    a
+}
+
+struct Run {
+    name: String,
+    count: usize,
+    secs: f64,
+    lat_ns: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.secs
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.lat_ns.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.lat_ns.len() as f64 * p) as usize).min(self.lat_ns.len() - 1);
+        self.lat_ns[i] as f64 / 1000.0
+    }
+}
+
+fn report(r: &mut Run) {
+    r.lat_ns.sort_unstable();
+    println!(
+        "{:<44} {:>12.0}/s  p50 {:>9.1} µs  p99 {:>9.1} µs  ({} in {:.2} s)",
+        r.name,
+        r.rate(),
+        r.pct(0.50),
+        r.pct(0.99),
+        r.count,
+        r.secs
+    );
+}
+
+async fn tenants(db: &sea_orm::DatabaseConnection, n: usize) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    for chunk in ids.chunks(1000) {
+        let rows = chunk.iter().map(|id| cell::entity::tenant::ActiveModel {
+            id: Set(*id),
+            slug: Set(format!("bench-{}", id.simple())),
+            name: Set("bench".into()),
+            region: Set("eu-west-1".into()),
+            plan: Set("pro".into()),
+            status: Set("ACTIVE".into()),
+            version: Set(1),
+            created_at: Set(Utc::now()),
+            updated_at: Set(Utc::now()),
+        });
+        cell::entity::tenant::Entity::insert_many(rows)
+            .exec(db)
+            .await
+            .unwrap();
+    }
+    ids
+}
+
+async fn in_process(
+    engine: Arc<cell::quota::Engine>,
+    ids: Arc<Vec<Uuid>>,
+    n: usize,
+    name: &str,
+) -> Run {
+    // Load every tenant's rules first (a cold tenant costs one read).
+    for t in ids.iter() {
+        engine.decide(*t, "api.calls", 1, None, true).await.unwrap();
+    }
+    let tasks = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..tasks {
+        let (engine, ids) = (engine.clone(), ids.clone());
+        let name = name.to_owned();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n / tasks / 16 + 1);
+            let mut key = String::with_capacity(32);
+            for i in 0..n / tasks {
+                let t = ids[(i * 7919 + w) % ids.len()];
+                key.clear();
+                use std::fmt::Write;
+                let _ = write!(key, "{name}-{w}-{i}");
+                let at = Instant::now();
+                let d = engine
+                    .decide(t, "api.calls", 1, Some(&key), false)
+                    .await
+                    .unwrap();
+                if i % 16 == 0 {
+                    lat.push(at.elapsed().as_nanos() as u64);
+                }
+                std::hint::black_box(d);
+            }
+            lat
+        }));
+    }
+    let mut lat_ns = Vec::new();
+    for h in handles {
+        lat_ns.extend(h.await.unwrap());
+    }
+    Run {
+        name: format!("in-process consume, {name}"),
+        count: n / tasks * tasks,
+        secs: started.elapsed().as_secs_f64(),
+        lat_ns,
+    }
+}
+
+async fn http(client: HooksClient, ids: Arc<Vec<Uuid>>, n: usize, name: &str) -> Run {
+    let inflight = 64;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..inflight {
+        let (client, ids) = (client.clone(), ids.clone());
+        let name = name.to_owned();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in 0..n / inflight {
+                let t = ids[(i * 7919 + w) % ids.len()].to_string();
+                let at = Instant::now();
+                let d = client
+                    .consume(&t, "api.calls", 1, &format!("h-{name}-{w}-{i}"))
+                    .await
+                    .unwrap();
+                lat.push(at.elapsed().as_nanos() as u64);
+                std::hint::black_box(d);
+            }
+            lat
+        }));
+    }
+    let mut lat_ns = Vec::new();
+    for h in handles {
+        lat_ns.extend(h.await.unwrap());
+    }
+    Run {
+        name: format!("HTTP consume, {name}"),
+        count: n / inflight * inflight,
+        secs: started.elapsed().as_secs_f64(),
+        lat_ns,
+    }
+}
+
+async fn usage(client: HooksClient, ids: Arc<Vec<Uuid>>, unique: usize) -> Run {
+    let clients = 8;
+    let per = unique / clients;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..clients {
+        let (client, ids) = (client.clone(), ids.clone());
+        handles.push(tokio::spawn(async move {
+            let now = Utc::now();
+            let ev = |i: usize| UsageEvent {
+                tenant_id: ids[(i * 31 + w) % ids.len()].to_string(),
+                metric: "api.calls".into(),
+                amount: 1,
+                idempotency_key: Some(format!("u-{w}-{i}")),
+                timestamp: now,
+            };
+            let mut lat = Vec::new();
+            let mut sent = 0;
+            // 70 new events and 30 sent again per batch of 100.
+            let mut i = 0;
+            while i < per {
+                let mut events: Vec<UsageEvent> = (i..(i + 70).min(per)).map(ev).collect();
+                events.extend((i.saturating_sub(70)..i.saturating_sub(40)).map(ev));
+                i += 70;
+                sent += events.len();
+                let at = Instant::now();
+                client.usage(&UsageBatch { events }).await.unwrap();
+                lat.push(at.elapsed().as_nanos() as u64);
+            }
+            (sent, lat)
+        }));
+    }
+    let mut lat_ns = Vec::new();
+    let mut count = 0;
+    for h in handles {
+        let (n, l) = h.await.unwrap();
+        count += n;
+        lat_ns.extend(l);
+    }
+    Run {
+        name: "usage ingest (batches of 100, 30% dup), events".into(),
+        count,
+        secs: started.elapsed().as_secs_f64(),
+        lat_ns,
+    }
+}
+
+fn redis_incr() -> Option<(f64, String)> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-t", "incr", "-q", "-n", "200000"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("requests per second"))?
+        .trim()
+        .to_owned();
+    let rate = line
+        .split_whitespace()
+        .find_map(|w| w.parse::<f64>().ok())?;
+    Some((rate, line))
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut o = Options::new(Backend::Postgres);
+        o.cells = vec![CellSpec {
+            id: CELL,
+            region: "eu-west-1",
+            capacity: 100_000,
+        }];
+        let s = Stack::start_with(o).await;
+        e2e::quota::define(&s, "api.calls", "PERIODIC", "CLOSED").await;
+        e2e::quota::wait_synced(&s, &["api.calls"]).await;
+        let c = s.cell(CELL);
+        c.state.quota.reload_catalog().await.unwrap();
+        let one = Arc::new(tenants(&c.state.db, 1).await);
+        let many = Arc::new(tenants(&c.state.db, 10_000).await);
+        let token = s
+            .keys
+            .mint(
+                "bench",
+                vec![Role::DataPlane],
+                vec![],
+                Some(CellId::parse(CELL).unwrap()),
+                3600,
+            )
+            .unwrap();
+        let client = HooksClient::new(&c.url(), &token);
+        println!(
+            "quota benchmark: {} decisions in process, {} HTTP requests, {} unique usage events",
+            a.decisions, a.requests, a.events
+        );
+        let mut runs = [
+            in_process(c.state.quota.clone(), one.clone(), a.decisions, "1 tenant").await,
+            in_process(
+                c.state.quota.clone(),
+                many.clone(),
+                a.decisions,
+                "10,000 tenants",
+            )
+            .await,
+        ];
+        for r in runs.iter_mut() {
+            report(r);
+        }
+        // Warm the HTTP path (connections, tenant rules) before measuring.
+        let _ = http(client.clone(), many.clone(), 10_000, "warm-up").await;
+        let mut h1 = http(client.clone(), one.clone(), a.requests, "1 tenant").await;
+        report(&mut h1);
+        let mut hm = http(client.clone(), many.clone(), a.requests, "10,000 tenants").await;
+        report(&mut hm);
+        let mut u = usage(client.clone(), many.clone(), a.events).await;
+        report(&mut u);
+        match redis_incr() {
+            Some((incr, line)) => {
+                println!("redis-benchmark -t incr -q -n 200000: {line}");
+                println!(
+                    "HTTP consume / INCR: 1 tenant {:.2}, 10,000 tenants {:.2} (target ≥ 0.5)",
+                    h1.rate() / incr,
+                    hm.rate() / incr
+                );
+            }
+            None => println!("redis-benchmark not found: no reference"),
+        }
+        s.stop().await;
+    });
+}
