@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
             Box::new(CreateTenantConfig),
             Box::new(CreateSecretRefs),
+            Box::new(CreateProjects),
         ]
     }
 }
@@ -179,6 +180,75 @@ impl MigrationTrait for CreateSecretRefs {
                         Index::create()
                             .col(SecretRefs::TenantId)
                             .col(SecretRefs::Name),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Projects {
+    Table,
+    TenantId,
+    Name,
+    Version,
+    IdempotencyKey,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Environments {
+    Table,
+    TenantId,
+    Project,
+    Name,
+    IdempotencyKey,
+    CreatedAt,
+}
+
+struct CreateProjects;
+
+impl MigrationName for CreateProjects {
+    fn name(&self) -> &str {
+        "m0004_create_projects"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateProjects {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Projects::Table)
+                    .if_not_exists()
+                    .col(uuid(Projects::TenantId))
+                    .col(string(Projects::Name))
+                    .col(big_integer(Projects::Version))
+                    .col(string_null(Projects::IdempotencyKey))
+                    .col(timestamp_with_time_zone(Projects::CreatedAt))
+                    .col(timestamp_with_time_zone(Projects::UpdatedAt))
+                    .primary_key(Index::create().col(Projects::TenantId).col(Projects::Name))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Environments::Table)
+                    .if_not_exists()
+                    .col(uuid(Environments::TenantId))
+                    .col(string(Environments::Project))
+                    .col(string(Environments::Name))
+                    .col(string_null(Environments::IdempotencyKey))
+                    .col(timestamp_with_time_zone(Environments::CreatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(Environments::TenantId)
+                            .col(Environments::Project)
+                            .col(Environments::Name),
                     )
                     .to_owned(),
             )

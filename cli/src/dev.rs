@@ -76,6 +76,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         introspection: true,
         limits,
         transport: Some(transport.clone()),
+        provisioning: global::config::Provisioning::default(),
     })
     .await
     .context("starting the global tier")?;

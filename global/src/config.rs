@@ -30,6 +30,18 @@ pub struct Args {
     /// How long a call to a cell may take, in milliseconds.
     #[arg(long)]
     pub cell_timeout_ms: Option<u64>,
+    /// Seconds a provisioning saga keeps retrying before it compensates.
+    #[arg(long)]
+    pub provisioning_deadline_secs: Option<u64>,
+    /// Milliseconds createTenant waits for the saga before answering UNAVAILABLE.
+    #[arg(long)]
+    pub provisioning_wait_ms: Option<u64>,
+    /// Seconds a replica holds a saga without renewing before another takes it over.
+    #[arg(long)]
+    pub saga_lease_secs: Option<u64>,
+    /// Test only: exit the process right after this saga step completes.
+    #[arg(long, hide = true)]
+    pub test_crash_after_step: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +58,10 @@ pub struct Config {
     pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub provisioning_deadline_secs: u64,
+    pub provisioning_wait_ms: u64,
+    pub saga_lease_secs: u64,
+    pub test_crash_after_step: Option<String>,
 }
 
 impl Default for Config {
@@ -63,6 +79,34 @@ impl Default for Config {
             introspection: false,
             log_format: LogFormat::Json,
             limits: Limits::default(),
+            provisioning_deadline_secs: 300,
+            provisioning_wait_ms: 10_000,
+            saga_lease_secs: 15,
+            test_crash_after_step: None,
+        }
+    }
+}
+
+/// How provisioning sagas retry, wait and hand over.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    /// After this, a saga stops retrying and compensates.
+    pub deadline: Duration,
+    /// How long createTenant waits for the saga to end.
+    pub wait: Duration,
+    /// A saga whose driver has not renewed its lease for this long is resumed by another.
+    pub lease: Duration,
+    /// Test only: the process exits right after this step completes.
+    pub crash_after_step: Option<String>,
+}
+
+impl Default for Provisioning {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(300),
+            wait: Duration::from_secs(10),
+            lease: Duration::from_secs(15),
+            crash_after_step: None,
         }
     }
 }
@@ -83,6 +127,7 @@ pub struct Settings {
     pub limits: Limits,
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
+    pub provisioning: Provisioning,
 }
 
 impl Args {
@@ -92,7 +137,14 @@ impl Args {
         o.set("listen", self.listen.clone())
             .set("heartbeat_timeout_secs", self.heartbeat_timeout_secs)
             .set("plans", self.plans.as_deref().map(split_list))
-            .set("cell_timeout_ms", self.cell_timeout_ms);
+            .set("cell_timeout_ms", self.cell_timeout_ms)
+            .set(
+                "provisioning_deadline_secs",
+                self.provisioning_deadline_secs,
+            )
+            .set("provisioning_wait_ms", self.provisioning_wait_ms)
+            .set("saga_lease_secs", self.saga_lease_secs)
+            .set("test_crash_after_step", self.test_crash_after_step.clone());
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
 }
@@ -129,6 +181,17 @@ impl Config {
             }
         }
         self.limits.validate()?;
+        if self.provisioning_deadline_secs == 0 || self.saga_lease_secs == 0 {
+            return Err("provisioning_deadline_secs and saga_lease_secs must be at least 1".into());
+        }
+        if let Some(step) = &self.test_crash_after_step
+            && !crate::service::provisioning::STEPS.contains(&step.as_str())
+        {
+            return Err(format!(
+                "test_crash_after_step must name a step: {}",
+                crate::service::provisioning::STEPS.join(", ")
+            ));
+        }
         Ok(Settings {
             listen: self.listen.clone(),
             database_url,
@@ -142,6 +205,12 @@ impl Config {
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
             transport: None,
+            provisioning: Provisioning {
+                deadline: Duration::from_secs(self.provisioning_deadline_secs),
+                wait: Duration::from_millis(self.provisioning_wait_ms),
+                lease: Duration::from_secs(self.saga_lease_secs),
+                crash_after_step: self.test_crash_after_step.clone(),
+            },
         })
     }
 }

@@ -29,6 +29,7 @@ pub use config::Settings;
 use crate::cell_client::CellClient;
 use crate::graphql::TenantEvent;
 use crate::service::cells;
+use crate::service::saga::LifecycleEvent;
 
 /// What resolvers and background tasks of the global tier share.
 #[derive(Clone)]
@@ -42,6 +43,13 @@ pub struct State {
     pub metrics: Metrics,
     /// Publishes the outbox right after each commit.
     pub relay: Relay,
+    /// Provisioning saga steps as they happen, fanned out like `events`.
+    pub lifecycle: Arc<Bus<LifecycleEvent>>,
+    pub provisioning: config::Provisioning,
+    /// This process, as a saga lease owner.
+    pub replica: String,
+    /// Sagas this process drives now.
+    pub driving: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
     cells_gauge: prometheus::IntGaugeVec,
 }
 
@@ -100,6 +108,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(anyhow::Error::msg)?,
         None => Bus::local(),
     };
+    let lifecycle = match &settings.redis_url {
+        Some(url) => Bus::redis(
+            url,
+            format!("{}:global:lifecycle-events", settings.redis_prefix),
+            shutdown.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => Bus::local(),
+    };
     let cache = cells::Cache::default();
     cache
         .reload(&db)
@@ -117,6 +134,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),
         metrics: metrics.clone(),
         relay,
+        lifecycle,
+        provisioning: settings.provisioning.clone(),
+        replica: format!("global-{}", uuid::Uuid::new_v4().simple()),
+        driving: Arc::default(),
     };
     state.refresh_cell_gauge();
     let shared = Shared {
@@ -147,12 +168,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.heartbeat_timeout,
         server.shutdown.clone(),
     ));
+    let reconciler = tokio::spawn(reconcile_sagas(state.clone(), server.shutdown.clone()));
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
         state,
         server,
-        tasks: vec![sweeper],
+        tasks: vec![sweeper, reconciler],
     })
 }
 
@@ -168,6 +190,21 @@ pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         )),
         None => anyhow::bail!("a sync transport is needed: set redis_url"),
+    }
+}
+
+/// Resumes provisioning sagas whose driver stopped renewing its lease (a
+/// replica that died mid-saga), at start and then every half lease.
+async fn reconcile_sagas(st: State, shutdown: CancellationToken) {
+    let every = (st.provisioning.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        if let Err(e) = service::provisioning::resume_orphans(&st).await {
+            tracing::warn!(error = %e, "saga reconciler pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::audit::migration::CreateAuditLog),
             Box::new(shared::sync::migration::CreateSyncTables),
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
+            Box::new(CreateProvisioning),
         ]
     }
 }
@@ -123,6 +124,97 @@ impl MigrationTrait for Initial {
                     .col(string(IdempotencyKeys::ResourceId))
                     .col(string(IdempotencyKeys::Status))
                     .col(timestamp_with_time_zone(IdempotencyKeys::CreatedAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum ProvisioningSagas {
+    Table,
+    TenantId,
+    IdempotencyKey,
+    Actor,
+    Input,
+    Status,
+    Reason,
+    DeadlineAt,
+    LeaseOwner,
+    LeaseUntil,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ProvisioningSteps {
+    Table,
+    TenantId,
+    Name,
+    Position,
+    Status,
+    Attempts,
+    LastError,
+    UpdatedAt,
+}
+
+struct CreateProvisioning;
+
+impl MigrationName for CreateProvisioning {
+    fn name(&self) -> &str {
+        "m0002_provisioning_sagas"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateProvisioning {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ProvisioningSagas::Table)
+                    .if_not_exists()
+                    .col(uuid(ProvisioningSagas::TenantId).primary_key())
+                    .col(string(ProvisioningSagas::IdempotencyKey))
+                    .col(string(ProvisioningSagas::Actor))
+                    .col(text(ProvisioningSagas::Input))
+                    .col(string(ProvisioningSagas::Status))
+                    .col(text_null(ProvisioningSagas::Reason))
+                    .col(timestamp_with_time_zone(ProvisioningSagas::DeadlineAt))
+                    .col(string_null(ProvisioningSagas::LeaseOwner))
+                    .col(timestamp_with_time_zone_null(ProvisioningSagas::LeaseUntil))
+                    .col(timestamp_with_time_zone(ProvisioningSagas::CreatedAt))
+                    .col(timestamp_with_time_zone(ProvisioningSagas::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_sagas_status")
+                    .table(ProvisioningSagas::Table)
+                    .col(ProvisioningSagas::Status)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ProvisioningSteps::Table)
+                    .if_not_exists()
+                    .col(uuid(ProvisioningSteps::TenantId))
+                    .col(string(ProvisioningSteps::Name))
+                    .col(integer(ProvisioningSteps::Position))
+                    .col(string(ProvisioningSteps::Status))
+                    .col(integer(ProvisioningSteps::Attempts))
+                    .col(text_null(ProvisioningSteps::LastError))
+                    .col(timestamp_with_time_zone(ProvisioningSteps::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(ProvisioningSteps::TenantId)
+                            .col(ProvisioningSteps::Name),
+                    )
                     .to_owned(),
             )
             .await

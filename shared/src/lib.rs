@@ -13,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod projects;
 pub mod request;
 pub mod secretref;
 pub mod server;

@@ -37,6 +37,7 @@ pub struct Options {
     pub limits: Limits,
     pub dev_mode: bool,
     pub introspection: bool,
+    pub provisioning: global::config::Provisioning,
 }
 
 impl Options {
@@ -61,6 +62,10 @@ impl Options {
             limits: Limits::default(),
             dev_mode: false,
             introspection: false,
+            provisioning: global::config::Provisioning {
+                deadline: Duration::from_secs(60),
+                ..Default::default()
+            },
         }
     }
 }
@@ -256,6 +261,7 @@ pub fn global_settings(
         introspection: o.introspection,
         limits: o.limits,
         transport: None,
+        provisioning: o.provisioning.clone(),
     }
 }
 

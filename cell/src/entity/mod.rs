@@ -1,4 +1,6 @@
 pub mod config;
 pub mod config_history;
+pub mod environment;
+pub mod project;
 pub mod secret_ref;
 pub mod tenant;

@@ -37,7 +37,7 @@ fn actor(p: &Principal, on_behalf_of: Option<String>) -> String {
     }
 }
 
-fn readable(p: &Principal, id: &ID) -> shared::Result<TenantId> {
+pub(super) fn readable(p: &Principal, id: &ID) -> shared::Result<TenantId> {
     let t: TenantId = id.parse().field("tenantId")?;
     if !p.can_read_tenant(t) {
         return Err(shared::Error::NotFound(format!("tenant {t} not found")));
@@ -243,7 +243,7 @@ impl ConfigMutation {
 /// Runs a write to `tenant_id` once the caller may change it, recorded
 /// against the caller (or the end user the global tier names), and audits
 /// its outcome, refused or not.
-async fn audited<'a, T, Fut>(
+pub(super) async fn audited<'a, T, Fut>(
     ctx: &'a Context<'_>,
     action: &str,
     tenant_id: &ID,

@@ -3,6 +3,7 @@
 
 mod config;
 mod mutation;
+mod projects;
 mod query;
 mod subscription;
 mod types;
@@ -19,11 +20,15 @@ pub type CellSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery);
+pub struct AllQuery(Query, config::ConfigQuery, projects::ProjectsQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation);
+pub struct AllMutation(
+    Mutation,
+    config::ConfigMutation,
+    projects::ProjectsMutation,
+);
 
 pub fn schema(
     state: Option<State>,

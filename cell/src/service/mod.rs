@@ -1,3 +1,5 @@
 pub mod config;
+pub mod projects;
+pub mod purge;
 pub mod secrets;
 pub mod tenants;

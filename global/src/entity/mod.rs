@@ -1,3 +1,5 @@
 pub mod cell;
 pub mod idempotency;
+pub mod saga;
+pub mod saga_step;
 pub mod tenant;

@@ -197,7 +197,7 @@ impl ConfigMutation {
 /// audits its outcome here. `action` is both the audit action and the cell
 /// mutation's name, whose answer is returned; `check` is a local validation
 /// that must pass before anything is sent.
-async fn routed_write<T: serde::de::DeserializeOwned>(
+pub(super) async fn routed_write<T: serde::de::DeserializeOwned>(
     ctx: &Context<'_>,
     action: &str,
     tenant_id: &ID,

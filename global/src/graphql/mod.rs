@@ -2,8 +2,10 @@
 
 mod auth;
 mod config;
+mod lifecycle;
 mod loader;
 mod mutation;
+mod projects;
 mod query;
 mod subscription;
 mod types;
@@ -25,7 +27,11 @@ pub struct AllQuery(Query, config::ConfigQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation);
+pub struct AllMutation(
+    Mutation,
+    config::ConfigMutation,
+    projects::ProjectsMutation,
+);
 
 pub fn schema(
     state: Option<State>,

@@ -67,6 +67,9 @@ impl Tenant {
     /// The record from the home cell, batched per cell. `None` while the
     /// tenant is still being provisioned there.
     async fn record(&self, ctx: &Context<'_>) -> Result<Option<CellTenant>> {
+        if self.0.cell_id.is_empty() {
+            return Ok(None);
+        }
         let loader = ctx.data_unchecked::<async_graphql::dataloader::DataLoader<CellRecords>>();
         let key = RecordKey {
             cell: self.0.cell_id.clone(),
@@ -114,17 +117,51 @@ impl Tenant {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    /// The home cell.
-    async fn cell(&self, ctx: &Context<'_>) -> Result<Cell> {
+    /// The home cell (null until the tenant is placed).
+    async fn cell(&self, ctx: &Context<'_>) -> Result<Option<Cell>> {
+        if self.0.cell_id.is_empty() {
+            return Ok(None);
+        }
         let st = ctx.data_unchecked::<State>();
         let model = st.cells.get(&self.0.cell_id).ok_or_else(|| {
             shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
                 .into_gql()
         })?;
-        Ok(Cell {
+        Ok(Some(Cell {
             model,
             tenant_count: None,
-        })
+        }))
+    }
+    /// How its provisioning saga went, step by step.
+    async fn provisioning(&self, ctx: &Context<'_>) -> Result<Option<super::lifecycle::Provisioning>> {
+        let st = ctx.data_unchecked::<State>();
+        super::lifecycle::Provisioning::load(st, TenantId(self.0.id)).await.gql()
+    }
+    /// Its projects and their environments, from the home cell (empty
+    /// until the tenant is placed).
+    async fn projects(&self, ctx: &Context<'_>) -> Result<Vec<shared::projects::Project>> {
+        let st = ctx.data_unchecked::<State>();
+        if self.0.cell_id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {
+            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
+                .into_gql()
+        })?;
+        #[derive(serde::Deserialize)]
+        struct Out {
+            projects: Vec<shared::projects::Project>,
+        }
+        let out: Out = st
+            .cell_client
+            .forward(
+                &cell,
+                "query($t: ID!) { projects(tenantId: $t) { id name version environments { name } } }",
+                serde_json::json!({ "t": self.0.id }),
+            )
+            .await
+            .gql()?;
+        Ok(out.projects)
     }
     /// Display name, read from the home cell (null while provisioning;
     /// an UNAVAILABLE error when the cell cannot be reached).

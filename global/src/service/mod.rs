@@ -5,3 +5,5 @@ pub mod configkeys;
 pub mod directory;
 pub mod idempotency;
 pub mod placement;
+pub mod provisioning;
+pub mod saga;
