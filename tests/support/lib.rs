@@ -4,6 +4,7 @@
 
 pub mod backing;
 pub mod process;
+pub mod rows;
 pub mod stack;
 pub mod ws;
 

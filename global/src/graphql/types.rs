@@ -138,10 +138,15 @@ impl Tenant {
         super::lifecycle::Provisioning::load(st, TenantId(self.0.id)).await.gql()
     }
     /// Its projects and their environments, from the home cell (empty
-    /// until the tenant is placed).
+    /// while it is provisioned and once it FAILED).
     async fn projects(&self, ctx: &Context<'_>) -> Result<Vec<shared::projects::Project>> {
         let st = ctx.data_unchecked::<State>();
-        if self.0.cell_id.is_empty() {
+        let unmade = [
+            TenantStatus::Pending,
+            TenantStatus::Provisioning,
+            TenantStatus::Failed,
+        ];
+        if self.0.cell_id.is_empty() || unmade.iter().any(|s| s.as_str() == self.0.status) {
             return Ok(Vec::new());
         }
         let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {

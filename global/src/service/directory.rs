@@ -107,6 +107,13 @@ async fn wait(
                 .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row of {id} vanished")));
         }
         if tokio::time::Instant::now() >= until {
+            if let Some(s) = s.as_ref().filter(|s| s.status == saga::COMPENSATING) {
+                return Err(Error::Unavailable(format!(
+                    "tenant {id} failed ({}) and what was made is being undone; \
+                     its status is FAILED",
+                    s.reason.as_deref().unwrap_or("no reason recorded")
+                )));
+            }
             let steps = saga::steps(&st.db, id).await?;
             let at = steps
                 .iter()

@@ -165,7 +165,7 @@ async fn drive(st: &State, id: TenantId) -> Result<()> {
         }
     }
     saga::set_status(&st.db, id, saga::DONE, None).await?;
-    finish(st, id, &s.idempotency_key).await;
+    finish(st, id, &s.idempotency_key, TenantEventKind::Created).await;
     Ok(())
 }
 
@@ -301,13 +301,14 @@ async fn compensate(st: &State, id: TenantId) -> Result<()> {
     }
     saga::set_status(&st.db, id, saga::FAILED, None).await?;
     if let Some(s) = saga::get(&st.db, id).await? {
-        finish(st, id, &s.idempotency_key).await;
+        finish(st, id, &s.idempotency_key, TenantEventKind::Updated).await;
     }
     Ok(())
 }
 
-/// The saga ended: the key now answers with the tenant as it is.
-async fn finish(st: &State, id: TenantId, key: &str) {
+/// The saga ended: the key now answers with the tenant as it is, and
+/// `tenantEvents` hears of it (CREATED once ACTIVE, UPDATED once FAILED).
+async fn finish(st: &State, id: TenantId, key: &str, kind: TenantEventKind) {
     if let Ok(key) = IdempotencyKey::parse(key)
         && let Err(e) = idempotency::complete(&st.db, OP_CREATE, &key).await
     {
@@ -315,10 +316,7 @@ async fn finish(st: &State, id: TenantId, key: &str) {
     }
     if let Ok(Some(row)) = directory::get(&st.db, id).await {
         st.events
-            .publish(TenantEvent {
-                kind: TenantEventKind::Updated,
-                tenant: row,
-            })
+            .publish(TenantEvent { kind, tenant: row })
             .await;
     }
 }
