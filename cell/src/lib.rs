@@ -3,6 +3,7 @@
 //! with the global tier and heartbeats.
 
 pub mod config;
+pub mod directory;
 pub mod entity;
 pub mod graphql;
 pub mod migration;
@@ -149,6 +150,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
         ],
     );
+    tasks.extend(directory::spawn(state.clone(), server.shutdown.clone()));
     tasks.extend(sync::spawn(
         state.clone(),
         transport,

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTenantConfig),
             Box::new(CreateSecretRefs),
             Box::new(CreateProjects),
+            Box::new(AddPurgeAt),
         ]
     }
 }
@@ -31,6 +32,7 @@ enum Tenants {
     Version,
     CreatedAt,
     UpdatedAt,
+    PurgeAt,
 }
 
 struct CreateTenants;
@@ -250,6 +252,28 @@ impl MigrationTrait for CreateProjects {
                             .col(Environments::Project)
                             .col(Environments::Name),
                     )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+struct AddPurgeAt;
+
+impl MigrationName for AddPurgeAt {
+    fn name(&self) -> &str {
+        "m0005_tenants_purge_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddPurgeAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(timestamp_with_time_zone_null(Tenants::PurgeAt))
                     .to_owned(),
             )
             .await

@@ -39,6 +39,12 @@ pub struct Args {
     /// Seconds a replica holds a saga without renewing before another takes it over.
     #[arg(long)]
     pub saga_lease_secs: Option<u64>,
+    /// Longest grace period deprovisionTenant accepts, in seconds.
+    #[arg(long)]
+    pub max_grace_period_secs: Option<u64>,
+    /// Seconds a deleted tenant's slug stays reserved.
+    #[arg(long)]
+    pub slug_reuse_after_secs: Option<u64>,
     /// Test only: exit the process right after this saga step completes.
     #[arg(long, hide = true)]
     pub test_crash_after_step: Option<String>,
@@ -61,6 +67,8 @@ pub struct Config {
     pub provisioning_deadline_secs: u64,
     pub provisioning_wait_ms: u64,
     pub saga_lease_secs: u64,
+    pub max_grace_period_secs: u64,
+    pub slug_reuse_after_secs: u64,
     pub test_crash_after_step: Option<String>,
 }
 
@@ -82,14 +90,20 @@ impl Default for Config {
             provisioning_deadline_secs: 300,
             provisioning_wait_ms: 10_000,
             saga_lease_secs: 15,
+            max_grace_period_secs: 30 * 24 * 3600,
+            slug_reuse_after_secs: 90 * 24 * 3600,
             test_crash_after_step: None,
         }
     }
 }
 
-/// How provisioning sagas retry, wait and hand over.
+/// How tenants are provisioned (sagas retry, wait and hand over) and retired.
 #[derive(Debug, Clone)]
 pub struct Provisioning {
+    /// The longest grace period deprovisionTenant accepts.
+    pub max_grace_period: Duration,
+    /// How long a deleted tenant's slug stays reserved.
+    pub slug_reuse_after: Duration,
     /// After this, a saga stops retrying and compensates.
     pub deadline: Duration,
     /// How long createTenant waits for the saga to end.
@@ -103,6 +117,8 @@ pub struct Provisioning {
 impl Default for Provisioning {
     fn default() -> Self {
         Self {
+            max_grace_period: Duration::from_secs(30 * 24 * 3600),
+            slug_reuse_after: Duration::from_secs(90 * 24 * 3600),
             deadline: Duration::from_secs(300),
             wait: Duration::from_secs(10),
             lease: Duration::from_secs(15),
@@ -144,6 +160,8 @@ impl Args {
             )
             .set("provisioning_wait_ms", self.provisioning_wait_ms)
             .set("saga_lease_secs", self.saga_lease_secs)
+            .set("max_grace_period_secs", self.max_grace_period_secs)
+            .set("slug_reuse_after_secs", self.slug_reuse_after_secs)
             .set("test_crash_after_step", self.test_crash_after_step.clone());
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
@@ -206,6 +224,8 @@ impl Config {
             limits: self.limits,
             transport: None,
             provisioning: Provisioning {
+                max_grace_period: Duration::from_secs(self.max_grace_period_secs),
+                slug_reuse_after: Duration::from_secs(self.slug_reuse_after_secs),
                 deadline: Duration::from_secs(self.provisioning_deadline_secs),
                 wait: Duration::from_millis(self.provisioning_wait_ms),
                 lease: Duration::from_secs(self.saga_lease_secs),

@@ -124,7 +124,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new("global", None);
     let transport = transport(&settings)?;
-    let relay = Relay::spawn(db.clone(), transport, shutdown.clone());
+    let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
     let state = State {
         db,
         cells: cache,
@@ -169,12 +169,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         server.shutdown.clone(),
     ));
     let reconciler = tokio::spawn(reconcile_sagas(state.clone(), server.shutdown.clone()));
+    let record_changes =
+        service::tenant_status::spawn_consumer(state.clone(), transport, server.shutdown.clone());
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
         state,
         server,
-        tasks: vec![sweeper, reconciler],
+        tasks: vec![sweeper, reconciler, record_changes],
     })
 }
 

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::sync::migration::CreateSyncTables),
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
             Box::new(CreateProvisioning),
+            Box::new(AddPurgeAt),
         ]
     }
 }
@@ -40,6 +41,7 @@ enum Tenants {
     Version,
     CreatedAt,
     UpdatedAt,
+    PurgeAt,
 }
 
 #[derive(DeriveIden)]
@@ -215,6 +217,28 @@ impl MigrationTrait for CreateProvisioning {
                             .col(ProvisioningSteps::TenantId)
                             .col(ProvisioningSteps::Name),
                     )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+struct AddPurgeAt;
+
+impl MigrationName for AddPurgeAt {
+    fn name(&self) -> &str {
+        "m0003_tenants_purge_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddPurgeAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(timestamp_with_time_zone_null(Tenants::PurgeAt))
                     .to_owned(),
             )
             .await

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod projects;

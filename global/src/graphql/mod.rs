@@ -7,6 +7,7 @@ mod loader;
 mod mutation;
 mod projects;
 mod query;
+mod status;
 mod subscription;
 mod types;
 
@@ -31,6 +32,7 @@ pub struct AllMutation(
     Mutation,
     config::ConfigMutation,
     projects::ProjectsMutation,
+    status::StatusMutation,
 );
 
 pub fn schema(

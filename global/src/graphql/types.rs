@@ -114,6 +114,10 @@ impl Tenant {
     async fn version(&self) -> i64 {
         self.0.version
     }
+    /// While DEPROVISIONING: when the grace period ends and the tenant is purged.
+    async fn purge_at(&self) -> Option<DateTime<Utc>> {
+        self.0.purge_at
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }

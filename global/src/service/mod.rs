@@ -7,3 +7,4 @@ pub mod idempotency;
 pub mod placement;
 pub mod provisioning;
 pub mod saga;
+pub mod tenant_status;

@@ -57,6 +57,7 @@ pub async fn reserve(
         t,
         &STEPS,
         st.provisioning.deadline,
+        st.provisioning.slug_reuse_after,
         &lease(st),
     )
     .await?;

@@ -58,7 +58,8 @@ impl Lease {
 
 /// Reserves the slug with a PENDING directory row and records the saga and
 /// its steps (`reserve` done), all in one transaction, leased to `lease`.
-/// A FAILED tenant's slug is free again: its rows are replaced. Returns
+/// A FAILED tenant's slug is free again, a DELETED one's after
+/// `slug_reuse_after`: their rows are replaced. Returns
 /// whether this call made the reservation (false: it already existed).
 #[allow(clippy::too_many_arguments)]
 pub async fn reserve(
@@ -69,6 +70,7 @@ pub async fn reserve(
     t: &NewTenant,
     steps: &[&str],
     deadline: Duration,
+    slug_reuse_after: Duration,
     lease: &Lease,
 ) -> Result<bool> {
     let txn = db.begin().await?;
@@ -80,15 +82,20 @@ pub async fn reserve(
         .one(&txn)
         .await?
     {
-        if taken.status != TenantStatus::Failed.as_str() {
+        let free_at = taken.updated_at
+            + chrono::Duration::from_std(slug_reuse_after).unwrap_or(chrono::Duration::MAX);
+        let deleted = taken.status == TenantStatus::Deleted.as_str();
+        if deleted && free_at > Utc::now() {
             return Err(Error::Conflict(format!(
-                "slug `{}` is already taken{}",
+                "slug `{}` belonged to a deleted tenant and stays reserved until {}",
                 t.slug,
-                if taken.status == TenantStatus::Deleted.as_str() {
-                    " by a deleted tenant"
-                } else {
-                    ""
-                }
+                free_at.to_rfc3339()
+            )));
+        }
+        if !deleted && taken.status != TenantStatus::Failed.as_str() {
+            return Err(Error::Conflict(format!(
+                "slug `{}` is already taken",
+                t.slug
             )));
         }
         delete_rows(&txn, taken.id).await?;
@@ -105,6 +112,7 @@ pub async fn reserve(
             version: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
+            purge_at: Set(None),
         }
         .insert(&txn)
         .await?;
