@@ -45,6 +45,9 @@ pub struct Args {
     /// Seconds a deleted tenant's slug stays reserved.
     #[arg(long)]
     pub slug_reuse_after_secs: Option<u64>,
+    /// Labels plans need where such cells exist: `enterprise:pool=dedicated,…`.
+    #[arg(long)]
+    pub placement_policy: Option<String>,
     /// Test only: exit the process right after this saga step completes.
     #[arg(long, hide = true)]
     pub test_crash_after_step: Option<String>,
@@ -69,6 +72,8 @@ pub struct Config {
     pub saga_lease_secs: u64,
     pub max_grace_period_secs: u64,
     pub slug_reuse_after_secs: u64,
+    /// Plan → `key=value` label its tenants need where such cells exist.
+    pub placement_policy: std::collections::BTreeMap<String, String>,
     pub test_crash_after_step: Option<String>,
 }
 
@@ -92,6 +97,7 @@ impl Default for Config {
             saga_lease_secs: 15,
             max_grace_period_secs: 30 * 24 * 3600,
             slug_reuse_after_secs: 90 * 24 * 3600,
+            placement_policy: [("enterprise".to_string(), "pool=dedicated".to_string())].into(),
             test_crash_after_step: None,
         }
     }
@@ -104,6 +110,8 @@ pub struct Provisioning {
     pub max_grace_period: Duration,
     /// How long a deleted tenant's slug stays reserved.
     pub slug_reuse_after: Duration,
+    /// Plan → label its tenants need where such cells exist.
+    pub placement_policy: crate::service::placement::Policy,
     /// After this, a saga stops retrying and compensates.
     pub deadline: Duration,
     /// How long createTenant waits for the saga to end.
@@ -119,6 +127,11 @@ impl Default for Provisioning {
         Self {
             max_grace_period: Duration::from_secs(30 * 24 * 3600),
             slug_reuse_after: Duration::from_secs(90 * 24 * 3600),
+            placement_policy: [(
+                "enterprise".to_string(),
+                ("pool".to_string(), "dedicated".to_string()),
+            )]
+            .into(),
             deadline: Duration::from_secs(300),
             wait: Duration::from_secs(10),
             lease: Duration::from_secs(15),
@@ -162,6 +175,18 @@ impl Args {
             .set("saga_lease_secs", self.saga_lease_secs)
             .set("max_grace_period_secs", self.max_grace_period_secs)
             .set("slug_reuse_after_secs", self.slug_reuse_after_secs)
+            .set(
+                "placement_policy",
+                self.placement_policy.as_deref().map(|p| {
+                    split_list(p)
+                        .into_iter()
+                        .filter_map(|e| {
+                            e.split_once(':')
+                                .map(|(plan, l)| (plan.trim().to_owned(), l.trim().to_owned()))
+                        })
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                }),
+            )
             .set("test_crash_after_step", self.test_crash_after_step.clone());
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
@@ -226,6 +251,16 @@ impl Config {
             provisioning: Provisioning {
                 max_grace_period: Duration::from_secs(self.max_grace_period_secs),
                 slug_reuse_after: Duration::from_secs(self.slug_reuse_after_secs),
+                placement_policy: self
+                    .placement_policy
+                    .iter()
+                    .map(|(plan, label)| {
+                        let (k, v) = label.split_once('=').ok_or_else(|| {
+                            format!("placement_policy.{plan}: `{label}` is not key=value")
+                        })?;
+                        Ok((plan.clone(), (k.trim().to_owned(), v.trim().to_owned())))
+                    })
+                    .collect::<Result<_, String>>()?,
                 deadline: Duration::from_secs(self.provisioning_deadline_secs),
                 wait: Duration::from_millis(self.provisioning_wait_ms),
                 lease: Duration::from_secs(self.saga_lease_secs),

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::configkeys::store::migration::CreateConfigKeys),
             Box::new(CreateProvisioning),
             Box::new(AddPurgeAt),
+            Box::new(AddCellPlacement),
         ]
     }
 }
@@ -28,6 +29,9 @@ enum Cells {
     Status,
     LastHeartbeatAt,
     RegisteredAt,
+    Weight,
+    Labels,
+    State,
 }
 
 #[derive(DeriveIden)]
@@ -242,5 +246,35 @@ impl MigrationTrait for AddPurgeAt {
                     .to_owned(),
             )
             .await
+    }
+}
+
+struct AddCellPlacement;
+
+impl MigrationName for AddCellPlacement {
+    fn name(&self) -> &str {
+        "m0004_cells_weight_labels_state"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddCellPlacement {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one at a time.
+        for col in [
+            big_integer(Cells::Weight).default(1).to_owned(),
+            text(Cells::Labels).default("{}").to_owned(),
+            string(Cells::State).default("ACCEPTING").to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Cells::Table)
+                        .add_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

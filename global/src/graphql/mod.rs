@@ -5,6 +5,7 @@ mod config;
 mod lifecycle;
 mod loader;
 mod mutation;
+mod placement;
 mod projects;
 mod query;
 mod status;
@@ -24,7 +25,7 @@ pub type GlobalSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery);
+pub struct AllQuery(Query, config::ConfigQuery, placement::PlacementQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
@@ -33,6 +34,7 @@ pub struct AllMutation(
     config::ConfigMutation,
     projects::ProjectsMutation,
     status::StatusMutation,
+    placement::PlacementMutation,
 );
 
 pub fn schema(

@@ -129,6 +129,10 @@ impl Mutation {
                     region,
                     endpoint: input.endpoint,
                     capacity: input.capacity,
+                    weight: input.weight,
+                    labels: input
+                        .labels
+                        .map(|l| l.into_iter().map(|l| (l.key, l.value)).collect()),
                 },
             )
             .await

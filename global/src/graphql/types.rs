@@ -58,6 +58,25 @@ impl Cell {
     async fn last_heartbeat_at(&self) -> DateTime<Utc> {
         self.model.last_heartbeat_at
     }
+    /// Relative share of new tenants.
+    async fn weight(&self) -> i64 {
+        self.model.weight
+    }
+    async fn labels(&self) -> Vec<Label> {
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&self.model.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| Label { key, value })
+            .collect()
+    }
+    /// Whether new tenants may be placed here (set by an operator).
+    async fn state(&self) -> CellState {
+        if self.model.state == crate::service::cells::DRAINING {
+            CellState::Draining
+        } else {
+            CellState::Accepting
+        }
+    }
 }
 
 /// A tenant: its directory row here, its record in its home cell.
@@ -215,6 +234,35 @@ pub struct RegisterCellInput {
     pub capacity: i64,
     /// What the cell counts itself; informational.
     pub tenant_count: Option<i64>,
+    /// Relative share of new tenants (at least 1); kept when left out.
+    pub weight: Option<i64>,
+    /// Placement labels such as `pool=dedicated`; kept when left out.
+    pub labels: Option<Vec<Label>>,
+}
+
+/// A placement label of a cell.
+#[derive(InputObject, SimpleObject, Clone, Debug)]
+#[graphql(input_name = "LabelInput")]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum CellState {
+    /// New tenants may be placed here.
+    Accepting,
+    /// Keeps its tenants; no new ones.
+    Draining,
+}
+
+impl CellState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellState::Accepting => crate::service::cells::ACCEPTING,
+            CellState::Draining => crate::service::cells::DRAINING,
+        }
+    }
 }
 
 #[derive(SimpleObject)]

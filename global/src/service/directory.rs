@@ -55,7 +55,13 @@ pub async fn create(
     // finds the saga already reserved skips this.
     if get_by_key(st, key).await?.is_none() {
         let counts = cells::tenant_counts(&st.db).await?;
-        placement::choose(&t.region, &st.cells.all(), &counts)?;
+        placement::choose(
+            &t.region,
+            &t.plan,
+            &st.cells.all(),
+            &counts,
+            &st.provisioning.placement_policy,
+        )?;
     }
     let hash = idempotency::fingerprint(&t);
     let proposed = TenantId::new();

@@ -204,7 +204,13 @@ async fn place(st: &State, id: TenantId, t: &NewTenant) -> Result<()> {
         return Ok(());
     }
     let counts = cells::tenant_counts(&st.db).await?;
-    let cell = placement::choose(&t.region, &st.cells.all(), &counts)?;
+    let cell = placement::choose(
+        &t.region,
+        &t.plan,
+        &st.cells.all(),
+        &counts,
+        &st.provisioning.placement_policy,
+    )?;
     tenant::Entity::update_many()
         .col_expr(tenant::Column::CellId, Expr::value(cell.id.clone()))
         .col_expr(
