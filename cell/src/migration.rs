@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSecretRefs),
             Box::new(CreateProjects),
             Box::new(AddPurgeAt),
+            Box::new(CreatePlans),
         ]
     }
 }
@@ -33,6 +34,7 @@ enum Tenants {
     CreatedAt,
     UpdatedAt,
     PurgeAt,
+    PlanVersion,
 }
 
 struct CreateTenants;
@@ -274,6 +276,54 @@ impl MigrationTrait for AddPurgeAt {
                 Table::alter()
                     .table(Tenants::Table)
                     .add_column(timestamp_with_time_zone_null(Tenants::PurgeAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum EntitlementOverrides {
+    Table,
+    TenantId,
+    Name,
+    Enabled,
+    UpdatedAt,
+}
+
+struct CreatePlans;
+
+impl MigrationName for CreatePlans {
+    fn name(&self) -> &str {
+        "m0006_plan_version_and_entitlement_overrides"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePlans {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(big_integer(Tenants::PlanVersion).default(1))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(EntitlementOverrides::Table)
+                    .if_not_exists()
+                    .col(uuid(EntitlementOverrides::TenantId))
+                    .col(string(EntitlementOverrides::Name))
+                    .col(boolean(EntitlementOverrides::Enabled))
+                    .col(timestamp_with_time_zone(EntitlementOverrides::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(EntitlementOverrides::TenantId)
+                            .col(EntitlementOverrides::Name),
+                    )
                     .to_owned(),
             )
             .await

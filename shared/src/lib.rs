@@ -14,6 +14,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod plans;
 pub mod projects;
 pub mod request;
 pub mod secretref;

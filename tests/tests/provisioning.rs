@@ -196,8 +196,8 @@ async fn a_cell_back_within_the_deadline_finishes_the_saga_once_and_streams_each
     }
     assert_eq!(done, ["create", "allocate", "activate"]);
 
-    let t = until(&s, &id, "became ACTIVE", |t| t["status"] == "ACTIVE").await;
-    assert_eq!(t["provisioning"]["status"], "DONE", "{t}");
+    let t = until(&s, &id, "finished", |t| t["provisioning"]["status"] == "DONE").await;
+    assert_eq!(t["status"], "ACTIVE", "{t}");
     assert_eq!(t["projects"][0]["id"], "default", "{t}");
     let again = s.gql(&s.admin(), CREATE, input("back-1", "comeback")).await;
     assert!(again.get("errors").is_none(), "{again}");

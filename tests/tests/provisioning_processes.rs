@@ -165,8 +165,10 @@ async fn global_killed_at_a_crash_point_resumes_after_restart_and_completes_once
     // Restarted without the crash point: the reconciler takes the saga over
     // once its lease has run out, and finishes it.
     let global = e.global(&lease).await;
-    let t = e.until("crashy", |t| t["status"] == "ACTIVE").await;
-    assert_eq!(t["provisioning"]["status"], "DONE", "{t}");
+    let t = e
+        .until("crashy", |t| t["provisioning"]["status"] == "DONE")
+        .await;
+    assert_eq!(t["status"], "ACTIVE", "{t}");
     assert_eq!(step(&t, "create")["attempts"], 1, "create was not run again: {t}");
     assert_eq!(step(&t, "allocate")["status"], "DONE", "{t}");
     assert_eq!(step(&t, "activate")["status"], "DONE", "{t}");

@@ -17,6 +17,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// While DEPROVISIONING: when the grace period ends and the tenant is purged.
     pub purge_at: Option<DateTimeUtc>,
+    /// Increases with every plan change or entitlement override.
+    pub plan_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 
 mod config;
 mod mutation;
+mod plans;
 mod projects;
 mod query;
 mod subscription;
@@ -20,7 +21,12 @@ pub type CellSchema = Schema<AllQuery, AllMutation, Subscription>;
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct AllQuery(Query, config::ConfigQuery, projects::ProjectsQuery);
+pub struct AllQuery(
+    Query,
+    config::ConfigQuery,
+    projects::ProjectsQuery,
+    plans::PlansQuery,
+);
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
@@ -28,6 +34,7 @@ pub struct AllMutation(
     Mutation,
     config::ConfigMutation,
     projects::ProjectsMutation,
+    plans::PlansMutation,
 );
 
 pub fn schema(

@@ -1,4 +1,5 @@
 pub mod config;
+pub mod plans;
 pub mod projects;
 pub mod purge;
 pub mod secrets;

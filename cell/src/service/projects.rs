@@ -145,6 +145,14 @@ pub async fn create_project(
     }
     writable_tenant(db, tenant).await?;
     let txn = db.begin().await?;
+    if project::Entity::find_by_id((tenant.0, name.to_owned()))
+        .one(&txn)
+        .await?
+        .is_some()
+    {
+        return Err(Error::Conflict(format!("project `{name}` already exists")));
+    }
+    crate::service::plans::check_room(&txn, tenant, None).await?;
     if !insert_project(&txn, tenant, name, Some(key)).await? {
         return Err(Error::Conflict(format!("project `{name}` already exists")));
     }
@@ -210,6 +218,7 @@ pub async fn create_environment(
             "environment `{name}` already exists in project `{project_name}`"
         )));
     }
+    crate::service::plans::check_room(&txn, tenant, Some(project_name)).await?;
     environment::Entity::insert(environment::ActiveModel {
         tenant_id: Set(tenant.0),
         project: Set(project_name.to_owned()),

@@ -17,7 +17,8 @@ use shared::sync::{Event, outbox};
 use crate::entity::tenant;
 
 /// Every tenant-scoped table of the cell and the column naming the tenant.
-pub const TENANT_TABLES: [(&str, &str); 7] = [
+pub const TENANT_TABLES: [(&str, &str); 8] = [
+    ("entitlement_overrides", "tenant_id"),
     ("environments", "tenant_id"),
     ("projects", "tenant_id"),
     ("secret_refs", "tenant_id"),

@@ -79,6 +79,7 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
         purge_at: Set(None),
+        plan_version: Set(1),
     };
     match row.insert(db).await {
         Ok(m) => to_record(m),

@@ -5,6 +5,7 @@ mod config;
 mod lifecycle;
 mod loader;
 mod mutation;
+mod plans;
 mod placement;
 mod projects;
 mod query;
@@ -35,6 +36,7 @@ pub struct AllMutation(
     projects::ProjectsMutation,
     status::StatusMutation,
     placement::PlacementMutation,
+    plans::PlansMutation,
 );
 
 pub fn schema(

@@ -191,6 +191,39 @@ impl Tenant {
             .gql()?;
         Ok(out.projects)
     }
+    /// Its plan's quotas and effective entitlements, from the home cell
+    /// (null while it is provisioned and once it FAILED).
+    async fn plan_details(&self, ctx: &Context<'_>) -> Result<Option<shared::plans::TenantPlan>> {
+        let st = ctx.data_unchecked::<State>();
+        let unmade = [
+            TenantStatus::Pending,
+            TenantStatus::Provisioning,
+            TenantStatus::Failed,
+            TenantStatus::Deleted,
+        ];
+        if self.0.cell_id.is_empty() || unmade.iter().any(|s| s.as_str() == self.0.status) {
+            return Ok(None);
+        }
+        let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {
+            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
+                .into_gql()
+        })?;
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            tenant_plan: shared::plans::TenantPlan,
+        }
+        let q = format!(
+            "query($t: ID!) {{ tenantPlan(tenantId: $t) {{ {} }} }}",
+            shared::plans::TENANT_PLAN_FIELDS
+        );
+        let out: Out = st
+            .cell_client
+            .forward(&cell, &q, serde_json::json!({ "t": self.0.id }))
+            .await
+            .gql()?;
+        Ok(Some(out.tenant_plan))
+    }
     /// Display name, read from the home cell (null while provisioning;
     /// an UNAVAILABLE error when the cell cannot be reached).
     async fn name(&self, ctx: &Context<'_>) -> Result<Option<String>> {

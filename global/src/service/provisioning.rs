@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use shared::sync::outbox;
 use shared::ids::{IdempotencyKey, TenantId};
 use shared::model::TenantStatus;
 use shared::{Code, Error, Result};
@@ -22,7 +23,7 @@ use crate::entity::{saga_step, tenant};
 use crate::graphql::{TenantEvent, TenantEventKind};
 use crate::service::directory::{self, NewTenant};
 use crate::service::saga::{self, Lease, LifecycleEvent};
-use crate::service::{cells, idempotency, placement};
+use crate::service::{cells, idempotency, placement, tenant_status};
 
 pub const RESERVE: &str = "reserve";
 pub const PLACE: &str = "place";
@@ -234,8 +235,11 @@ async fn home(st: &State, id: TenantId) -> Result<crate::entity::cell::Model> {
         .ok_or_else(|| Error::Unavailable(format!("cell {} is not registered", row.cell_id)))
 }
 
+/// ACTIVE, with its `global.directory` event in the same transaction (the
+/// home cell records the version, so anti-entropy sees it in step).
 async fn activate(st: &State, id: TenantId) -> Result<()> {
-    tenant::Entity::update_many()
+    let txn = st.db.begin().await?;
+    let res = tenant::Entity::update_many()
         .col_expr(
             tenant::Column::Status,
             Expr::value(TenantStatus::Active.as_str()),
@@ -247,8 +251,15 @@ async fn activate(st: &State, id: TenantId) -> Result<()> {
         .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(tenant::Column::Id.eq(id.0))
         .filter(tenant::Column::Status.eq(TenantStatus::Provisioning.as_str()))
-        .exec(&st.db)
+        .exec(&txn)
         .await?;
+    if res.rows_affected == 1
+        && let Some(row) = tenant::Entity::find_by_id(id.0).one(&txn).await?
+    {
+        outbox::enqueue(&txn, &tenant_status::event(&row)?).await?;
+    }
+    txn.commit().await?;
+    st.relay.nudge();
     Ok(())
 }
 

@@ -189,7 +189,7 @@ async fn apply(
 }
 
 /// The `global.directory` event describing `row` as it is.
-fn event(row: &tenant::Model) -> Result<Event> {
+pub fn event(row: &tenant::Model) -> Result<Event> {
     let payload = DirectoryChange {
         tenant_id: row.id,
         cell_id: row.cell_id.clone(),
@@ -255,10 +255,17 @@ pub async fn apply_record_changes(st: &State, events: &[Event]) -> Result<()> {
                 .filter(tenant::Column::Status.eq(TenantStatus::Deprovisioning.as_str()))
                 .exec(&txn)
                 .await?;
+            // Cells record the tombstone's version too, for anti-entropy.
+            if let Some(row) = tenant::Entity::find_by_id(change.tenant_id).one(&txn).await? {
+                outbox::enqueue(&txn, &event(&row)?).await?;
+            }
             deleted.push(change.tenant_id);
         }
     }
     txn.commit().await?;
+    if !deleted.is_empty() {
+        st.relay.nudge();
+    }
     for id in deleted {
         if let Ok(Some(row)) = crate::service::directory::get(&st.db, TenantId(id)).await {
             st.events
