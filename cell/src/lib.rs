@@ -3,6 +3,7 @@
 //! with the global tier and heartbeats.
 
 pub mod config;
+pub mod directory;
 pub mod entity;
 pub mod flags;
 pub mod graphql;
@@ -201,6 +202,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.sync.claim_idle,
         server.shutdown.clone(),
     ));
+    tasks.extend(directory::spawn(state.clone(), server.shutdown.clone()));
     tasks.extend(sync::spawn(
         state.clone(),
         transport,

@@ -19,6 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(shared::flags::store::migration::CreateFlagTables),
             Box::new(shared::quota::store::migration::CreateMetrics),
             Box::new(quota::CreateQuotaTables),
+            Box::new(CreateProjects),
+            Box::new(AddPurgeAt),
+            Box::new(CreatePlans),
         ]
     }
 }
@@ -35,6 +38,8 @@ enum Tenants {
     Version,
     CreatedAt,
     UpdatedAt,
+    PurgeAt,
+    PlanVersion,
 }
 
 struct CreateTenants;
@@ -184,6 +189,145 @@ impl MigrationTrait for CreateSecretRefs {
                         Index::create()
                             .col(SecretRefs::TenantId)
                             .col(SecretRefs::Name),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Projects {
+    Table,
+    TenantId,
+    Name,
+    Version,
+    IdempotencyKey,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Environments {
+    Table,
+    TenantId,
+    Project,
+    Name,
+    IdempotencyKey,
+    CreatedAt,
+}
+
+struct CreateProjects;
+
+impl MigrationName for CreateProjects {
+    fn name(&self) -> &str {
+        "m0004_create_projects"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateProjects {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Projects::Table)
+                    .if_not_exists()
+                    .col(uuid(Projects::TenantId))
+                    .col(string(Projects::Name))
+                    .col(big_integer(Projects::Version))
+                    .col(string_null(Projects::IdempotencyKey))
+                    .col(timestamp_with_time_zone(Projects::CreatedAt))
+                    .col(timestamp_with_time_zone(Projects::UpdatedAt))
+                    .primary_key(Index::create().col(Projects::TenantId).col(Projects::Name))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Environments::Table)
+                    .if_not_exists()
+                    .col(uuid(Environments::TenantId))
+                    .col(string(Environments::Project))
+                    .col(string(Environments::Name))
+                    .col(string_null(Environments::IdempotencyKey))
+                    .col(timestamp_with_time_zone(Environments::CreatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(Environments::TenantId)
+                            .col(Environments::Project)
+                            .col(Environments::Name),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+struct AddPurgeAt;
+
+impl MigrationName for AddPurgeAt {
+    fn name(&self) -> &str {
+        "m0005_tenants_purge_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddPurgeAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(timestamp_with_time_zone_null(Tenants::PurgeAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum EntitlementOverrides {
+    Table,
+    TenantId,
+    Name,
+    Enabled,
+    UpdatedAt,
+}
+
+struct CreatePlans;
+
+impl MigrationName for CreatePlans {
+    fn name(&self) -> &str {
+        "m0006_plan_version_and_entitlement_overrides"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePlans {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(big_integer(Tenants::PlanVersion).default(1))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(EntitlementOverrides::Table)
+                    .if_not_exists()
+                    .col(uuid(EntitlementOverrides::TenantId))
+                    .col(string(EntitlementOverrides::Name))
+                    .col(boolean(EntitlementOverrides::Enabled))
+                    .col(timestamp_with_time_zone(EntitlementOverrides::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(EntitlementOverrides::TenantId)
+                            .col(EntitlementOverrides::Name),
                     )
                     .to_owned(),
             )

@@ -77,6 +77,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         limits,
         transport: Some(transport.clone()),
         sync: global::config::SyncSettings::default(),
+        provisioning: global::config::Provisioning::default(),
     })
     .await
     .context("starting the global tier")?;

@@ -50,6 +50,34 @@ impl CellClient {
         Ok(out.create_tenant)
     }
 
+    /// Has the cell make the tenant's default resources (idempotent).
+    pub async fn allocate(&self, cell: &cell::Model, id: TenantId) -> Result<()> {
+        let _: serde_json::Value = self
+            .gql
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                "mutation($t: ID!) { allocateTenantResources(tenantId: $t) { id } }",
+                json!({ "t": id }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Has the cell delete every row it holds of the tenant (idempotent).
+    pub async fn purge(&self, cell: &cell::Model, id: TenantId) -> Result<()> {
+        let _: serde_json::Value = self
+            .gql
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                "mutation($t: ID!) { purgeTenant(tenantId: $t) }",
+                json!({ "t": id }),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Sends any query of the cell API to `cell`.
     pub async fn forward<T: serde::de::DeserializeOwned>(
         &self,

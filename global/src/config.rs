@@ -36,6 +36,27 @@ pub struct Args {
     /// Changes younger than this many milliseconds are in flight, not divergent.
     #[arg(long)]
     pub repair_grace_ms: Option<u64>,
+    /// Seconds a provisioning saga keeps retrying before it compensates.
+    #[arg(long)]
+    pub provisioning_deadline_secs: Option<u64>,
+    /// Milliseconds createTenant waits for the saga before answering UNAVAILABLE.
+    #[arg(long)]
+    pub provisioning_wait_ms: Option<u64>,
+    /// Seconds a replica holds a saga without renewing before another takes it over.
+    #[arg(long)]
+    pub saga_lease_secs: Option<u64>,
+    /// Longest grace period deprovisionTenant accepts, in seconds.
+    #[arg(long)]
+    pub max_grace_period_secs: Option<u64>,
+    /// Seconds a deleted tenant's slug stays reserved.
+    #[arg(long)]
+    pub slug_reuse_after_secs: Option<u64>,
+    /// Labels plans need where such cells exist: `enterprise:pool=dedicated,…`.
+    #[arg(long)]
+    pub placement_policy: Option<String>,
+    /// Test only: exit the process right after this saga step completes.
+    #[arg(long, hide = true)]
+    pub test_crash_after_step: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +73,14 @@ pub struct Config {
     pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub provisioning_deadline_secs: u64,
+    pub provisioning_wait_ms: u64,
+    pub saga_lease_secs: u64,
+    pub max_grace_period_secs: u64,
+    pub slug_reuse_after_secs: u64,
+    /// Plan → `key=value` label its tenants need where such cells exist.
+    pub placement_policy: std::collections::BTreeMap<String, String>,
+    pub test_crash_after_step: Option<String>,
     /// Seconds between anti-entropy passes over every cell.
     pub repair_interval_secs: u64,
     /// Changes younger than this are in flight, not divergent.
@@ -91,6 +120,50 @@ impl Default for Config {
             limits: Limits::default(),
             repair_interval_secs: 30,
             repair_grace_ms: 5000,
+            provisioning_deadline_secs: 300,
+            provisioning_wait_ms: 10_000,
+            saga_lease_secs: 15,
+            max_grace_period_secs: 30 * 24 * 3600,
+            slug_reuse_after_secs: 90 * 24 * 3600,
+            placement_policy: [("enterprise".to_string(), "pool=dedicated".to_string())].into(),
+            test_crash_after_step: None,
+        }
+    }
+}
+
+/// How tenants are provisioned (sagas retry, wait and hand over) and retired.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    /// The longest grace period deprovisionTenant accepts.
+    pub max_grace_period: Duration,
+    /// How long a deleted tenant's slug stays reserved.
+    pub slug_reuse_after: Duration,
+    /// Plan → label its tenants need where such cells exist.
+    pub placement_policy: crate::service::placement::Policy,
+    /// After this, a saga stops retrying and compensates.
+    pub deadline: Duration,
+    /// How long createTenant waits for the saga to end.
+    pub wait: Duration,
+    /// A saga whose driver has not renewed its lease for this long is resumed by another.
+    pub lease: Duration,
+    /// Test only: the process exits right after this step completes.
+    pub crash_after_step: Option<String>,
+}
+
+impl Default for Provisioning {
+    fn default() -> Self {
+        Self {
+            max_grace_period: Duration::from_secs(30 * 24 * 3600),
+            slug_reuse_after: Duration::from_secs(90 * 24 * 3600),
+            placement_policy: [(
+                "enterprise".to_string(),
+                ("pool".to_string(), "dedicated".to_string()),
+            )]
+            .into(),
+            deadline: Duration::from_secs(300),
+            wait: Duration::from_secs(10),
+            lease: Duration::from_secs(15),
+            crash_after_step: None,
         }
     }
 }
@@ -112,6 +185,7 @@ pub struct Settings {
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
     pub sync: SyncSettings,
+    pub provisioning: Provisioning,
 }
 
 impl Args {
@@ -123,7 +197,28 @@ impl Args {
             .set("plans", self.plans.as_deref().map(split_list))
             .set("cell_timeout_ms", self.cell_timeout_ms)
             .set("repair_interval_secs", self.repair_interval_secs)
-            .set("repair_grace_ms", self.repair_grace_ms);
+            .set("repair_grace_ms", self.repair_grace_ms)
+            .set(
+                "provisioning_deadline_secs",
+                self.provisioning_deadline_secs,
+            )
+            .set("provisioning_wait_ms", self.provisioning_wait_ms)
+            .set("saga_lease_secs", self.saga_lease_secs)
+            .set("max_grace_period_secs", self.max_grace_period_secs)
+            .set("slug_reuse_after_secs", self.slug_reuse_after_secs)
+            .set(
+                "placement_policy",
+                self.placement_policy.as_deref().map(|p| {
+                    split_list(p)
+                        .into_iter()
+                        .filter_map(|e| {
+                            e.split_once(':')
+                                .map(|(plan, l)| (plan.trim().to_owned(), l.trim().to_owned()))
+                        })
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                }),
+            )
+            .set("test_crash_after_step", self.test_crash_after_step.clone());
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
 }
@@ -163,6 +258,17 @@ impl Config {
         if self.repair_interval_secs == 0 {
             return Err("repair_interval_secs must be at least 1".into());
         }
+        if self.provisioning_deadline_secs == 0 || self.saga_lease_secs == 0 {
+            return Err("provisioning_deadline_secs and saga_lease_secs must be at least 1".into());
+        }
+        if let Some(step) = &self.test_crash_after_step
+            && !crate::service::provisioning::STEPS.contains(&step.as_str())
+        {
+            return Err(format!(
+                "test_crash_after_step must name a step: {}",
+                crate::service::provisioning::STEPS.join(", ")
+            ));
+        }
         Ok(Settings {
             listen: self.listen.clone(),
             database_url,
@@ -179,6 +285,24 @@ impl Config {
             sync: SyncSettings {
                 repair_interval: Duration::from_secs(self.repair_interval_secs),
                 repair_grace: Duration::from_millis(self.repair_grace_ms),
+            },
+            provisioning: Provisioning {
+                max_grace_period: Duration::from_secs(self.max_grace_period_secs),
+                slug_reuse_after: Duration::from_secs(self.slug_reuse_after_secs),
+                placement_policy: self
+                    .placement_policy
+                    .iter()
+                    .map(|(plan, label)| {
+                        let (k, v) = label.split_once('=').ok_or_else(|| {
+                            format!("placement_policy.{plan}: `{label}` is not key=value")
+                        })?;
+                        Ok((plan.clone(), (k.trim().to_owned(), v.trim().to_owned())))
+                    })
+                    .collect::<Result<_, String>>()?,
+                deadline: Duration::from_secs(self.provisioning_deadline_secs),
+                wait: Duration::from_millis(self.provisioning_wait_ms),
+                lease: Duration::from_secs(self.saga_lease_secs),
+                crash_after_step: self.test_crash_after_step.clone(),
             },
         })
     }

@@ -29,6 +29,7 @@ pub use config::Settings;
 use crate::cell_client::CellClient;
 use crate::graphql::TenantEvent;
 use crate::service::cells;
+use crate::service::saga::LifecycleEvent;
 
 /// What resolvers and background tasks of the global tier share.
 #[derive(Clone)]
@@ -47,6 +48,13 @@ pub struct State {
     pub sync: config::SyncSettings,
     /// Rollout progress, for `rolloutProgress` subscribers.
     pub rollout_events: tokio::sync::broadcast::Sender<service::rollouts::Progress>,
+    /// Provisioning saga steps as they happen, fanned out like `events`.
+    pub lifecycle: Arc<Bus<LifecycleEvent>>,
+    pub provisioning: config::Provisioning,
+    /// This process, as a saga lease owner.
+    pub replica: String,
+    /// Sagas this process drives now.
+    pub driving: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
     cells_gauge: prometheus::IntGaugeVec,
 }
 
@@ -105,6 +113,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(anyhow::Error::msg)?,
         None => Bus::local(),
     };
+    let lifecycle = match &settings.redis_url {
+        Some(url) => Bus::redis(
+            url,
+            format!("{}:global:lifecycle-events", settings.redis_prefix),
+            shutdown.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => Bus::local(),
+    };
     let cache = cells::Cache::default();
     cache
         .reload(&db)
@@ -125,6 +142,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         transport,
         sync: settings.sync,
         rollout_events: tokio::sync::broadcast::channel(1024).0,
+        lifecycle,
+        provisioning: settings.provisioning.clone(),
+        replica: format!("global-{}", uuid::Uuid::new_v4().simple()),
+        driving: Arc::default(),
     };
     state.refresh_cell_gauge();
     let shared = Shared {
@@ -170,6 +191,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.transport.clone(),
         server.shutdown.clone(),
     ));
+    tasks.push(tokio::spawn(reconcile_sagas(
+        state.clone(),
+        server.shutdown.clone(),
+    )));
+    tasks.push(service::tenant_status::spawn_consumer(
+        state.clone(),
+        state.transport.clone(),
+        server.shutdown.clone(),
+    ));
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
@@ -191,6 +221,22 @@ pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         )),
         None => anyhow::bail!("a sync transport is needed: set redis_url"),
+    }
+}
+
+/// Resumes provisioning sagas whose driver stopped renewing its lease (a
+/// replica that died mid-saga), at start and then every half lease.
+async fn reconcile_sagas(st: State, shutdown: CancellationToken) {
+    let every =
+        (st.provisioning.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        if let Err(e) = service::provisioning::resume_orphans(&st).await {
+            tracing::warn!(error = %e, "saga reconciler pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

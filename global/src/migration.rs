@@ -21,6 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(sync::CreateSyncRepairs),
             Box::new(shared::quota::store::migration::CreateMetrics),
             Box::new(quota::CreateUsageRollups),
+            Box::new(CreateProvisioning),
+            Box::new(AddPurgeAt),
+            Box::new(AddCellPlacement),
         ]
     }
 }
@@ -35,6 +38,9 @@ enum Cells {
     Status,
     LastHeartbeatAt,
     RegisteredAt,
+    Weight,
+    Labels,
+    State,
 }
 
 #[derive(DeriveIden)]
@@ -48,6 +54,7 @@ enum Tenants {
     Version,
     CreatedAt,
     UpdatedAt,
+    PurgeAt,
 }
 
 #[derive(DeriveIden)]
@@ -191,5 +198,148 @@ impl MigrationTrait for CreateRollouts {
                     .to_owned(),
             )
             .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum ProvisioningSagas {
+    Table,
+    TenantId,
+    IdempotencyKey,
+    Actor,
+    Input,
+    Status,
+    Reason,
+    DeadlineAt,
+    LeaseOwner,
+    LeaseUntil,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ProvisioningSteps {
+    Table,
+    TenantId,
+    Name,
+    Position,
+    Status,
+    Attempts,
+    LastError,
+    UpdatedAt,
+}
+
+struct CreateProvisioning;
+
+impl MigrationName for CreateProvisioning {
+    fn name(&self) -> &str {
+        "m0002_provisioning_sagas"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateProvisioning {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ProvisioningSagas::Table)
+                    .if_not_exists()
+                    .col(uuid(ProvisioningSagas::TenantId).primary_key())
+                    .col(string(ProvisioningSagas::IdempotencyKey))
+                    .col(string(ProvisioningSagas::Actor))
+                    .col(text(ProvisioningSagas::Input))
+                    .col(string(ProvisioningSagas::Status))
+                    .col(text_null(ProvisioningSagas::Reason))
+                    .col(timestamp_with_time_zone(ProvisioningSagas::DeadlineAt))
+                    .col(string_null(ProvisioningSagas::LeaseOwner))
+                    .col(timestamp_with_time_zone_null(ProvisioningSagas::LeaseUntil))
+                    .col(timestamp_with_time_zone(ProvisioningSagas::CreatedAt))
+                    .col(timestamp_with_time_zone(ProvisioningSagas::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_sagas_status")
+                    .table(ProvisioningSagas::Table)
+                    .col(ProvisioningSagas::Status)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ProvisioningSteps::Table)
+                    .if_not_exists()
+                    .col(uuid(ProvisioningSteps::TenantId))
+                    .col(string(ProvisioningSteps::Name))
+                    .col(integer(ProvisioningSteps::Position))
+                    .col(string(ProvisioningSteps::Status))
+                    .col(integer(ProvisioningSteps::Attempts))
+                    .col(text_null(ProvisioningSteps::LastError))
+                    .col(timestamp_with_time_zone(ProvisioningSteps::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(ProvisioningSteps::TenantId)
+                            .col(ProvisioningSteps::Name),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+struct AddPurgeAt;
+
+impl MigrationName for AddPurgeAt {
+    fn name(&self) -> &str {
+        "m0003_tenants_purge_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddPurgeAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(timestamp_with_time_zone_null(Tenants::PurgeAt))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+struct AddCellPlacement;
+
+impl MigrationName for AddCellPlacement {
+    fn name(&self) -> &str {
+        "m0004_cells_weight_labels_state"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddCellPlacement {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one at a time.
+        for col in [
+            big_integer(Cells::Weight).default(1).to_owned(),
+            text(Cells::Labels).default("{}").to_owned(),
+            string(Cells::State).default("ACCEPTING").to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Cells::Table)
+                        .add_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -98,6 +98,8 @@ async fn tenants(db: &sea_orm::DatabaseConnection, n: usize) -> Vec<Uuid> {
             version: Set(1),
             created_at: Set(Utc::now()),
             updated_at: Set(Utc::now()),
+            purge_at: Set(None),
+            plan_version: Set(0),
         });
         cell::entity::tenant::Entity::insert_many(rows)
             .exec(db)

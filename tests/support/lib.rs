@@ -6,6 +6,7 @@ pub mod backing;
 pub mod flags;
 pub mod process;
 pub mod quota;
+pub mod rows;
 pub mod stack;
 pub mod ws;
 

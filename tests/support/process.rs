@@ -1,8 +1,7 @@
 //! Runs the workspace's binaries as separate processes.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 /// The path of a workspace binary, building it first when it is missing.
@@ -70,7 +69,7 @@ pub async fn gql(
         .expect("JSON answer")
 }
 
-/// A loopback port free at the time of the call.
+/// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -79,9 +78,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits (15 s at most) for `url`'s `/readyz` to answer 200; fails with the
-/// child's stderr if it exits first.
-pub async fn wait_ready(url: &str, child: &mut Child) {
+/// Waits until `url/readyz` answers 200, failing if `child` exits first.
+pub async fn wait_ready(url: &str, child: &mut std::process::Child) {
+    use std::io::Read;
     for _ in 0..150 {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
@@ -93,7 +92,70 @@ pub async fn wait_ready(url: &str, child: &mut Child) {
         {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("{url} never became ready");
+}
+
+/// Starts the `global` binary on `port` with `extra` environment variables.
+pub async fn spawn_global(
+    port: u16,
+    database_url: &str,
+    redis_prefix: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
+    let mut cmd = Command::new(binary("global"));
+    cmd.env("TENANT_GLOBAL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANT_GLOBAL_DATABASE_URL", database_url)
+        .env("TENANT_GLOBAL_REDIS_URL", crate::backing::redis_url())
+        .env("TENANT_GLOBAL_REDIS_PREFIX", redis_prefix)
+        .env("TENANT_GLOBAL_JWT_SECRET", crate::stack::SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file("global", port));
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("global starts");
+    wait_ready(&format!("http://127.0.0.1:{port}"), &mut child).await;
+    child
+}
+
+/// Starts the `cell` binary `id` of `region` on `port`, registering with `global_url`.
+pub async fn spawn_cell(
+    port: u16,
+    id: &str,
+    region: &str,
+    database_url: &str,
+    redis_prefix: &str,
+    global_url: &str,
+) -> std::process::Child {
+    let mut child = Command::new(binary("cell"))
+        .env("TENANT_CELL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANT_CELL_ID", id)
+        .env("TENANT_CELL_REGION", region)
+        .env("TENANT_CELL_DATABASE_URL", database_url)
+        .env("TENANT_CELL_REDIS_URL", crate::backing::redis_url())
+        .env("TENANT_CELL_REDIS_PREFIX", redis_prefix)
+        .env("TENANT_CELL_GLOBAL_URL", global_url)
+        .env("TENANT_CELL_JWT_SECRET", crate::stack::SECRET)
+        .env("TENANT_CELL_HEARTBEAT_INTERVAL_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file(id, port))
+        .spawn()
+        .expect("cell starts");
+    wait_ready(&format!("http://127.0.0.1:{port}"), &mut child).await;
+    child
+}
+
+/// Where a spawned tier's logs go (a file, so a chatty process never blocks
+/// on a full pipe): `$TMPDIR/tcp-{name}-{port}.log`.
+fn log_file(name: &str, port: u16) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("tcp-{name}-{port}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
 }

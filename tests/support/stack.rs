@@ -41,6 +41,7 @@ pub struct Options {
     pub sync: global::config::SyncSettings,
     /// Quota enforcement and metering of every cell.
     pub quota: cell::quota::Settings,
+    pub provisioning: global::config::Provisioning,
 }
 
 impl Options {
@@ -67,6 +68,10 @@ impl Options {
             introspection: false,
             sync: global::config::SyncSettings::default(),
             quota: cell::quota::Settings::default(),
+            provisioning: global::config::Provisioning {
+                deadline: Duration::from_secs(60),
+                ..Default::default()
+            },
         }
     }
 }
@@ -263,6 +268,7 @@ pub fn global_settings(
         limits: o.limits,
         transport: None,
         sync: o.sync,
+        provisioning: o.provisioning.clone(),
     }
 }
 

@@ -68,9 +68,16 @@ async fn mutations_are_audited_on_both_tiers() {
     let cell_log = shared::audit::list(&s.cell("eu-west-1-a").state.db, &Default::default(), 10)
         .await
         .unwrap();
-    assert_eq!(cell_log.len(), 1);
+    // Newest first: the saga's create step, then its allocate step.
+    assert_eq!(cell_log.len(), 2);
+    assert_eq!(cell_log[1].actor, "global");
+    assert_eq!(cell_log[1].action, "createTenant");
+    assert_eq!(
+        cell_log[1].tenant_id.map(|t| t.to_string()),
+        Some(id.clone())
+    );
     assert_eq!(cell_log[0].actor, "global");
-    assert_eq!(cell_log[0].action, "createTenant");
+    assert_eq!(cell_log[0].action, "allocateTenantResources");
     assert_eq!(cell_log[0].tenant_id.map(|t| t.to_string()), Some(id));
     s.stop().await;
 }

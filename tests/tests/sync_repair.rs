@@ -51,7 +51,7 @@ fn only<'a>(v: &'a Value, field: &str) -> &'a Value {
     let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["config-key", "flag", "rollout", "metric"],
+        ["config-key", "tenant", "flag", "rollout", "metric"],
         "one cell, every kind: {v}"
     );
     &rows[0]
@@ -230,8 +230,8 @@ async fn sync_status_is_for_operators() {
     let v = s.gql(&sre, STATUS, json!({})).await;
     assert_eq!(
         v["data"]["syncStatus"].as_array().map(|a| a.len()),
-        Some(8),
-        "two cells × four kinds: {v}"
+        Some(10),
+        "two cells × five kinds: {v}"
     );
     s.stop().await;
 }

@@ -72,6 +72,15 @@ fn values(v: &Value) -> std::collections::HashMap<String, (Value, String)> {
 async fn layered_values_history_and_rollback() {
     let (s, id) = setup().await;
     let admin = s.admin();
+    // Config targets must exist: the project `web` is made first.
+    let web = s
+        .gql(
+            &admin,
+            "mutation($i: CreateProjectInput!) { createProject(input: $i) { id } }",
+            json!({ "i": { "tenantId": id, "name": "web", "idempotencyKey": "web" } }),
+        )
+        .await;
+    assert!(web.get("errors").is_none(), "{web}");
     let eff = values(&s.gql(&admin, EFFECTIVE, json!({ "t": id })).await);
     assert_eq!(eff["limits.max_users"], (json!(10), "DEFAULT".into()));
 

@@ -47,6 +47,7 @@ async fn in_region(s: &Stack) -> Value {
 async fn an_unanswered_cell_call_is_unavailable_and_retry_safe() {
     let mut o = Options::new(Backend::Postgres);
     o.cell_timeout = Duration::from_millis(600);
+    o.provisioning.wait = Duration::from_secs(2);
     let s = Stack::start_with(o).await;
     register_silent_cell(&s).await;
 

@@ -1,5 +1,8 @@
 pub mod config;
 pub mod config_history;
+pub mod entitlement_override;
+pub mod environment;
+pub mod project;
 pub mod quota_change;
 pub mod quota_override;
 pub mod secret_ref;

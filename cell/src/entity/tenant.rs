@@ -15,6 +15,10 @@ pub struct Model {
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// While DEPROVISIONING: when the grace period ends and the tenant is purged.
+    pub purge_at: Option<DateTimeUtc>,
+    /// Increases with every plan change or entitlement override.
+    pub plan_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,8 @@
 
 mod config;
 mod mutation;
+mod plans;
+mod projects;
 mod query;
 mod quota;
 mod subscription;
@@ -26,11 +28,19 @@ pub struct AllQuery(
     config::ConfigQuery,
     sync::SyncQuery,
     quota::QuotaQuery,
+    projects::ProjectsQuery,
+    plans::PlansQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct AllMutation(Mutation, config::ConfigMutation, quota::QuotaMutation);
+pub struct AllMutation(
+    Mutation,
+    config::ConfigMutation,
+    quota::QuotaMutation,
+    projects::ProjectsMutation,
+    plans::PlansMutation,
+);
 
 pub fn schema(
     state: Option<State>,

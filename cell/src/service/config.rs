@@ -152,6 +152,13 @@ pub async fn update(db: &DatabaseConnection, u: Update) -> Result<i64> {
         return Ok(v);
     }
     writable_tenant(db, u.tenant).await?;
+    crate::service::projects::check_target(
+        db,
+        u.tenant,
+        u.target.project.as_deref(),
+        u.target.environment.as_deref(),
+    )
+    .await?;
     let keys: BTreeMap<String, store::Stored> = store::all(db)
         .await?
         .into_iter()

@@ -78,6 +78,8 @@ pub async fn create(
         version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
+        purge_at: Set(None),
+        plan_version: Set(1),
     };
     match row.insert(db).await {
         Ok(m) => to_record(m),
@@ -120,4 +122,39 @@ pub async fn get_many(db: &DatabaseConnection, ids: &[TenantId]) -> Result<Vec<C
 
 pub async fn count(db: &DatabaseConnection) -> Result<u64> {
     Ok(tenant::Entity::find().count(db).await?)
+}
+
+/// Applies `global.directory` events for this cell's tenants: status and
+/// purge time, monotonic per directory version (duplicates are no-ops).
+pub async fn apply_directory(
+    db: &DatabaseConnection,
+    cell_id: &str,
+    events: &[shared::sync::Event],
+) -> Result<()> {
+    use sea_orm::TransactionTrait;
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    let txn = db.begin().await?;
+    for e in events {
+        let change: shared::lifecycle::DirectoryChange =
+            serde_json::from_value(e.payload.clone()).map_err(Error::internal)?;
+        if change.cell_id != cell_id {
+            continue;
+        }
+        if !shared::sync::applied::advance(&txn, &e.entity, e.version).await? {
+            continue;
+        }
+        tenant::Entity::update_many()
+            .col_expr(tenant::Column::Status, Expr::value(change.status.as_str()))
+            .col_expr(tenant::Column::PurgeAt, Expr::value(change.purge_at))
+            .col_expr(
+                tenant::Column::Version,
+                Expr::col(tenant::Column::Version).add(1),
+            )
+            .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(tenant::Column::Id.eq(change.tenant_id))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(())
 }

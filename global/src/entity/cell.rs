@@ -13,6 +13,21 @@ pub struct Model {
     pub status: String,
     pub last_heartbeat_at: DateTimeUtc,
     pub registered_at: DateTimeUtc,
+    /// Relative share of new tenants (load is divided by it); at least 1.
+    pub weight: i64,
+    /// `{"pool": "dedicated", …}`, JSON.
+    #[sea_orm(column_type = "Text")]
+    pub labels: String,
+    /// ACCEPTING or DRAINING (no new tenants), set by an operator.
+    pub state: String,
+}
+
+impl Model {
+    pub fn label(&self, key: &str) -> Option<String> {
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&self.labels)
+            .ok()?
+            .remove(key)
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -44,6 +44,15 @@ pub(super) async fn home(
         ));
     }
     let row = directory::get(&st.db, t).await?.ok_or_else(not_found)?;
+    let status = shared::model::TenantStatus::parse(&row.status)
+        .map_err(|e| shared::Error::internal(anyhow::anyhow!(e.0)))?;
+    use shared::model::TenantStatus::{Deleted, Deprovisioning, Suspended};
+    if write && matches!(status, Suspended | Deprovisioning | Deleted) {
+        return Err(shared::Error::Conflict(format!(
+            "tenant {t} is {}: writes are refused",
+            status.as_str()
+        )));
+    }
     let cell = st.cells.get(&row.cell_id).ok_or_else(|| {
         shared::Error::Unavailable(format!("cell {} is not registered", row.cell_id))
     })?;

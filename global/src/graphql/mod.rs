@@ -3,11 +3,16 @@
 mod auth;
 mod config;
 mod flags;
+mod lifecycle;
 mod loader;
 mod mutation;
+mod placement;
+mod plans;
+mod projects;
 mod query;
 mod quota;
 mod rollouts;
+mod status;
 mod subscription;
 mod sync;
 mod types;
@@ -32,6 +37,7 @@ pub struct AllQuery(
     rollouts::RolloutQuery,
     sync::SyncQuery,
     quota::QuotaQuery,
+    placement::PlacementQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]
@@ -43,6 +49,10 @@ pub struct AllMutation(
     rollouts::RolloutMutation,
     sync::SyncMutation,
     quota::QuotaMutation,
+    projects::ProjectsMutation,
+    status::StatusMutation,
+    placement::PlacementMutation,
+    plans::PlansMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

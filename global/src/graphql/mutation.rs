@@ -8,7 +8,6 @@ use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug};
 use shared::server::record_tenant;
 
 use super::auth::caller;
-use super::subscription::{TenantEvent, TenantEventKind};
 use super::types::{Cell, CreateTenantInput, DefineConfigKeyInput, RegisterCellInput, Tenant};
 use crate::service::cells::{self, Registration};
 use crate::service::configkeys;
@@ -20,8 +19,12 @@ pub struct Mutation;
 
 #[Object(name = "DirectoryMutation")]
 impl Mutation {
-    /// Creates a tenant: places it on an UP cell of its region with room
-    /// (least loaded first) and has that cell create it.
+    /// Creates a tenant through its provisioning saga (reserve, place,
+    /// create in the cell, allocate the default project, activate) and
+    /// answers once the saga ends: the ACTIVE tenant, or the FAILED one with
+    /// `provisioning.reason`. A saga still retrying a cell after the
+    /// configured wait answers UNAVAILABLE and carries on in the background;
+    /// retry with the same key, or watch `tenantLifecycle`.
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "slug": input.slug, "region": input.region, "plan": input.plan, "idempotencyKey": input.idempotency_key });
@@ -36,14 +39,9 @@ impl Mutation {
         audit::outcome(&st.db, p, "createTenant", tenant_id, None, detail, &result)
             .await
             .gql()?;
+        // The saga announces the tenant on `tenantEvents` when it is ACTIVE.
         let row = result.gql()?;
         record_tenant(ctx, &row.id);
-        st.events
-            .publish(TenantEvent {
-                kind: TenantEventKind::Created,
-                tenant: row.clone(),
-            })
-            .await;
         Ok(Tenant(row))
     }
 
@@ -126,6 +124,10 @@ impl Mutation {
                     region,
                     endpoint: input.endpoint,
                     capacity: input.capacity,
+                    weight: input.weight,
+                    labels: input
+                        .labels
+                        .map(|l| l.into_iter().map(|l| (l.key, l.value)).collect()),
                 },
             )
             .await

@@ -59,4 +59,13 @@ impl Subscription {
             }),
         )
     }
+
+    /// Each step of a tenant's provisioning saga as it happens.
+    async fn tenant_lifecycle(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> Result<impl Stream<Item = super::lifecycle::LifecycleStep>> {
+        super::lifecycle::steps(ctx, tenant_id)
+    }
 }

@@ -58,6 +58,25 @@ impl Cell {
     async fn last_heartbeat_at(&self) -> DateTime<Utc> {
         self.model.last_heartbeat_at
     }
+    /// Relative share of new tenants.
+    async fn weight(&self) -> i64 {
+        self.model.weight
+    }
+    async fn labels(&self) -> Vec<Label> {
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&self.model.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| Label { key, value })
+            .collect()
+    }
+    /// Whether new tenants may be placed here (set by an operator).
+    async fn state(&self) -> CellState {
+        if self.model.state == crate::service::cells::DRAINING {
+            CellState::Draining
+        } else {
+            CellState::Accepting
+        }
+    }
 }
 
 /// A tenant: its directory row here, its record in its home cell.
@@ -67,6 +86,9 @@ impl Tenant {
     /// The record from the home cell, batched per cell. `None` while the
     /// tenant is still being provisioned there.
     async fn record(&self, ctx: &Context<'_>) -> Result<Option<CellTenant>> {
+        if self.0.cell_id.is_empty() {
+            return Ok(None);
+        }
         let loader = ctx.data_unchecked::<async_graphql::dataloader::DataLoader<CellRecords>>();
         let key = RecordKey {
             cell: self.0.cell_id.clone(),
@@ -111,20 +133,101 @@ impl Tenant {
     async fn version(&self) -> i64 {
         self.0.version
     }
+    /// While DEPROVISIONING: when the grace period ends and the tenant is purged.
+    async fn purge_at(&self) -> Option<DateTime<Utc>> {
+        self.0.purge_at
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    /// The home cell.
-    async fn cell(&self, ctx: &Context<'_>) -> Result<Cell> {
+    /// The home cell (null until the tenant is placed).
+    async fn cell(&self, ctx: &Context<'_>) -> Result<Option<Cell>> {
+        if self.0.cell_id.is_empty() {
+            return Ok(None);
+        }
         let st = ctx.data_unchecked::<State>();
         let model = st.cells.get(&self.0.cell_id).ok_or_else(|| {
             shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
                 .into_gql()
         })?;
-        Ok(Cell {
+        Ok(Some(Cell {
             model,
             tenant_count: None,
-        })
+        }))
+    }
+    /// How its provisioning saga went, step by step.
+    async fn provisioning(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::lifecycle::Provisioning>> {
+        let st = ctx.data_unchecked::<State>();
+        super::lifecycle::Provisioning::load(st, TenantId(self.0.id))
+            .await
+            .gql()
+    }
+    /// Its projects and their environments, from the home cell (empty
+    /// while it is provisioned and once it FAILED).
+    async fn projects(&self, ctx: &Context<'_>) -> Result<Vec<shared::projects::Project>> {
+        let st = ctx.data_unchecked::<State>();
+        let unmade = [
+            TenantStatus::Pending,
+            TenantStatus::Provisioning,
+            TenantStatus::Failed,
+        ];
+        if self.0.cell_id.is_empty() || unmade.iter().any(|s| s.as_str() == self.0.status) {
+            return Ok(Vec::new());
+        }
+        let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {
+            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
+                .into_gql()
+        })?;
+        #[derive(serde::Deserialize)]
+        struct Out {
+            projects: Vec<shared::projects::Project>,
+        }
+        let out: Out = st
+            .cell_client
+            .forward(
+                &cell,
+                "query($t: ID!) { projects(tenantId: $t) { id name version environments { name } } }",
+                serde_json::json!({ "t": self.0.id }),
+            )
+            .await
+            .gql()?;
+        Ok(out.projects)
+    }
+    /// Its plan's quotas and effective entitlements, from the home cell
+    /// (null while it is provisioned and once it FAILED).
+    async fn plan_details(&self, ctx: &Context<'_>) -> Result<Option<shared::plans::TenantPlan>> {
+        let st = ctx.data_unchecked::<State>();
+        let unmade = [
+            TenantStatus::Pending,
+            TenantStatus::Provisioning,
+            TenantStatus::Failed,
+            TenantStatus::Deleted,
+        ];
+        if self.0.cell_id.is_empty() || unmade.iter().any(|s| s.as_str() == self.0.status) {
+            return Ok(None);
+        }
+        let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {
+            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
+                .into_gql()
+        })?;
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            tenant_plan: shared::plans::TenantPlan,
+        }
+        let q = format!(
+            "query($t: ID!) {{ tenantPlan(tenantId: $t) {{ {} }} }}",
+            shared::plans::TENANT_PLAN_FIELDS
+        );
+        let out: Out = st
+            .cell_client
+            .forward(&cell, &q, serde_json::json!({ "t": self.0.id }))
+            .await
+            .gql()?;
+        Ok(Some(out.tenant_plan))
     }
     /// Display name, read from the home cell (null while provisioning;
     /// an UNAVAILABLE error when the cell cannot be reached).
@@ -169,6 +272,35 @@ pub struct RegisterCellInput {
     pub capacity: i64,
     /// What the cell counts itself; informational.
     pub tenant_count: Option<i64>,
+    /// Relative share of new tenants (at least 1); kept when left out.
+    pub weight: Option<i64>,
+    /// Placement labels such as `pool=dedicated`; kept when left out.
+    pub labels: Option<Vec<Label>>,
+}
+
+/// A placement label of a cell.
+#[derive(InputObject, SimpleObject, Clone, Debug)]
+#[graphql(input_name = "LabelInput")]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum CellState {
+    /// New tenants may be placed here.
+    Accepting,
+    /// Keeps its tenants; no new ones.
+    Draining,
+}
+
+impl CellState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellState::Accepting => crate::service::cells::ACCEPTING,
+            CellState::Draining => crate::service::cells::DRAINING,
+        }
+    }
 }
 
 #[derive(SimpleObject)]

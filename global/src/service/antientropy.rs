@@ -189,10 +189,59 @@ impl Kind for Metrics {
     }
 }
 
+/// Directory entries: each cell holds those of its own tenants.
+pub struct Directory;
+
+#[async_trait::async_trait]
+impl Kind for Directory {
+    fn name(&self) -> &'static str {
+        "tenant"
+    }
+
+    fn stream(&self) -> &'static str {
+        shared::lifecycle::DIRECTORY_STREAM
+    }
+
+    async fn versions(&self, st: &State, cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+        use crate::entity::tenant;
+        use sea_orm::{ColumnTrait, QueryFilter};
+        Ok(tenant::Entity::find()
+            .filter(tenant::Column::CellId.eq(cell))
+            .filter(tenant::Column::Version.gt(0))
+            .all(&st.db)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    shared::lifecycle::directory_entity(r.id),
+                    r.version,
+                    r.updated_at,
+                )
+            })
+            .collect())
+    }
+
+    async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
+        let mut n = 0;
+        for e in entities {
+            let Some(id) = e
+                .strip_prefix("tenant:")
+                .and_then(|i| i.parse::<shared::ids::TenantId>().ok())
+            else {
+                continue;
+            };
+            super::tenant_status::reenqueue(st, id).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 /// Every replicated kind.
 pub fn kinds() -> Vec<Box<dyn Kind>> {
     vec![
         Box::new(ConfigKeys),
+        Box::new(Directory),
         Box::new(Flags),
         Box::new(Rollouts),
         Box::new(Metrics),

@@ -15,6 +15,8 @@ use crate::entity::{cell, tenant};
 
 pub const UP: &str = "UP";
 pub const DOWN: &str = "DOWN";
+pub const ACCEPTING: &str = "ACCEPTING";
+pub const DRAINING: &str = "DRAINING";
 
 /// What a cell says about itself when it registers.
 #[derive(Debug, Clone)]
@@ -23,6 +25,9 @@ pub struct Registration {
     pub region: Region,
     pub endpoint: String,
     pub capacity: i64,
+    /// Kept as they are when not given.
+    pub weight: Option<i64>,
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An in-memory copy of the registry, so reads need not ask the database
@@ -91,6 +96,22 @@ pub async fn register(
             "capacity must be at least 1",
         ));
     }
+    if r.weight.is_some_and(|w| w < 1) {
+        return Err(Error::bad_input(
+            "input.weight",
+            "weight must be at least 1",
+        ));
+    }
+    if let Some(labels) = &r.labels {
+        for (k, v) in labels {
+            if CellId::parse(k).is_err() || v.is_empty() || v.len() > 63 {
+                return Err(Error::bad_input(
+                    "input.labels",
+                    format!("label `{k}={v}`: keys are DNS labels, values 1 to 63 characters"),
+                ));
+            }
+        }
+    }
     if let Some(existing) = cell::Entity::find_by_id(r.id.to_string()).one(db).await?
         && existing.region != r.region.as_str()
     {
@@ -108,16 +129,29 @@ pub async fn register(
         status: sea_orm::Set(UP.into()),
         last_heartbeat_at: sea_orm::Set(now),
         registered_at: sea_orm::Set(now),
+        weight: sea_orm::Set(r.weight.unwrap_or(1)),
+        labels: sea_orm::Set(
+            serde_json::to_string(&r.labels.clone().unwrap_or_default())
+                .map_err(Error::internal)?,
+        ),
+        state: sea_orm::Set(ACCEPTING.into()),
     };
+    let mut update = vec![
+        cell::Column::Endpoint,
+        cell::Column::Capacity,
+        cell::Column::Status,
+        cell::Column::LastHeartbeatAt,
+    ];
+    if r.weight.is_some() {
+        update.push(cell::Column::Weight);
+    }
+    if r.labels.is_some() {
+        update.push(cell::Column::Labels);
+    }
     cell::Entity::insert(row)
         .on_conflict(
             OnConflict::column(cell::Column::Id)
-                .update_columns([
-                    cell::Column::Endpoint,
-                    cell::Column::Capacity,
-                    cell::Column::Status,
-                    cell::Column::LastHeartbeatAt,
-                ])
+                .update_columns(update)
                 .to_owned(),
         )
         .exec(db)
@@ -126,6 +160,29 @@ pub async fn register(
         .one(db)
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("cell vanished after upsert")))?;
+    cache.put(saved.clone());
+    Ok(saved)
+}
+
+/// ACCEPTING or DRAINING: a draining cell keeps its tenants and gets no new ones.
+pub async fn set_state(
+    db: &DatabaseConnection,
+    cache: &Cache,
+    id: &CellId,
+    state: &str,
+) -> Result<cell::Model> {
+    let res = cell::Entity::update_many()
+        .col_expr(cell::Column::State, Expr::value(state))
+        .filter(cell::Column::Id.eq(id.as_str()))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(Error::NotFound(format!("cell {id} is not registered")));
+    }
+    let saved = cell::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
     cache.put(saved.clone());
     Ok(saved)
 }

@@ -1,27 +1,25 @@
 //! The tenant directory: which cell is each tenant's home. Creating a
-//! tenant reserves its slug, places it, has its cell create it, then
-//! activates the directory row.
+//! tenant runs its provisioning saga (`service::provisioning`).
 
-use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use std::time::Duration;
+
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
 use serde::Serialize;
-use shared::db::is_unique_violation;
 use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug, TenantId};
 use shared::model::TenantStatus;
-use shared::{Code, Error, Result};
+use shared::{Error, Result};
 use uuid::Uuid;
 
 use crate::State;
 use crate::entity::tenant;
-use crate::service::{cells, idempotency, placement};
+use crate::service::{cells, idempotency, placement, provisioning, saga};
 
 const OP_CREATE: &str = "createTenant";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NewTenant {
     pub slug: Slug,
     pub name: String,
@@ -29,8 +27,12 @@ pub struct NewTenant {
     pub plan: Plan,
 }
 
-/// Creates a tenant in a cell of its region. Safe to retry with the same
-/// idempotency key: concurrent and later retries get the same tenant.
+/// Creates a tenant through its provisioning saga (see `provisioning`) and
+/// waits for the saga to end, at most the configured wait: the answer is
+/// the ACTIVE tenant, or the FAILED one (its `provisioning.reason` says
+/// why); a saga still retrying after the wait answers UNAVAILABLE and goes
+/// on in the background. Safe to retry with the same idempotency key:
+/// concurrent and later retries get the same tenant.
 pub async fn create(
     st: &State,
     actor: &str,
@@ -48,6 +50,19 @@ pub async fn create(
             ),
         ));
     }
+    // Refused at once, with nothing made, when placement cannot succeed now
+    // (unknown region, no UP cell, no room); a retry with the same key that
+    // finds the saga already reserved skips this.
+    if get_by_key(st, key).await?.is_none() {
+        let counts = cells::tenant_counts(&st.db).await?;
+        placement::choose(
+            &t.region,
+            &t.plan,
+            &st.cells.all(),
+            &counts,
+            &st.provisioning.placement_policy,
+        )?;
+    }
     let hash = idempotency::fingerprint(&t);
     let proposed = TenantId::new();
     let claim =
@@ -61,108 +76,66 @@ pub async fn create(
     {
         return Ok(row);
     }
-    let row = match reserve(st, id, &t).await {
-        Ok(row) => row,
-        Err(e) => {
-            // Nothing was made: free the key so a corrected retry may use it.
-            idempotency::release(&st.db, OP_CREATE, key).await?;
-            return Err(e);
-        }
-    };
-    let cell = st
-        .cells
-        .get(&row.cell_id)
-        .ok_or_else(|| Error::Unavailable(format!("cell {} is not registered", row.cell_id)))?;
-    match st.cell_client.create_tenant(&cell, id, &t).await {
-        Ok(record) => {
-            let row = activate(&st.db, id, record.version).await?;
-            idempotency::complete(&st.db, OP_CREATE, key).await?;
-            Ok(row)
-        }
-        Err(e) if matches!(e.code(), Code::Unavailable | Code::Internal) => {
-            // The cell may or may not have it: keep the reservation so a retry
-            // with the same key finishes the same tenant.
-            tracing::warn!(tenant_id = %id, cell = %cell.id, error = %e, "cell did not confirm tenant creation");
-            Err(Error::Unavailable(format!(
-                "cell {} did not confirm the tenant; retry with the same idempotency key",
-                cell.id
-            )))
-        }
-        Err(e) => {
-            // The cell refused: undo the reservation.
-            tenant::Entity::delete_by_id(id.0).exec(&st.db).await?;
-            idempotency::release(&st.db, OP_CREATE, key).await?;
-            Err(e)
-        }
+    if let Err(e) = provisioning::reserve(st, id, key, actor, &t).await {
+        // Nothing was made: free the key so a corrected retry may use it.
+        idempotency::release(&st.db, OP_CREATE, key).await?;
+        return Err(e);
     }
+    let driver = provisioning::start(st, id);
+    wait(st, id, driver).await
 }
 
-/// Inserts the PROVISIONING directory row (placing the tenant), or returns
-/// the one a concurrent or earlier retry made.
-async fn reserve(st: &State, id: TenantId, t: &NewTenant) -> Result<tenant::Model> {
-    if let Some(existing) = get(&st.db, id).await? {
-        return Ok(existing);
+/// The tenant an earlier createTenant with `key` reserved, if any.
+async fn get_by_key(st: &State, key: &IdempotencyKey) -> Result<Option<TenantId>> {
+    idempotency::resource(&st.db, OP_CREATE, key)
+        .await
+        .map(|r| r.and_then(|id| id.parse().ok()))
+}
+
+/// Waits for the saga of `id` to end (at most the configured wait).
+async fn wait(
+    st: &State,
+    id: TenantId,
+    driver: Option<tokio::task::JoinHandle<()>>,
+) -> Result<tenant::Model> {
+    let until = tokio::time::Instant::now() + st.provisioning.wait;
+    if let Some(task) = driver {
+        let _ = tokio::time::timeout_at(until, task).await;
     }
-    if let Some(taken) = get_by_slug(&st.db, &t.slug).await? {
-        if taken.id == id.0 {
-            // A concurrent retry with the same key reserved it a moment ago.
-            return Ok(taken);
+    loop {
+        let s = saga::get(&st.db, id).await?;
+        let ended = s
+            .as_ref()
+            .is_none_or(|s| s.status == saga::DONE || s.status == saga::FAILED);
+        if ended {
+            return get(&st.db, id)
+                .await?
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row of {id} vanished")));
         }
-        return Err(Error::Conflict(format!(
-            "slug `{}` is already taken{}",
-            t.slug,
-            if taken.status == TenantStatus::Deleted.as_str() {
-                " by a deleted tenant"
-            } else {
-                ""
+        if tokio::time::Instant::now() >= until {
+            if let Some(s) = s.as_ref().filter(|s| s.status == saga::COMPENSATING) {
+                return Err(Error::Unavailable(format!(
+                    "tenant {id} failed ({}) and what was made is being undone; \
+                     its status is FAILED",
+                    s.reason.as_deref().unwrap_or("no reason recorded")
+                )));
             }
-        )));
-    }
-    let counts = cells::tenant_counts(&st.db).await?;
-    let cell = placement::choose(&t.region, &st.cells.all(), &counts)?;
-    let now = Utc::now();
-    let row = tenant::ActiveModel {
-        id: sea_orm::Set(id.0),
-        slug: sea_orm::Set(t.slug.to_string()),
-        region: sea_orm::Set(t.region.to_string()),
-        cell_id: sea_orm::Set(cell.id.clone()),
-        status: sea_orm::Set(TenantStatus::Provisioning.as_str().to_owned()),
-        version: sea_orm::Set(0),
-        created_at: sea_orm::Set(now),
-        updated_at: sea_orm::Set(now),
-    };
-    match tenant::Entity::insert(row).exec(&st.db).await {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {
-            return match get(&st.db, id).await? {
-                Some(existing) => Ok(existing),
-                None => Err(Error::Conflict(format!(
-                    "slug `{}` is already taken",
-                    t.slug
-                ))),
-            };
+            let steps = saga::steps(&st.db, id).await?;
+            let at = steps
+                .iter()
+                .find(|s| s.status != saga::STEP_DONE)
+                .map(|s| match &s.last_error {
+                    Some(e) => format!("step `{}` (attempt {}): {e}", s.name, s.attempts),
+                    None => format!("step `{}`", s.name),
+                })
+                .unwrap_or_default();
+            return Err(Error::Unavailable(format!(
+                "tenant {id} is still provisioning at {at}; it keeps retrying until its deadline: \
+                 retry with the same idempotency key, or watch tenantLifecycle"
+            )));
         }
-        Err(e) => return Err(e.into()),
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    get(&st.db, id)
-        .await?
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row vanished after insert")))
-}
-
-async fn activate(db: &DatabaseConnection, id: TenantId, version: i64) -> Result<tenant::Model> {
-    tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::Status,
-            Expr::value(TenantStatus::Active.as_str()),
-        )
-        .col_expr(tenant::Column::Version, Expr::value(version))
-        .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(tenant::Column::Id.eq(id.0))
-        .exec(db)
-        .await?;
-    get(db, id)
-        .await?
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row vanished")))
 }
 
 pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<Option<tenant::Model>> {

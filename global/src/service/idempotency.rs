@@ -118,3 +118,15 @@ pub async fn release(db: &DatabaseConnection, operation: &str, key: &Idempotency
         .await?;
     Ok(())
 }
+
+/// The resource a key is bound to, if it was claimed.
+pub async fn resource(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+) -> Result<Option<String>> {
+    Ok(idempotency::Entity::find_by_id(row_key(operation, key))
+        .one(db)
+        .await?
+        .map(|r| r.resource_id))
+}

@@ -1,0 +1,216 @@
+//! A tenant's plan in its home cell: the plan's default quotas and
+//! entitlements (`shared::plans`), per-tenant entitlement overrides, and
+//! plan changes, all under one plan version (optimistic concurrency).
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Set, TransactionTrait,
+};
+use shared::ids::TenantId;
+use shared::plans::{self, ENTITLEMENTS, Entitlement, EntitlementSource, Spec, TenantPlan};
+use shared::{Error, Result};
+
+use crate::entity::{entitlement_override, environment, project, tenant};
+use crate::service::config::writable_tenant;
+
+fn spec_of(plan: &str) -> Result<Spec> {
+    plans::spec(plan).ok_or_else(|| {
+        let valid: Vec<&str> = plans::PLANS.iter().map(|p| p.name).collect();
+        Error::bad_input(
+            "input.plan",
+            format!("unknown plan `{plan}`; valid plans: {}", valid.join(", ")),
+        )
+    })
+}
+
+async fn record<C: ConnectionTrait>(db: &C, id: TenantId) -> Result<tenant::Model> {
+    tenant::Entity::find_by_id(id.0)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))
+}
+
+/// The tenant's plan, quotas and effective entitlements.
+pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<TenantPlan> {
+    let t = record(db, id).await?;
+    let spec = spec_of(&t.plan).map_err(|_| {
+        Error::internal(anyhow::anyhow!("tenant {id} is on unknown plan {}", t.plan))
+    })?;
+    let overrides = entitlement_override::Entity::find()
+        .filter(entitlement_override::Column::TenantId.eq(id.0))
+        .all(db)
+        .await?;
+    let entitlements = ENTITLEMENTS
+        .iter()
+        .map(|name| match overrides.iter().find(|o| o.name == *name) {
+            Some(o) => Entitlement {
+                name: (*name).into(),
+                enabled: o.enabled,
+                source: EntitlementSource::Override,
+            },
+            None => Entitlement {
+                name: (*name).into(),
+                enabled: spec.entitlements.contains(name),
+                source: EntitlementSource::Plan,
+            },
+        })
+        .collect();
+    Ok(TenantPlan {
+        plan: t.plan,
+        version: t.plan_version,
+        limits: spec.limits(),
+        entitlements,
+    })
+}
+
+/// Bumps the plan version from `expected` (CONFLICT when stale) and sets `plan` if given.
+async fn bump<C: ConnectionTrait>(
+    db: &C,
+    id: TenantId,
+    expected: i64,
+    plan: Option<&str>,
+) -> Result<()> {
+    let mut q = tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::PlanVersion,
+            Expr::col(tenant::Column::PlanVersion).add(1),
+        )
+        .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()));
+    if let Some(p) = plan {
+        q = q.col_expr(tenant::Column::Plan, Expr::value(p));
+    }
+    let res = q
+        .filter(tenant::Column::Id.eq(id.0))
+        .filter(tenant::Column::PlanVersion.eq(expected))
+        .exec(db)
+        .await?;
+    if res.rows_affected != 1 {
+        let current = record(db, id).await?.plan_version;
+        return Err(Error::Conflict(format!(
+            "the plan is at version {current}; expectedVersion was {expected}"
+        )));
+    }
+    Ok(())
+}
+
+/// Moves the tenant to `plan`; refused when its usage exceeds the new quotas.
+pub async fn change(
+    db: &DatabaseConnection,
+    id: TenantId,
+    plan: &str,
+    expected: i64,
+) -> Result<TenantPlan> {
+    let spec = spec_of(plan)?;
+    writable_tenant(db, id).await?;
+    let txn = db.begin().await?;
+    let projects = project::Entity::find()
+        .filter(project::Column::TenantId.eq(id.0))
+        .count(&txn)
+        .await? as i64;
+    if projects > spec.max_projects {
+        return Err(Error::bad_input(
+            "input.plan",
+            format!(
+                "the tenant has {projects} projects; plan {plan} allows {}",
+                spec.max_projects
+            ),
+        ));
+    }
+    bump(&txn, id, expected, Some(plan)).await?;
+    txn.commit().await?;
+    get(db, id).await
+}
+
+/// Overrides one entitlement (`Some`), or removes the override (`None`).
+pub async fn set_override(
+    db: &DatabaseConnection,
+    id: TenantId,
+    name: &str,
+    enabled: Option<bool>,
+    expected: i64,
+) -> Result<TenantPlan> {
+    if !ENTITLEMENTS.contains(&name) {
+        return Err(Error::bad_input(
+            "input.name",
+            format!(
+                "unknown entitlement `{name}`; known: {}",
+                ENTITLEMENTS.join(", ")
+            ),
+        ));
+    }
+    writable_tenant(db, id).await?;
+    let txn = db.begin().await?;
+    bump(&txn, id, expected, None).await?;
+    match enabled {
+        Some(on) => {
+            entitlement_override::Entity::insert(entitlement_override::ActiveModel {
+                tenant_id: Set(id.0),
+                name: Set(name.to_owned()),
+                enabled: Set(on),
+                updated_at: Set(Utc::now()),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    entitlement_override::Column::TenantId,
+                    entitlement_override::Column::Name,
+                ])
+                .update_columns([
+                    entitlement_override::Column::Enabled,
+                    entitlement_override::Column::UpdatedAt,
+                ])
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        None => {
+            entitlement_override::Entity::delete_many()
+                .filter(entitlement_override::Column::TenantId.eq(id.0))
+                .filter(entitlement_override::Column::Name.eq(name))
+                .exec(&txn)
+                .await?;
+        }
+    }
+    txn.commit().await?;
+    get(db, id).await
+}
+
+/// Refuses a new project or environment beyond the plan's quota.
+pub async fn check_room<C: ConnectionTrait>(
+    db: &C,
+    id: TenantId,
+    project_name: Option<&str>,
+) -> Result<()> {
+    let t = record(db, id).await?;
+    let Some(spec) = plans::spec(&t.plan) else {
+        return Ok(());
+    };
+    let (used, limit, quota) = match project_name {
+        None => (
+            project::Entity::find()
+                .filter(project::Column::TenantId.eq(id.0))
+                .count(db)
+                .await? as i64,
+            spec.max_projects,
+            "max_projects",
+        ),
+        Some(p) => (
+            environment::Entity::find()
+                .filter(environment::Column::TenantId.eq(id.0))
+                .filter(environment::Column::Project.eq(p))
+                .count(db)
+                .await? as i64,
+            spec.max_environments_per_project,
+            "max_environments_per_project",
+        ),
+    };
+    if used >= limit {
+        return Err(Error::Conflict(format!(
+            "quota {quota} reached: plan {} allows {limit}",
+            t.plan
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Deleting every row a cell holds of a tenant: after a grace period ends,
+//! or when a provisioning saga compensates. One transaction per tenant, so
+//! a crash leaves all or nothing; the sweeper finds a due tenant again until
+//! its purge commits, so an interrupted purge resumes.
+
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    Statement, TransactionTrait,
+};
+use shared::Result;
+use shared::ids::TenantId;
+use shared::lifecycle::{RECORDS_STREAM, RecordChange, record_entity};
+use shared::model::TenantStatus;
+use shared::sync::{Event, outbox};
+
+use crate::entity::tenant;
+
+/// Every tenant-scoped table of the cell and the column naming the tenant.
+pub const TENANT_TABLES: [(&str, &str); 8] = [
+    ("entitlement_overrides", "tenant_id"),
+    ("environments", "tenant_id"),
+    ("projects", "tenant_id"),
+    ("secret_refs", "tenant_id"),
+    ("tenant_config_history", "tenant_id"),
+    ("tenant_config", "tenant_id"),
+    ("audit_log", "tenant_id"),
+    ("tenants", "id"),
+];
+
+/// Deletes the tenant's rows from every tenant-scoped table; returns how many.
+pub async fn purge(db: &DatabaseConnection, tenant: TenantId) -> Result<u64> {
+    let txn = db.begin().await?;
+    let total = delete_rows(&txn, tenant).await?;
+    txn.commit().await?;
+    Ok(total)
+}
+
+async fn delete_rows<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let mut total = 0;
+    for (table, column) in TENANT_TABLES {
+        let sql = match backend {
+            DbBackend::Postgres => format!("DELETE FROM {table} WHERE {column} = $1"),
+            _ => format!("DELETE FROM {table} WHERE {column} = ?"),
+        };
+        let res = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [tenant.0.into()],
+            ))
+            .await?;
+        total += res.rows_affected();
+    }
+    Ok(total)
+}
+
+/// Purges every DEPROVISIONING tenant whose grace period is over, each in
+/// one transaction with its `cell.tenants` event (DELETED), so the global
+/// tier turns its directory row into a tombstone. Returns the purged ids.
+pub async fn purge_due(db: &DatabaseConnection, cell_id: &str) -> Result<Vec<TenantId>> {
+    let due = tenant::Entity::find()
+        .filter(tenant::Column::Status.eq(TenantStatus::Deprovisioning.as_str()))
+        .filter(tenant::Column::PurgeAt.lte(Utc::now()))
+        .all(db)
+        .await?;
+    let mut purged = Vec::new();
+    for t in due {
+        let txn = db.begin().await?;
+        // Restored meanwhile? Then it stays.
+        let still = tenant::Entity::find_by_id(t.id)
+            .filter(tenant::Column::Status.eq(TenantStatus::Deprovisioning.as_str()))
+            .one(&txn)
+            .await?;
+        let Some(t) = still else { continue };
+        let id = TenantId(t.id);
+        delete_rows(&txn, id).await?;
+        let change = RecordChange {
+            tenant_id: t.id,
+            status: TenantStatus::Deleted,
+        };
+        let event = Event::new(
+            RECORDS_STREAM,
+            &record_entity(t.id),
+            t.version + 1,
+            cell_id,
+            serde_json::to_value(change).map_err(shared::Error::internal)?,
+        );
+        outbox::enqueue(&txn, &event).await?;
+        txn.commit().await?;
+        purged.push(id);
+    }
+    Ok(purged)
+}

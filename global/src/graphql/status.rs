@@ -1,0 +1,163 @@
+//! Suspend, resume, deprovision and restore a tenant.
+
+use async_graphql::{Context, ID, InputObject, Object, Result};
+use serde::Serialize;
+use shared::IntoGql;
+use shared::audit;
+use shared::auth::{Principal, Role};
+use shared::error::Field;
+use shared::ids::{IdempotencyKey, TenantId};
+use shared::server::record_tenant;
+
+use super::auth::caller;
+use super::types::Tenant;
+use crate::service::tenant_status::{self, Change};
+
+#[derive(InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeTenantStatusInput {
+    pub tenant_id: ID,
+    /// The tenant's current version; a stale one is a CONFLICT.
+    pub expected_version: i64,
+    /// Optional: a retry with the same key gets the same answer.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeprovisionTenantInput {
+    pub tenant_id: ID,
+    pub idempotency_key: String,
+    /// Seconds the tenant can still be restored (0 to the configured maximum);
+    /// then its cell purges it.
+    pub grace_period_seconds: i64,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Default)]
+pub struct StatusMutation;
+
+/// Who may do what: operators suspend and resume; the tenant's own admins
+/// (and platform admins) deprovision and restore.
+fn authorize(p: &Principal, id: TenantId, change: Change) -> shared::Result<()> {
+    if !p.can_read_tenant(id) {
+        return Err(shared::Error::NotFound(format!("tenant {id} not found")));
+    }
+    match change {
+        Change::Suspend | Change::Resume => {
+            p.require_any(&[Role::PlatformAdmin, Role::Sre], change.action())
+        }
+        _ if p.can_write_tenant(id) => Ok(()),
+        _ => Err(shared::Error::Forbidden(format!(
+            "{} needs tenant-admin or platform-admin",
+            change.action()
+        ))),
+    }
+}
+
+async fn run(
+    ctx: &Context<'_>,
+    tenant_id: &ID,
+    expected: Option<i64>,
+    key: Option<&str>,
+    change: Change,
+    detail: serde_json::Value,
+) -> Result<Tenant> {
+    let (st, p) = caller(ctx).gql()?;
+    let result = async {
+        let id: TenantId = tenant_id.parse().field("input.tenantId")?;
+        authorize(p, id, change)?;
+        let key = key
+            .map(|k| IdempotencyKey::parse(k).field("input.idempotencyKey"))
+            .transpose()?;
+        tenant_status::change(st, &p.subject, id, expected, key.as_ref(), change).await
+    }
+    .await;
+    let tenant = result.as_ref().ok().map(|r| r.id);
+    audit::outcome(&st.db, p, change.action(), tenant, None, detail, &result)
+        .await
+        .gql()?;
+    let row = result.gql()?;
+    record_tenant(ctx, &row.id);
+    Ok(Tenant(row))
+}
+
+#[Object]
+impl StatusMutation {
+    /// ACTIVE → SUSPENDED: writes are refused, reads still work.
+    async fn suspend_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangeTenantStatusInput,
+    ) -> Result<Tenant> {
+        let detail = serde_json::to_value(&input).unwrap_or_default();
+        run(
+            ctx,
+            &input.tenant_id,
+            Some(input.expected_version),
+            input.idempotency_key.as_deref(),
+            Change::Suspend,
+            detail,
+        )
+        .await
+    }
+
+    /// SUSPENDED → ACTIVE.
+    async fn resume_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangeTenantStatusInput,
+    ) -> Result<Tenant> {
+        let detail = serde_json::to_value(&input).unwrap_or_default();
+        run(
+            ctx,
+            &input.tenant_id,
+            Some(input.expected_version),
+            input.idempotency_key.as_deref(),
+            Change::Resume,
+            detail,
+        )
+        .await
+    }
+
+    /// ACTIVE or SUSPENDED → DEPROVISIONING: writes are refused and data is
+    /// kept until the grace period ends; then the home cell purges every
+    /// row of the tenant and the directory keeps a DELETED tombstone.
+    async fn deprovision_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: DeprovisionTenantInput,
+    ) -> Result<Tenant> {
+        let detail = serde_json::to_value(&input).unwrap_or_default();
+        let change = Change::Deprovision {
+            grace_seconds: input.grace_period_seconds,
+        };
+        run(
+            ctx,
+            &input.tenant_id,
+            input.expected_version,
+            Some(&input.idempotency_key),
+            change,
+            detail,
+        )
+        .await
+    }
+
+    /// DEPROVISIONING → ACTIVE, within the grace period, with its data intact.
+    async fn restore_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangeTenantStatusInput,
+    ) -> Result<Tenant> {
+        let detail = serde_json::to_value(&input).unwrap_or_default();
+        run(
+            ctx,
+            &input.tenant_id,
+            Some(input.expected_version),
+            input.idempotency_key.as_deref(),
+            Change::Restore,
+            detail,
+        )
+        .await
+    }
+}

@@ -1,0 +1,74 @@
+//! Counts a tenant's rows in every tenant-scoped table of a database, found
+//! from the schema itself (every table with a `tenant_id` column, plus
+//! `tenants` by `id`), so a table added later is counted too.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+
+pub async fn tenant_rows(database_url: &str, tenant_id: &str) -> BTreeMap<String, i64> {
+    let db = Database::connect(database_url).await.expect("database");
+    let backend = db.get_database_backend();
+    let tables: Vec<String> = match backend {
+        DbBackend::Postgres => db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT table_name::text AS t FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND column_name = 'tenant_id'",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "t").unwrap())
+            .collect(),
+        _ => {
+            let all: Vec<String> = db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT name AS t FROM sqlite_master WHERE type = 'table'",
+                ))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String>("", "t").unwrap())
+                .collect();
+            let mut with = Vec::new();
+            for t in all {
+                let cols = db
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        format!("SELECT name FROM pragma_table_info('{t}')"),
+                    ))
+                    .await
+                    .unwrap();
+                if cols
+                    .iter()
+                    .any(|c| c.try_get::<String>("", "name").unwrap() == "tenant_id")
+                {
+                    with.push(t);
+                }
+            }
+            with
+        }
+    };
+    let id = uuid::Uuid::parse_str(tenant_id).expect("tenant id");
+    let mut out = BTreeMap::new();
+    for (table, col) in tables
+        .into_iter()
+        .map(|t| (t, "tenant_id"))
+        .chain([("tenants".to_owned(), "id")])
+    {
+        let sql = match backend {
+            DbBackend::Postgres => format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = $1"),
+            _ => format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?"),
+        };
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()]))
+            .await
+            .unwrap()
+            .unwrap();
+        out.insert(table, row.try_get::<i64>("", "n").unwrap());
+    }
+    let _ = db.close().await;
+    out
+}
