@@ -58,12 +58,19 @@ pub async fn tenant_rows(database_url: &str, tenant_id: &str) -> BTreeMap<String
         .map(|t| (t, "tenant_id"))
         .chain([("tenants".to_owned(), "id")])
     {
-        let sql = match backend {
-            DbBackend::Postgres => format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = $1"),
-            _ => format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ?"),
+        // UUID and text tenant columns alike.
+        let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
+            DbBackend::Postgres => (
+                format!("SELECT COUNT(*) AS n FROM {table} WHERE {col}::text = $1"),
+                vec![id.to_string().into()],
+            ),
+            _ => (
+                format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ? OR {col} = ?"),
+                vec![id.into(), id.to_string().into()],
+            ),
         };
         let row = db
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()]))
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
             .await
             .unwrap()
             .unwrap();

@@ -16,8 +16,13 @@ use shared::sync::{Event, outbox};
 
 use crate::entity::tenant;
 
-/// Every tenant-scoped table of the cell and the column naming the tenant.
-pub const TENANT_TABLES: [(&str, &str); 8] = [
+/// Every tenant-scoped table of the cell and the column naming the tenant
+/// (a UUID column, or text for the quota and metering tables).
+pub const TENANT_TABLES: [(&str, &str); 12] = [
+    ("quota_overrides", "tenant_id"),
+    ("quota_changes", "tenant_id"),
+    ("usage_dedup", "tenant_id"),
+    ("usage_totals", "tenant_id"),
     ("entitlement_overrides", "tenant_id"),
     ("environments", "tenant_id"),
     ("projects", "tenant_id"),
@@ -40,16 +45,17 @@ async fn delete_rows<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64
     let backend = db.get_database_backend();
     let mut total = 0;
     for (table, column) in TENANT_TABLES {
+        // Text comparison covers UUID and text columns alike.
         let sql = match backend {
-            DbBackend::Postgres => format!("DELETE FROM {table} WHERE {column} = $1"),
-            _ => format!("DELETE FROM {table} WHERE {column} = ?"),
+            DbBackend::Postgres => format!("DELETE FROM {table} WHERE {column}::text = $1"),
+            _ => format!("DELETE FROM {table} WHERE {column} = ? OR {column} = ?"),
+        };
+        let values: Vec<sea_orm::Value> = match backend {
+            DbBackend::Postgres => vec![tenant.0.to_string().into()],
+            _ => vec![tenant.0.into(), tenant.0.to_string().into()],
         };
         let res = db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [tenant.0.into()],
-            ))
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
         total += res.rows_affected();
     }
