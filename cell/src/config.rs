@@ -78,6 +78,8 @@ pub struct Config {
     pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// Most database connections this process opens.
+    pub db_pool_size: u32,
     /// Stream entries a consumer left unacknowledged this long are taken
     /// over by another (the first is presumed dead).
     pub sync_claim_idle_ms: u64,
@@ -125,6 +127,7 @@ impl Default for Config {
             introspection: false,
             log_format: LogFormat::Json,
             limits: Limits::default(),
+            db_pool_size: 16,
             sync_claim_idle_ms: 30_000,
             test_apply_delay_ms: 0,
             quota_limiter: crate::quota::LimiterKind::Memory,
@@ -154,6 +157,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
+    /// Most database connections this process opens.
+    pub db_pool_size: u32,
     pub sync: SyncSettings,
     pub quota: crate::quota::Settings,
 }
@@ -211,6 +216,9 @@ impl Config {
             redis::Client::open(url.as_str()).map_err(|e| format!("invalid redis_url: {e}"))?;
         }
         self.limits.validate()?;
+        if self.db_pool_size == 0 {
+            return Err("db_pool_size must be at least 1".into());
+        }
         if self.sync_claim_idle_ms < 100 {
             return Err("sync_claim_idle_ms must be at least 100".into());
         }
@@ -239,6 +247,7 @@ impl Config {
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
             transport: None,
+            db_pool_size: self.db_pool_size,
             sync: SyncSettings {
                 claim_idle: Duration::from_millis(self.sync_claim_idle_ms),
                 test_apply_delay: Duration::from_millis(self.test_apply_delay_ms),

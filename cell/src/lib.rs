@@ -83,7 +83,7 @@ impl App {
 /// Migrates the database, binds `settings.listen` (port 0 picks a free
 /// port), starts serving and registers with the global tier when one is set.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
-    let db = shared::db::connect(&settings.database_url, 16).await?;
+    let db = shared::db::connect(&settings.database_url, settings.db_pool_size).await?;
     let ready = DbReady::new(db.clone());
     shared::db::migrate::<migration::Migrator>(&db, 0x6365_6c6c).await?;
     ready.mark_migrated();

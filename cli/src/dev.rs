@@ -76,6 +76,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         introspection: true,
         limits,
         transport: Some(transport.clone()),
+        db_pool_size: 8,
         sync: global::config::SyncSettings::default(),
         provisioning: global::config::Provisioning::default(),
     })
@@ -101,6 +102,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             introspection: true,
             limits,
             transport: Some(transport.clone()),
+            db_pool_size: 8,
             sync: cell::config::SyncSettings::default(),
             quota: Default::default(),
         })

@@ -73,6 +73,8 @@ pub struct Config {
     pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// Most database connections this process opens.
+    pub db_pool_size: u32,
     pub provisioning_deadline_secs: u64,
     pub provisioning_wait_ms: u64,
     pub saga_lease_secs: u64,
@@ -118,6 +120,7 @@ impl Default for Config {
             introspection: false,
             log_format: LogFormat::Json,
             limits: Limits::default(),
+            db_pool_size: 32,
             repair_interval_secs: 30,
             repair_grace_ms: 5000,
             provisioning_deadline_secs: 300,
@@ -184,6 +187,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The sync transport, when the embedder provides one (the dev stack).
     pub transport: Option<Arc<dyn shared::sync::Transport>>,
+    /// Most database connections this process opens.
+    pub db_pool_size: u32,
     pub sync: SyncSettings,
     pub provisioning: Provisioning,
 }
@@ -255,6 +260,9 @@ impl Config {
             }
         }
         self.limits.validate()?;
+        if self.db_pool_size == 0 {
+            return Err("db_pool_size must be at least 1".into());
+        }
         if self.repair_interval_secs == 0 {
             return Err("repair_interval_secs must be at least 1".into());
         }
@@ -282,6 +290,7 @@ impl Config {
             introspection: self.introspection || self.dev_mode,
             limits: self.limits,
             transport: None,
+            db_pool_size: self.db_pool_size,
             sync: SyncSettings {
                 repair_interval: Duration::from_secs(self.repair_interval_secs),
                 repair_grace: Duration::from_millis(self.repair_grace_ms),

@@ -97,7 +97,7 @@ impl App {
 /// Migrates the database, binds `settings.listen` (port 0 picks a free
 /// port), starts serving and watching cell heartbeats.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
-    let db = shared::db::connect(&settings.database_url, 32).await?;
+    let db = shared::db::connect(&settings.database_url, settings.db_pool_size).await?;
     let ready = DbReady::new(db.clone());
     shared::db::migrate::<migration::Migrator>(&db, 0x676c_6f62).await?;
     ready.mark_migrated();

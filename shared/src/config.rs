@@ -213,6 +213,9 @@ pub struct CommonArgs {
     /// PostgreSQL (or sqlite://) URL of this tier's own database.
     #[arg(long, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Most connections this process opens to its database.
+    #[arg(long)]
+    pub db_pool_size: Option<u32>,
     /// Redis URL for the sync streams.
     #[arg(long, hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -252,6 +255,7 @@ impl CommonArgs {
             .set("jwt.issuer", self.jwt_issuer.clone())
             .set("jwt.audience", self.jwt_audience.clone())
             .set("database_url", self.database_url.clone())
+            .set("db_pool_size", self.db_pool_size)
             .set("redis_url", self.redis_url.clone())
             .set("redis_prefix", self.redis_prefix.clone())
             .set("dev_mode", self.dev_mode)

@@ -110,6 +110,7 @@ pub async fn spawn_global(
         .env("TENANT_GLOBAL_REDIS_URL", crate::backing::redis_url())
         .env("TENANT_GLOBAL_REDIS_PREFIX", redis_prefix)
         .env("TENANT_GLOBAL_JWT_SECRET", crate::stack::SECRET)
+        .env("TENANT_GLOBAL_DB_POOL_SIZE", "6")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(log_file("global", port));
@@ -139,6 +140,7 @@ pub async fn spawn_cell(
         .env("TENANT_CELL_REDIS_PREFIX", redis_prefix)
         .env("TENANT_CELL_GLOBAL_URL", global_url)
         .env("TENANT_CELL_JWT_SECRET", crate::stack::SECRET)
+        .env("TENANT_CELL_DB_POOL_SIZE", "6")
         .env("TENANT_CELL_HEARTBEAT_INTERVAL_SECS", "1")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())

@@ -267,6 +267,7 @@ pub fn global_settings(
         introspection: o.introspection,
         limits: o.limits,
         transport: None,
+        db_pool_size: 8,
         sync: o.sync,
         provisioning: o.provisioning.clone(),
     }
@@ -297,6 +298,7 @@ pub async fn start_cell(
         introspection: o.introspection,
         limits: o.limits,
         transport,
+        db_pool_size: 6,
         sync: cell::config::SyncSettings::default(),
         quota: cell::quota::Settings {
             redis_url: o.quota.redis_url.clone().or(Some(backing::redis_url())),

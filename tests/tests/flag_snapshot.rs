@@ -117,6 +117,7 @@ async fn a_restarted_cell_serves_flags_without_global_or_redis_and_tenantctl_agr
         introspection: false,
         limits: Default::default(),
         transport: None,
+        db_pool_size: 6,
         sync: Default::default(),
         quota: Default::default(),
     })

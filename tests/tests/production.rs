@@ -24,6 +24,7 @@ async fn global_and_cell_binaries_run_on_postgres_and_redis() {
         .env("TENANT_GLOBAL_REDIS_URL", backing::redis_url())
         .env("TENANT_GLOBAL_REDIS_PREFIX", &prefix)
         .env("TENANT_GLOBAL_JWT_SECRET", SECRET)
+        .env("TENANT_GLOBAL_DB_POOL_SIZE", "6")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -51,6 +52,7 @@ async fn global_and_cell_binaries_run_on_postgres_and_redis() {
         .env("TENANT_CELL_REDIS_PREFIX", &prefix)
         .env("TENANT_CELL_GLOBAL_URL", &global_url)
         .env("TENANT_CELL_JWT_SECRET", SECRET)
+        .env("TENANT_CELL_DB_POOL_SIZE", "6")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -129,6 +131,7 @@ async fn global_and_cell_binaries_run_on_postgres_and_redis() {
 fn invalid_configuration_stops_at_start_with_a_reason() {
     let out = Command::new(e2e::process::binary("global"))
         .env("TENANT_GLOBAL_JWT_SECRET", SECRET)
+        .env("TENANT_GLOBAL_DB_POOL_SIZE", "6")
         .env_remove("TENANT_GLOBAL_DATABASE_URL")
         .output()
         .unwrap();

@@ -27,6 +27,7 @@ fn cell(port: u16, db: &str, prefix: &str, apply_delay_ms: u64) -> Child {
         .env("TENANT_CELL_REDIS_URL", backing::redis_url())
         .env("TENANT_CELL_REDIS_PREFIX", prefix)
         .env("TENANT_CELL_JWT_SECRET", SECRET)
+        .env("TENANT_CELL_DB_POOL_SIZE", "6")
         .env("TENANT_CELL_SYNC_CLAIM_IDLE_MS", "1000")
         .env(
             "TENANT_CELL_TEST_APPLY_DELAY_MS",

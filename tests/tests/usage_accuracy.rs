@@ -33,6 +33,7 @@ fn cell(port: u16, db: &str, prefix: &str, global: &str) -> Child {
         .env("TENANT_CELL_REDIS_URL", backing::redis_url())
         .env("TENANT_CELL_REDIS_PREFIX", prefix)
         .env("TENANT_CELL_JWT_SECRET", SECRET)
+        .env("TENANT_CELL_DB_POOL_SIZE", "6")
         .env("TENANT_CELL_GLOBAL_URL", global)
         .env("TENANT_CELL_HEARTBEAT_INTERVAL_SECS", "1")
         .env("RUST_LOG", "warn")
