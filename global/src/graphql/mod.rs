@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod lifecycle;
 mod loader;
+mod members;
 mod mutation;
 mod plans;
 mod placement;
@@ -37,6 +38,7 @@ pub struct AllMutation(
     status::StatusMutation,
     placement::PlacementMutation,
     plans::PlansMutation,
+    members::MembersMutation,
 );
 
 pub fn schema(

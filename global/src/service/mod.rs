@@ -4,6 +4,7 @@ pub mod cells;
 pub mod configkeys;
 pub mod directory;
 pub mod idempotency;
+pub mod members;
 pub mod placement;
 pub mod provisioning;
 pub mod saga;

@@ -317,6 +317,7 @@ async fn compensate(st: &State, id: TenantId) -> Result<()> {
             set_step(st, id, &step.name, saga::STEP_COMPENSATED, step.attempts, None).await?;
         }
     }
+    crate::service::members::delete_all(&st.db, id.0).await?;
     saga::set_status(&st.db, id, saga::FAILED, None).await?;
     if let Some(s) = saga::get(&st.db, id).await? {
         finish(st, id, &s.idempotency_key, TenantEventKind::Updated).await;

@@ -16,7 +16,7 @@ use shared::model::TenantStatus;
 use shared::{Error, Result};
 use uuid::Uuid;
 
-use crate::entity::{saga, saga_step, tenant};
+use crate::entity::{member, saga, saga_step, tenant};
 use crate::service::directory::NewTenant;
 
 pub const RUNNING: &str = "RUNNING";
@@ -131,6 +131,17 @@ pub async fn reserve(
         }
         .insert(&txn)
         .await?;
+        member::ActiveModel {
+            tenant_id: Set(id.0),
+            subject: Set(t.owner.clone()),
+            role: Set("owner".into()),
+            version: Set(1),
+            idempotency_key: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
         for (i, name) in steps.iter().enumerate() {
             let first = i == 0;
             saga_step::ActiveModel {
@@ -173,6 +184,7 @@ async fn delete_rows<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<()> {
         .exec(db)
         .await?;
     saga::Entity::delete_by_id(id).exec(db).await?;
+    crate::service::members::delete_all(db, id).await?;
     tenant::Entity::delete_by_id(id).exec(db).await?;
     Ok(())
 }
