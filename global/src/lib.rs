@@ -198,7 +198,8 @@ pub fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
 /// Resumes provisioning sagas whose driver stopped renewing its lease (a
 /// replica that died mid-saga), at start and then every half lease.
 async fn reconcile_sagas(st: State, shutdown: CancellationToken) {
-    let every = (st.provisioning.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let every =
+        (st.provisioning.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         if let Err(e) = service::provisioning::resume_orphans(&st).await {
             tracing::warn!(error = %e, "saga reconciler pass failed");

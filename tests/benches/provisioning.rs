@@ -26,7 +26,10 @@ fn args() -> (Backend, usize, usize) {
             }
             "--tenants" => tenants = it.next().and_then(|v| v.parse().ok()).unwrap_or(tenants),
             "--concurrency" => {
-                concurrency = it.next().and_then(|v| v.parse().ok()).unwrap_or(concurrency)
+                concurrency = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(concurrency)
             }
             _ => {} // cargo bench passes --bench
         }

@@ -72,7 +72,10 @@ async fn mutations_are_audited_on_both_tiers() {
     assert_eq!(cell_log.len(), 2);
     assert_eq!(cell_log[1].actor, "global");
     assert_eq!(cell_log[1].action, "createTenant");
-    assert_eq!(cell_log[1].tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert_eq!(
+        cell_log[1].tenant_id.map(|t| t.to_string()),
+        Some(id.clone())
+    );
     assert_eq!(cell_log[0].actor, "global");
     assert_eq!(cell_log[0].action, "allocateTenantResources");
     assert_eq!(cell_log[0].tenant_id.map(|t| t.to_string()), Some(id));

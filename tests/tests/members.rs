@@ -7,9 +7,11 @@ use e2e::{Backend, Stack};
 use serde_json::{Value, json};
 
 const ADD: &str = "mutation($i: AddMemberInput!) { addMember(input: $i) { subject role version } }";
-const CHANGE: &str = "mutation($i: ChangeMemberRoleInput!) { changeMemberRole(input: $i) { subject role version } }";
+const CHANGE: &str =
+    "mutation($i: ChangeMemberRoleInput!) { changeMemberRole(input: $i) { subject role version } }";
 const REMOVE: &str = "mutation($i: RemoveMemberInput!) { removeMember(input: $i) { subject } }";
-const TRANSFER: &str = "mutation($i: TransferOwnershipInput!) { transferOwnership(input: $i) { subject role } }";
+const TRANSFER: &str =
+    "mutation($i: TransferOwnershipInput!) { transferOwnership(input: $i) { subject role } }";
 const STATE: &str = "query($id: ID!) { tenant(id: $id) { version members { subject role version } planDetails { plan version entitlements { name enabled source } } } }";
 
 fn user(s: &Stack, sub: &str) -> String {
@@ -40,8 +42,16 @@ async fn tenant_with_members(s: &Stack, slug: &str) -> String {
             json!({ "input": { "idempotencyKey": slug, "slug": slug, "name": "Members", "region": "us-east-1", "plan": "pro", "owner": "olive" } }),
         )
         .await;
-    let id = t["data"]["createTenant"]["id"].as_str().unwrap_or_else(|| panic!("{t}")).to_owned();
-    for (sub, role) in [("adam", "admin"), ("mia", "member"), ("vic", "viewer"), ("tess", "viewer")] {
+    let id = t["data"]["createTenant"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_owned();
+    for (sub, role) in [
+        ("adam", "admin"),
+        ("mia", "member"),
+        ("vic", "viewer"),
+        ("tess", "viewer"),
+    ] {
         let v = s
             .gql(
                 &user(s, "olive"),
@@ -67,7 +77,11 @@ async fn the_last_owner_is_protected_and_ownership_transfers() {
         .await;
     assert_eq!(code(&demote), Some("BAD_USER_INPUT"), "{demote}");
     let remove = s
-        .gql(&olive, REMOVE, json!({ "i": { "tenantId": id, "subject": "olive", "expectedVersion": 1 } }))
+        .gql(
+            &olive,
+            REMOVE,
+            json!({ "i": { "tenantId": id, "subject": "olive", "expectedVersion": 1 } }),
+        )
         .await;
     assert_eq!(code(&remove), Some("BAD_USER_INPUT"), "{remove}");
     // An admin may not touch owners, nor make one.
@@ -92,34 +106,62 @@ async fn the_last_owner_is_protected_and_ownership_transfers() {
         .gql(&olive, ADD, json!({ "i": { "tenantId": id, "subject": "zed", "role": "emperor", "idempotencyKey": "z" } }))
         .await;
     assert_eq!(code(&bad_role), Some("BAD_USER_INPUT"), "{bad_role}");
-    assert_eq!(state(&s, &id).await["members"].as_array().unwrap().len(), 5, "refusals changed nothing");
+    assert_eq!(
+        state(&s, &id).await["members"].as_array().unwrap().len(),
+        5,
+        "refusals changed nothing"
+    );
 
     let moved = s
-        .gql(&olive, TRANSFER, json!({ "i": { "tenantId": id, "to": "adam", "expectedVersion": 1 } }))
+        .gql(
+            &olive,
+            TRANSFER,
+            json!({ "i": { "tenantId": id, "to": "adam", "expectedVersion": 1 } }),
+        )
         .await;
-    assert_eq!(moved["data"]["transferOwnership"]["role"], "owner", "{moved}");
+    assert_eq!(
+        moved["data"]["transferOwnership"]["role"], "owner",
+        "{moved}"
+    );
     let st = state(&s, &id).await;
     let roles: Vec<(String, String)> = st["members"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["subject"].as_str().unwrap().into(), m["role"].as_str().unwrap().into()))
+        .map(|m| {
+            (
+                m["subject"].as_str().unwrap().into(),
+                m["role"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert!(roles.contains(&("adam".into(), "owner".into())), "{st}");
     assert!(roles.contains(&("olive".into(), "admin".into())), "{st}");
     // Now olive may be removed by the new owner: another owner remains.
     let v = member_version(&st, "olive");
     let gone = s
-        .gql(&adam, REMOVE, json!({ "i": { "tenantId": id, "subject": "olive", "expectedVersion": v } }))
+        .gql(
+            &adam,
+            REMOVE,
+            json!({ "i": { "tenantId": id, "subject": "olive", "expectedVersion": v } }),
+        )
         .await;
     assert_eq!(gone["data"]["removeMember"]["subject"], "olive", "{gone}");
     // A member sees the tenant in its listing; a stranger does not see it at all.
     let listed = s
-        .gql(&user(&s, "vic"), "{ tenants { totalCount edges { node { id } } } }", json!({}))
+        .gql(
+            &user(&s, "vic"),
+            "{ tenants { totalCount edges { node { id } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(listed["data"]["tenants"]["totalCount"], 1, "{listed}");
     let stranger = s
-        .gql(&user(&s, "nora"), "query($id: ID!) { tenant(id: $id) { id } }", json!({ "id": id }))
+        .gql(
+            &user(&s, "nora"),
+            "query($id: ID!) { tenant(id: $id) { id } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(code(&stranger), Some("NOT_FOUND"), "{stranger}");
     s.stop().await;
@@ -138,20 +180,53 @@ async fn role_matrix() {
     let s = Stack::start(Backend::Postgres).await;
     let id = tenant_with_members(&s, "matrix").await;
     // (subject, its role) — the owner last: its row ends with a transfer.
-    let rows = [("nora", "none"), ("vic", "viewer"), ("mia", "member"), ("adam", "admin"), ("olive", "owner")];
+    let rows = [
+        ("nora", "none"),
+        ("vic", "viewer"),
+        ("mia", "member"),
+        ("adam", "admin"),
+        ("olive", "owner"),
+    ];
     let ops = [
-        "tenant", "members", "projects", "effectiveConfig", "configHistory", "secretRefs", "planDetails",
-        "createProject", "createEnvironment", "setSecretRef", "addMember", "changeMemberRole", "removeMember",
-        "changePlan", "setEntitlementOverride", "deprovisionTenant", "restoreTenant", "suspendTenant",
-        "resumeTenant", "createTenant", "placementPreview", "setCellState", "transferOwnership",
+        "tenant",
+        "members",
+        "projects",
+        "effectiveConfig",
+        "configHistory",
+        "secretRefs",
+        "planDetails",
+        "createProject",
+        "createEnvironment",
+        "setSecretRef",
+        "addMember",
+        "changeMemberRole",
+        "removeMember",
+        "changePlan",
+        "setEntitlementOverride",
+        "deprovisionTenant",
+        "restoreTenant",
+        "suspendTenant",
+        "resumeTenant",
+        "createTenant",
+        "placementPreview",
+        "setCellState",
+        "transferOwnership",
     ];
     let allowed = |role: &str, op: &str| -> bool {
-        let rank = ["none", "viewer", "member", "admin", "owner"].iter().position(|r| *r == role).unwrap();
+        let rank = ["none", "viewer", "member", "admin", "owner"]
+            .iter()
+            .position(|r| *r == role)
+            .unwrap();
         match op {
-            "tenant" | "members" | "projects" | "effectiveConfig" | "configHistory" | "secretRefs" | "planDetails" => rank >= 1,
+            "tenant" | "members" | "projects" | "effectiveConfig" | "configHistory"
+            | "secretRefs" | "planDetails" => rank >= 1,
             "createProject" | "createEnvironment" | "setSecretRef" => rank >= 2,
             "addMember" | "changeMemberRole" | "removeMember" => rank >= 3,
-            "changePlan" | "setEntitlementOverride" | "deprovisionTenant" | "restoreTenant" | "transferOwnership" => rank >= 4,
+            "changePlan"
+            | "setEntitlementOverride"
+            | "deprovisionTenant"
+            | "restoreTenant"
+            | "transferOwnership" => rank >= 4,
             // Operators' and the platform's, never a member's.
             _ => false,
         }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use shared::auth::Role;
 
 const PREVIEW: &str = "query($r: String!, $p: String!) { placementPreview(region: $r, plan: $p) { cell { id } rejected { cell { id } rule } } }";
-const SET_STATE: &str = "mutation($c: ID!, $s: CellState!) { setCellState(cellId: $c, state: $s) { id state } }";
+const SET_STATE: &str =
+    "mutation($c: ID!, $s: CellState!) { setCellState(cellId: $c, state: $s) { id state } }";
 
 fn spec(id: &'static str, region: &'static str) -> CellSpec {
     CellSpec {
@@ -32,7 +33,9 @@ fn rejected(v: &Value) -> Vec<(String, String)> {
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[tokio::test]
@@ -55,10 +58,22 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
                 "capacity": 100, "labels": [{ "key": "pool", "value": "dedicated" }] } }),
         )
         .await;
-    assert_eq!(reg["data"]["registerCell"]["labels"][0]["value"], "dedicated", "{reg}");
+    assert_eq!(
+        reg["data"]["registerCell"]["labels"][0]["value"], "dedicated",
+        "{reg}"
+    );
 
-    let ent = s.gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "enterprise" })).await;
-    assert_eq!(ent["data"]["placementPreview"]["cell"]["id"], "us-east-1-c", "{ent}");
+    let ent = s
+        .gql(
+            &admin,
+            PREVIEW,
+            json!({ "r": "us-east-1", "p": "enterprise" }),
+        )
+        .await;
+    assert_eq!(
+        ent["data"]["placementPreview"]["cell"]["id"], "us-east-1-c",
+        "{ent}"
+    );
     assert_eq!(
         rejected(&ent),
         pairs(&[
@@ -67,8 +82,13 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
             ("us-east-1-b", "PLAN_ISOLATION"),
         ])
     );
-    let pro = s.gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" })).await;
-    assert_eq!(pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-a", "ties by id: {pro}");
+    let pro = s
+        .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
+        .await;
+    assert_eq!(
+        pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-a",
+        "ties by id: {pro}"
+    );
     assert_eq!(
         rejected(&pro),
         pairs(&[
@@ -79,11 +99,23 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
     );
 
     let drained = s
-        .gql(&admin, SET_STATE, json!({ "c": "us-east-1-a", "s": "DRAINING" }))
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "DRAINING" }),
+        )
         .await;
-    assert_eq!(drained["data"]["setCellState"]["state"], "DRAINING", "{drained}");
-    let pro = s.gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" })).await;
-    assert_eq!(pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-b", "{pro}");
+    assert_eq!(
+        drained["data"]["setCellState"]["state"], "DRAINING",
+        "{drained}"
+    );
+    let pro = s
+        .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
+        .await;
+    assert_eq!(
+        pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-b",
+        "{pro}"
+    );
     assert!(rejected(&pro).contains(&("us-east-1-a".into(), "DRAINING".into())));
 
     let t = s.create_tenant("placed", "us-east-1").await;
@@ -95,10 +127,18 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
             json!({ "input": { "idempotencyKey": "ent", "slug": "bigco", "name": "Big", "region": "us-east-1", "plan": "enterprise" } }),
         )
         .await;
-    assert_eq!(e["data"]["createTenant"]["cell"]["id"], "us-east-1-c", "{e}");
+    assert_eq!(
+        e["data"]["createTenant"]["cell"]["id"], "us-east-1-c",
+        "{e}"
+    );
     // b and c hold one tenant each: a tie goes to b, until c weighs double.
-    let pro = s.gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" })).await;
-    assert_eq!(pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-b", "{pro}");
+    let pro = s
+        .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
+        .await;
+    assert_eq!(
+        pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-b",
+        "{pro}"
+    );
     let reg = s
         .gql(
             &admin,
@@ -108,9 +148,17 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         )
         .await;
     assert_eq!(reg["data"]["registerCell"]["weight"], 2, "{reg}");
-    assert_eq!(reg["data"]["registerCell"]["labels"][0]["key"], "pool", "labels kept: {reg}");
-    let pro = s.gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" })).await;
-    assert_eq!(pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-c", "{pro}");
+    assert_eq!(
+        reg["data"]["registerCell"]["labels"][0]["key"], "pool",
+        "labels kept: {reg}"
+    );
+    let pro = s
+        .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
+        .await;
+    assert_eq!(
+        pro["data"]["placementPreview"]["cell"]["id"], "us-east-1-c",
+        "{pro}"
+    );
     let zero = s
         .gql(
             &admin,
@@ -122,20 +170,34 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
     assert_eq!(code(&zero), Some("BAD_USER_INPUT"), "{zero}");
 
     // Bad input and callers who may not.
-    let bad = s.gql(&admin, PREVIEW, json!({ "r": "Nowhere!", "p": "pro" })).await;
+    let bad = s
+        .gql(&admin, PREVIEW, json!({ "r": "Nowhere!", "p": "pro" }))
+        .await;
     assert_eq!(code(&bad), Some("BAD_USER_INPUT"), "{bad}");
-    let bad_plan = s.gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "gold" })).await;
+    let bad_plan = s
+        .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "gold" }))
+        .await;
     assert_eq!(code(&bad_plan), Some("BAD_USER_INPUT"), "{bad_plan}");
     let missing = s
-        .gql(&admin, SET_STATE, json!({ "c": "ap-south-1-z", "s": "DRAINING" }))
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "ap-south-1-z", "s": "DRAINING" }),
+        )
         .await;
     assert_eq!(code(&missing), Some("NOT_FOUND"), "{missing}");
     let viewer = s.token("v", &[Role::TenantViewer], &[], None);
-    let denied = s.gql(&viewer, PREVIEW, json!({ "r": "us-east-1", "p": "pro" })).await;
+    let denied = s
+        .gql(&viewer, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
+        .await;
     assert_eq!(code(&denied), Some("FORBIDDEN"), "{denied}");
     let sre = s.token("ops", &[Role::Sre], &[], None);
     let denied = s
-        .gql(&sre, SET_STATE, json!({ "c": "us-east-1-a", "s": "ACCEPTING" }))
+        .gql(
+            &sre,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "ACCEPTING" }),
+        )
         .await;
     assert_eq!(code(&denied), Some("FORBIDDEN"), "{denied}");
     s.stop().await;

@@ -33,47 +33,67 @@ async fn plans_quotas_overrides_and_versioned_changes() {
     let p = &v["data"]["tenant"]["planDetails"];
     assert_eq!(p["plan"], "pro", "{v}");
     assert_eq!(p["version"], 1);
-    assert!(p["quotas"].as_array().unwrap().iter().any(|q| q["name"] == "max_projects" && q["limit"] == 10));
+    assert!(
+        p["quotas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == "max_projects" && q["limit"] == 10)
+    );
     assert_eq!(entitlement(p, "sso"), (&json!(false), &json!("PLAN")));
-    assert_eq!(entitlement(p, "audit_export"), (&json!(true), &json!("PLAN")));
+    assert_eq!(
+        entitlement(p, "audit_export"),
+        (&json!(true), &json!("PLAN"))
+    );
 
-    let ov = |name: &str, enabled: Value, expected: i64| {
-        json!({ "i": { "tenantId": id, "name": name, "enabled": enabled, "expectedVersion": expected } })
-    };
+    let ov = |name: &str, enabled: Value, expected: i64| json!({ "i": { "tenantId": id, "name": name, "enabled": enabled, "expectedVersion": expected } });
     let on = s.gql(&admin, OVERRIDE, ov("sso", json!(true), 1)).await;
     let on = &on["data"]["setEntitlementOverride"];
     assert_eq!(on["version"], 2, "{on}");
     assert_eq!(entitlement(on, "sso"), (&json!(true), &json!("OVERRIDE")));
     let stale = s.gql(&admin, OVERRIDE, ov("sso", json!(false), 1)).await;
     assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
-    let unknown = s.gql(&admin, OVERRIDE, ov("teleport", json!(true), 2)).await;
+    let unknown = s
+        .gql(&admin, OVERRIDE, ov("teleport", json!(true), 2))
+        .await;
     assert_eq!(code(&unknown), Some("BAD_USER_INPUT"), "{unknown}");
 
-    let change = |plan: &str, expected: i64| {
-        json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": expected } })
-    };
+    let change = |plan: &str, expected: i64| json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": expected } });
     let gold = s.gql(&admin, CHANGE, change("gold", 2)).await;
     assert_eq!(code(&gold), Some("BAD_USER_INPUT"), "{gold}");
     let ent = s.gql(&admin, CHANGE, change("enterprise", 2)).await;
     let ent = &ent["data"]["changePlan"];
     assert_eq!(ent["plan"], "enterprise", "{ent}");
     assert_eq!(ent["version"], 3);
-    assert_eq!(entitlement(ent, "dedicated_cell"), (&json!(true), &json!("PLAN")));
+    assert_eq!(
+        entitlement(ent, "dedicated_cell"),
+        (&json!(true), &json!("PLAN"))
+    );
     assert_eq!(entitlement(ent, "sso"), (&json!(true), &json!("OVERRIDE")));
     let stale = s.gql(&admin, CHANGE, change("pro", 2)).await;
     assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
     let v = s.gql(&admin, PLAN, json!({ "id": id })).await;
-    assert_eq!(v["data"]["tenant"]["plan"], "enterprise", "the record follows: {v}");
+    assert_eq!(
+        v["data"]["tenant"]["plan"], "enterprise",
+        "the record follows: {v}"
+    );
 
     // Two projects do not fit the free plan's one.
     let web = s
-        .gql(&admin, PROJECT, json!({ "i": { "tenantId": id, "name": "web", "idempotencyKey": "w" } }))
+        .gql(
+            &admin,
+            PROJECT,
+            json!({ "i": { "tenantId": id, "name": "web", "idempotencyKey": "w" } }),
+        )
         .await;
     assert!(web.get("errors").is_none(), "{web}");
     let free = s.gql(&admin, CHANGE, change("free", 3)).await;
     assert_eq!(code(&free), Some("BAD_USER_INPUT"), "{free}");
     let v = s.gql(&admin, PLAN, json!({ "id": id })).await;
-    assert_eq!(v["data"]["tenant"]["planDetails"]["version"], 3, "refusal changed nothing");
+    assert_eq!(
+        v["data"]["tenant"]["planDetails"]["version"], 3,
+        "refusal changed nothing"
+    );
 
     let log = s
         .gql(
@@ -101,16 +121,28 @@ async fn plans_quotas_overrides_and_versioned_changes() {
         .await;
     let fid = f["data"]["createTenant"]["id"].as_str().unwrap().to_owned();
     let over = s
-        .gql(&admin, PROJECT, json!({ "i": { "tenantId": fid, "name": "web", "idempotencyKey": "w" } }))
+        .gql(
+            &admin,
+            PROJECT,
+            json!({ "i": { "tenantId": fid, "name": "web", "idempotencyKey": "w" } }),
+        )
         .await;
     assert_eq!(code(&over), Some("CONFLICT"), "{over}");
-    assert!(over["errors"][0]["message"].as_str().unwrap().contains("max_projects"));
+    assert!(
+        over["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_projects")
+    );
 
     // A viewer reads the plan but may not change it.
     let tid: shared::ids::TenantId = id.parse().unwrap();
     let viewer = s.token("vic", &[Role::TenantViewer], &[tid], None);
     let seen = s.gql(&viewer, PLAN, json!({ "id": id })).await;
-    assert_eq!(seen["data"]["tenant"]["planDetails"]["plan"], "enterprise", "{seen}");
+    assert_eq!(
+        seen["data"]["tenant"]["planDetails"]["plan"], "enterprise",
+        "{seen}"
+    );
     let denied = s.gql(&viewer, CHANGE, change("pro", 3)).await;
     assert_eq!(code(&denied), Some("FORBIDDEN"), "{denied}");
     s.stop().await;

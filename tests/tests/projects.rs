@@ -8,8 +8,10 @@ use shared::auth::Role;
 
 const PROJECT: &str = "mutation($i: CreateProjectInput!) { createProject(input: $i) { id name version environments { name } } }";
 const ENVIRONMENT: &str = "mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) { id name version environments { name } } }";
-const PROJECTS: &str = "query($id: ID!) { tenant(id: $id) { projects { id name version environments { name } } } }";
-const CONFIG: &str = "mutation($i: UpdateTenantConfigInput!) { updateTenantConfig(input: $i) { version } }";
+const PROJECTS: &str =
+    "query($id: ID!) { tenant(id: $id) { projects { id name version environments { name } } } }";
+const CONFIG: &str =
+    "mutation($i: UpdateTenantConfigInput!) { updateTenantConfig(input: $i) { version } }";
 
 fn names(p: &Value) -> Vec<String> {
     let mut v: Vec<String> = p["environments"]
@@ -51,20 +53,22 @@ async fn projects_and_environments_are_made_once_and_checked() {
     let bad = s.gql(&admin, PROJECT, mk("Not A Label", "p3")).await;
     assert_eq!(code(&bad), Some("BAD_USER_INPUT"), "{bad}");
     assert_eq!(
-        bad.pointer("/errors/0/extensions/field").and_then(|f| f.as_str()),
+        bad.pointer("/errors/0/extensions/field")
+            .and_then(|f| f.as_str()),
         Some("input.name")
     );
     assert_eq!(projects(&s, &id).await.as_array().unwrap().len(), 2);
 
-    let env = |name: &str, key: &str, expected: Option<i64>| {
-        json!({ "i": { "tenantId": id, "projectId": "web", "name": name, "idempotencyKey": key, "expectedVersion": expected } })
-    };
+    let env = |name: &str, key: &str, expected: Option<i64>| json!({ "i": { "tenantId": id, "projectId": "web", "name": name, "idempotencyKey": key, "expectedVersion": expected } });
     let qa = s.gql(&admin, ENVIRONMENT, env("qa", "e1", Some(1))).await;
     let qa = &qa["data"]["createEnvironment"];
     assert_eq!(qa["version"], 2, "{qa}");
     assert_eq!(names(qa), ["dev", "prod", "qa", "stage"]);
     let replay = s.gql(&admin, ENVIRONMENT, env("qa", "e1", Some(1))).await;
-    assert_eq!(replay["data"]["createEnvironment"]["version"], 2, "{replay}");
+    assert_eq!(
+        replay["data"]["createEnvironment"]["version"], 2,
+        "{replay}"
+    );
     let stale = s.gql(&admin, ENVIRONMENT, env("perf", "e2", Some(1))).await;
     assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
     let exists = s.gql(&admin, ENVIRONMENT, env("prod", "e3", None)).await;
@@ -80,7 +84,12 @@ async fn projects_and_environments_are_made_once_and_checked() {
         .await;
     assert_eq!(code(&no_project), Some("BAD_USER_INPUT"), "{no_project}");
     let all = projects(&s, &id).await;
-    let web = all.as_array().unwrap().iter().find(|p| p["id"] == "web").unwrap();
+    let web = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "web")
+        .unwrap();
     assert_eq!(web["version"], 2, "refused writes changed nothing: {all}");
     assert_eq!(names(web), ["dev", "prod", "qa", "stage"]);
 
@@ -88,7 +97,11 @@ async fn projects_and_environments_are_made_once_and_checked() {
     let tid: shared::ids::TenantId = id.parse().unwrap();
     let viewer = s.token("vic", &[Role::TenantViewer], &[tid], None);
     let seen = s.gql(&viewer, PROJECTS, json!({ "id": id })).await;
-    assert_eq!(seen["data"]["tenant"]["projects"].as_array().unwrap().len(), 2, "{seen}");
+    assert_eq!(
+        seen["data"]["tenant"]["projects"].as_array().unwrap().len(),
+        2,
+        "{seen}"
+    );
     let refused = s.gql(&viewer, PROJECT, mk("api", "p9")).await;
     assert_eq!(code(&refused), Some("FORBIDDEN"), "{refused}");
     s.stop().await;
@@ -106,24 +119,38 @@ async fn config_writes_must_name_a_project_and_environment_the_tenant_has() {
         json!({ "i": { "tenantId": id, "idempotencyKey": key, "expectedVersion": 0,
             "projectId": project, "environment": env, "set": [{ "key": "nothing.defined", "value": 1 }] } })
     };
-    let unknown_project = s.gql(&admin, CONFIG, write(Some("ghost"), None, "c1")).await;
-    assert_eq!(code(&unknown_project), Some("BAD_USER_INPUT"), "{unknown_project}");
+    let unknown_project = s
+        .gql(&admin, CONFIG, write(Some("ghost"), None, "c1"))
+        .await;
     assert_eq!(
-        unknown_project.pointer("/errors/0/extensions/field").and_then(|f| f.as_str()),
+        code(&unknown_project),
+        Some("BAD_USER_INPUT"),
+        "{unknown_project}"
+    );
+    assert_eq!(
+        unknown_project
+            .pointer("/errors/0/extensions/field")
+            .and_then(|f| f.as_str()),
         Some("input.projectId")
     );
     // Without projectId the default project is meant: it has dev, stage and prod only.
     let unknown_env = s.gql(&admin, CONFIG, write(None, Some("qa"), "c2")).await;
     assert_eq!(code(&unknown_env), Some("BAD_USER_INPUT"), "{unknown_env}");
     assert!(
-        unknown_env["errors"][0]["message"].as_str().unwrap().contains("no environment `qa`"),
+        unknown_env["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no environment `qa`"),
         "{unknown_env}"
     );
     // A known target gets past the check (and on to the key check).
     let known = s.gql(&admin, CONFIG, write(None, Some("prod"), "c3")).await;
     assert_eq!(code(&known), Some("BAD_USER_INPUT"), "{known}");
     assert!(
-        known["errors"][0]["message"].as_str().unwrap().contains("no such config key"),
+        known["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such config key"),
         "{known}"
     );
     s.stop().await;

@@ -178,8 +178,7 @@ async fn a_cell_back_within_the_deadline_finishes_the_saga_once_and_streams_each
     // The saga keeps retrying `create`: hearing a retry shows the subscription is live.
     let retry = next_json(&mut ws).await;
     assert_eq!(
-        retry["payload"]["data"]["tenantLifecycle"]["step"],
-        "create",
+        retry["payload"]["data"]["tenantLifecycle"]["step"], "create",
         "{retry}"
     );
     assert_eq!(retry["payload"]["data"]["tenantLifecycle"]["tenantId"], id);
@@ -196,14 +195,21 @@ async fn a_cell_back_within_the_deadline_finishes_the_saga_once_and_streams_each
     }
     assert_eq!(done, ["create", "allocate", "activate"]);
 
-    let t = until(&s, &id, "finished", |t| t["provisioning"]["status"] == "DONE").await;
+    let t = until(&s, &id, "finished", |t| {
+        t["provisioning"]["status"] == "DONE"
+    })
+    .await;
     assert_eq!(t["status"], "ACTIVE", "{t}");
     assert_eq!(t["projects"][0]["id"], "default", "{t}");
     let again = s.gql(&s.admin(), CREATE, input("back-1", "comeback")).await;
     assert!(again.get("errors").is_none(), "{again}");
     assert_eq!(again["data"]["createTenant"]["id"], id.as_str());
     assert_eq!(again["data"]["createTenant"]["status"], "ACTIVE");
-    assert_eq!(cell_tenant_count(&s, "eu-west-1-a").await, 1, "created once");
+    assert_eq!(
+        cell_tenant_count(&s, "eu-west-1-a").await,
+        1,
+        "created once"
+    );
     s.stop().await;
 }
 
@@ -293,7 +299,13 @@ async fn purge_leaves_no_row_of_the_tenant_in_any_cell_table() {
     }
     let url = &s.cell_database_urls["eu-west-1-a"];
     let before = tenant_rows(url, &id).await;
-    for table in ["tenants", "projects", "environments", "secret_refs", "audit_log"] {
+    for table in [
+        "tenants",
+        "projects",
+        "environments",
+        "secret_refs",
+        "audit_log",
+    ] {
         assert!(before[table] > 0, "{table}: {before:?}");
     }
     // Every tenant-scoped table of the schema is one the purge knows.
@@ -321,7 +333,10 @@ async fn purge_leaves_no_row_of_the_tenant_in_any_cell_table() {
     let (_, second) = s
         .gql_at(&cell_url, Some(&svc), purge, json!({ "t": id }))
         .await;
-    assert_eq!(second["data"]["purgeTenant"], 0, "a purge run again is a no-op");
+    assert_eq!(
+        second["data"]["purgeTenant"], 0,
+        "a purge run again is a no-op"
+    );
     // The other tenant is untouched.
     let other = tenant_rows(url, &keep).await;
     assert_eq!(other, before_counts_without_audit(&other, &before));

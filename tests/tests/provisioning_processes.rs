@@ -67,7 +67,13 @@ impl Env {
 
     async fn wait_cell_up(&self) {
         for _ in 0..100 {
-            let v = gql(&self.global_url(), &self.admin, "{ cells { id status } }", json!({})).await;
+            let v = gql(
+                &self.global_url(),
+                &self.admin,
+                "{ cells { id status } }",
+                json!({}),
+            )
+            .await;
             if v["data"]["cells"]
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c["status"] == "UP"))
@@ -109,7 +115,13 @@ impl Env {
     }
 
     async fn cell_tenants(&self) -> i64 {
-        let v = gql(&self.cell_url(), &self.admin, "{ cell { tenantCount } }", json!({})).await;
+        let v = gql(
+            &self.cell_url(),
+            &self.admin,
+            "{ cell { tenantCount } }",
+            json!({}),
+        )
+        .await;
         v["data"]["cell"]["tenantCount"]
             .as_i64()
             .unwrap_or_else(|| panic!("{v}"))
@@ -134,10 +146,7 @@ async fn global_killed_at_a_crash_point_resumes_after_restart_and_completes_once
     let e = Env::new().await;
     let lease = [("TENANT_GLOBAL_SAGA_LEASE_SECS", "2")];
     let mut global = e
-        .global(&[
-            lease[0],
-            ("TENANT_GLOBAL_TEST_CRASH_AFTER_STEP", "create"),
-        ])
+        .global(&[lease[0], ("TENANT_GLOBAL_TEST_CRASH_AFTER_STEP", "create")])
         .await;
     let cell = e.cell().await;
     e.wait_cell_up().await;
@@ -150,7 +159,10 @@ async fn global_killed_at_a_crash_point_resumes_after_restart_and_completes_once
         .json(&json!({ "query": CREATE, "variables": { "input": { "idempotencyKey": "crash-1", "slug": "crashy", "name": "Proc", "region": "eu-west-1", "plan": "pro" } } }))
         .send()
         .await;
-    assert!(answered.is_err(), "the crash point did not stop the process");
+    assert!(
+        answered.is_err(),
+        "the crash point did not stop the process"
+    );
     let mut status = None;
     for _ in 0..100 {
         status = global.try_wait().unwrap();
@@ -159,8 +171,16 @@ async fn global_killed_at_a_crash_point_resumes_after_restart_and_completes_once
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(status.and_then(|s| s.code()), Some(86), "exited at the crash point");
-    assert_eq!(e.cell_tenants().await, 1, "the cell made the tenant before the crash");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(86),
+        "exited at the crash point"
+    );
+    assert_eq!(
+        e.cell_tenants().await,
+        1,
+        "the cell made the tenant before the crash"
+    );
 
     // Restarted without the crash point: the reconciler takes the saga over
     // once its lease has run out, and finishes it.
@@ -169,7 +189,11 @@ async fn global_killed_at_a_crash_point_resumes_after_restart_and_completes_once
         .until("crashy", |t| t["provisioning"]["status"] == "DONE")
         .await;
     assert_eq!(t["status"], "ACTIVE", "{t}");
-    assert_eq!(step(&t, "create")["attempts"], 1, "create was not run again: {t}");
+    assert_eq!(
+        step(&t, "create")["attempts"],
+        1,
+        "create was not run again: {t}"
+    );
     assert_eq!(step(&t, "allocate")["status"], "DONE", "{t}");
     assert_eq!(step(&t, "activate")["status"], "DONE", "{t}");
     assert_eq!(e.cell_tenants().await, 1, "created exactly once");

@@ -10,9 +10,12 @@ use e2e::{Backend, Options, Stack};
 use serde_json::{Value, json};
 use shared::auth::Role;
 
-const SUSPEND: &str = "mutation($i: ChangeTenantStatusInput!) { suspendTenant(input: $i) { status version } }";
-const RESUME: &str = "mutation($i: ChangeTenantStatusInput!) { resumeTenant(input: $i) { status version } }";
-const RESTORE: &str = "mutation($i: ChangeTenantStatusInput!) { restoreTenant(input: $i) { status version } }";
+const SUSPEND: &str =
+    "mutation($i: ChangeTenantStatusInput!) { suspendTenant(input: $i) { status version } }";
+const RESUME: &str =
+    "mutation($i: ChangeTenantStatusInput!) { resumeTenant(input: $i) { status version } }";
+const RESTORE: &str =
+    "mutation($i: ChangeTenantStatusInput!) { restoreTenant(input: $i) { status version } }";
 const DEPROVISION: &str = "mutation($i: DeprovisionTenantInput!) { deprovisionTenant(input: $i) { status version purgeAt } }";
 const PROJECT: &str = "mutation($i: CreateProjectInput!) { createProject(input: $i) { id } }";
 const READ: &str = "query($id: ID!) { tenant(id: $id) { status version name projects { id } } }";
@@ -65,7 +68,10 @@ async fn a_suspended_tenant_refuses_writes_and_still_reads() {
     assert_eq!(code(&forbidden), Some("FORBIDDEN"), "{forbidden}");
 
     let suspended = s.gql(&admin, SUSPEND, v(&id, version)).await;
-    assert_eq!(suspended["data"]["suspendTenant"]["status"], "SUSPENDED", "{suspended}");
+    assert_eq!(
+        suspended["data"]["suspendTenant"]["status"], "SUSPENDED",
+        "{suspended}"
+    );
     assert_eq!(suspended["data"]["suspendTenant"]["version"], version + 1);
     let refused = s.gql(&admin, PROJECT, project(&id, "web")).await;
     assert_eq!(code(&refused), Some("CONFLICT"), "{refused}");
@@ -87,7 +93,10 @@ async fn a_suspended_tenant_refuses_writes_and_still_reads() {
     assert_eq!(code(&direct), Some("CONFLICT"), "{direct}");
 
     let resumed = s.gql(&admin, RESUME, v(&id, version + 1)).await;
-    assert_eq!(resumed["data"]["resumeTenant"]["status"], "ACTIVE", "{resumed}");
+    assert_eq!(
+        resumed["data"]["resumeTenant"]["status"], "ACTIVE",
+        "{resumed}"
+    );
     cell_status(&s, "eu-west-1-a", &id, "ACTIVE").await;
     let made = s.gql(&admin, PROJECT, project(&id, "web")).await;
     assert!(made.get("errors").is_none(), "{made}");
@@ -106,32 +115,43 @@ async fn deprovision_restore_then_purge_after_the_grace_period() {
     let made = s.gql(&admin, PROJECT, project(&id, "web")).await;
     assert!(made.get("errors").is_none(), "{made}");
 
-    let dep = |key: &str, grace: i64| {
-        json!({ "i": { "tenantId": id, "idempotencyKey": key, "gracePeriodSeconds": grace } })
-    };
+    let dep = |key: &str, grace: i64| json!({ "i": { "tenantId": id, "idempotencyKey": key, "gracePeriodSeconds": grace } });
     for grace in [-1, 3601] {
         let bad = s.gql(&admin, DEPROVISION, dep("bad", grace)).await;
         assert_eq!(code(&bad), Some("BAD_USER_INPUT"), "{bad}");
         assert_eq!(
-            bad.pointer("/errors/0/extensions/field").and_then(|f| f.as_str()),
+            bad.pointer("/errors/0/extensions/field")
+                .and_then(|f| f.as_str()),
             Some("input.gracePeriodSeconds")
         );
     }
     let read = s.gql(&admin, READ, json!({ "id": id })).await;
-    assert_eq!(read["data"]["tenant"]["status"], "ACTIVE", "refusals changed nothing");
+    assert_eq!(
+        read["data"]["tenant"]["status"], "ACTIVE",
+        "refusals changed nothing"
+    );
 
     let d = s.gql(&admin, DEPROVISION, dep("bye-1", 3600)).await;
-    assert_eq!(d["data"]["deprovisionTenant"]["status"], "DEPROVISIONING", "{d}");
+    assert_eq!(
+        d["data"]["deprovisionTenant"]["status"], "DEPROVISIONING",
+        "{d}"
+    );
     assert!(d["data"]["deprovisionTenant"]["purgeAt"].is_string());
     version += 1;
     let replay = s.gql(&admin, DEPROVISION, dep("bye-1", 3600)).await;
-    assert_eq!(replay["data"]["deprovisionTenant"]["version"], version, "{replay}");
+    assert_eq!(
+        replay["data"]["deprovisionTenant"]["version"], version,
+        "{replay}"
+    );
     let refused = s.gql(&admin, PROJECT, project(&id, "api")).await;
     assert_eq!(code(&refused), Some("CONFLICT"), "{refused}");
     cell_status(&s, "us-east-1-a", &id, "DEPROVISIONING").await;
 
     let restored = s.gql(&admin, RESTORE, v(&id, version)).await;
-    assert_eq!(restored["data"]["restoreTenant"]["status"], "ACTIVE", "{restored}");
+    assert_eq!(
+        restored["data"]["restoreTenant"]["status"], "ACTIVE",
+        "{restored}"
+    );
     version += 1;
     cell_status(&s, "us-east-1-a", &id, "ACTIVE").await;
     let read = s.gql(&admin, READ, json!({ "id": id })).await;
@@ -259,8 +279,23 @@ async fn a_purge_due_while_the_cell_was_down_runs_when_it_is_back() {
     let url = s.cell_database_urls["eu-west-1-a"].clone();
     assert_eq!(tenant_rows(&url, &id).await["tenants"], 1);
 
-    let spec = s.options.cells.iter().find(|c| c.id == "eu-west-1-a").unwrap().clone();
-    let cell = e2e::stack::start_cell(&spec, url.clone(), &s.url(), &s.keys, &s.options, &s.redis_prefix, None).await;
+    let spec = s
+        .options
+        .cells
+        .iter()
+        .find(|c| c.id == "eu-west-1-a")
+        .unwrap()
+        .clone();
+    let cell = e2e::stack::start_cell(
+        &spec,
+        url.clone(),
+        &s.url(),
+        &s.keys,
+        &s.options,
+        &s.redis_prefix,
+        None,
+    )
+    .await;
     s.cells.push(cell);
     let mut status = Value::Null;
     for _ in 0..200 {

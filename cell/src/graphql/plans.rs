@@ -35,9 +35,16 @@ impl PlansMutation {
     ) -> Result<TenantPlan> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let tenant_id = input.tenant_id.clone();
-        audited(ctx, "changePlan", &tenant_id, on_behalf_of, detail, |st, t, _| async move {
-            plans::change(&st.db, t, &input.plan, input.expected_version).await
-        })
+        audited(
+            ctx,
+            "changePlan",
+            &tenant_id,
+            on_behalf_of,
+            detail,
+            |st, t, _| async move {
+                plans::change(&st.db, t, &input.plan, input.expected_version).await
+            },
+        )
         .await
     }
 
@@ -57,8 +64,14 @@ impl PlansMutation {
             on_behalf_of,
             detail,
             |st, t, _| async move {
-                plans::set_override(&st.db, t, &input.name, input.enabled, input.expected_version)
-                    .await
+                plans::set_override(
+                    &st.db,
+                    t,
+                    &input.name,
+                    input.enabled,
+                    input.expected_version,
+                )
+                .await
             },
         )
         .await

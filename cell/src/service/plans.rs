@@ -9,7 +9,7 @@ use sea_orm::{
     Set, TransactionTrait,
 };
 use shared::ids::TenantId;
-use shared::plans::{self, Entitlement, EntitlementSource, ENTITLEMENTS, Spec, TenantPlan};
+use shared::plans::{self, ENTITLEMENTS, Entitlement, EntitlementSource, Spec, TenantPlan};
 use shared::{Error, Result};
 
 use crate::entity::{entitlement_override, environment, project, tenant};

@@ -210,9 +210,10 @@ pub async fn create_environment(
             p.version
         )));
     }
-    let exists = environment::Entity::find_by_id((tenant.0, project_name.to_owned(), name.to_owned()))
-        .one(&txn)
-        .await?;
+    let exists =
+        environment::Entity::find_by_id((tenant.0, project_name.to_owned(), name.to_owned()))
+            .one(&txn)
+            .await?;
     if exists.is_some() {
         return Err(Error::Conflict(format!(
             "environment `{name}` already exists in project `{project_name}`"
@@ -229,7 +230,10 @@ pub async fn create_environment(
     .exec_without_returning(&txn)
     .await?;
     let bumped = project::Entity::update_many()
-        .col_expr(project::Column::Version, Expr::col(project::Column::Version).add(1))
+        .col_expr(
+            project::Column::Version,
+            Expr::col(project::Column::Version).add(1),
+        )
         .col_expr(project::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(project::Column::TenantId.eq(tenant.0))
         .filter(project::Column::Name.eq(project_name))
@@ -262,9 +266,9 @@ pub async fn check_target(
     } else {
         "input.environment"
     };
-    let p = get(db, tenant, name).await?.ok_or_else(|| {
-        Error::bad_input(field, format!("the tenant has no project `{name}`"))
-    })?;
+    let p = get(db, tenant, name)
+        .await?
+        .ok_or_else(|| Error::bad_input(field, format!("the tenant has no project `{name}`")))?;
     if let Some(env) = environment
         && !p.environments.iter().any(|e| e == env)
     {

@@ -146,7 +146,10 @@ pub async fn apply_directory(
         tenant::Entity::update_many()
             .col_expr(tenant::Column::Status, Expr::value(change.status.as_str()))
             .col_expr(tenant::Column::PurgeAt, Expr::value(change.purge_at))
-            .col_expr(tenant::Column::Version, Expr::col(tenant::Column::Version).add(1))
+            .col_expr(
+                tenant::Column::Version,
+                Expr::col(tenant::Column::Version).add(1),
+            )
             .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(tenant::Column::Id.eq(change.tenant_id))
             .exec(&txn)

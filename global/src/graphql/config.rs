@@ -73,7 +73,9 @@ impl ConfigQuery {
     /// The tenant's secret references, from its home cell.
     async fn secret_refs(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<SecretRef>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "secretRefs").await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "secretRefs")
+            .await
+            .gql()?;
         let q = "query($t: ID!) { secretRefs(tenantId: $t) { name ref version updatedAt } }";
         let out: Secrets = st
             .cell_client
@@ -93,7 +95,9 @@ impl ConfigQuery {
         environment: Option<String>,
     ) -> Result<Vec<ConfigValue>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "effectiveConfig").await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "effectiveConfig")
+            .await
+            .gql()?;
         record_tenant(ctx, &t);
         let q = "query($t: ID!, $p: String, $e: String) { effectiveConfig(tenantId: $t, projectId: $p, environment: $e) { key value source } }";
         let out: Effective = st
@@ -116,7 +120,9 @@ impl ConfigQuery {
         #[graphql(default = 50)] first: i32,
     ) -> Result<Vec<ConfigChange>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "configHistory").await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "configHistory")
+            .await
+            .gql()?;
         let q = "query($t: ID!, $n: Int!) { configHistory(tenantId: $t, first: $n) { version actor at diff } }";
         let out: History = st
             .cell_client

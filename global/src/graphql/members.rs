@@ -92,7 +92,9 @@ where
         let t: TenantId = tenant_id.parse().field("input.tenantId")?;
         let have = members::require(&st.db, p, t, need, action).await?;
         crate::service::directory::writable(&st.db, t).await?;
-        f(st.clone(), p.subject.clone(), have, t).await.map(|m| (t, m))
+        f(st.clone(), p.subject.clone(), have, t)
+            .await
+            .map(|m| (t, m))
     }
     .await;
     let tenant = result.as_ref().ok().map(|(t, _)| t.0);
@@ -107,10 +109,18 @@ impl MembersMutation {
     /// Adds a member (admins add non-owners; owners add anyone).
     async fn add_member(&self, ctx: &Context<'_>, input: AddMemberInput) -> Result<Member> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        audited(ctx, "addMember", &input.tenant_id.clone(), Level::Admin, detail, |st, _, have, t| async move {
-            let key = IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
-            members::add(&st.db, have, t, &input.subject, &input.role, key.as_str()).await
-        })
+        audited(
+            ctx,
+            "addMember",
+            &input.tenant_id.clone(),
+            Level::Admin,
+            detail,
+            |st, _, have, t| async move {
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+                members::add(&st.db, have, t, &input.subject, &input.role, key.as_str()).await
+            },
+        )
         .await
     }
 
@@ -121,18 +131,40 @@ impl MembersMutation {
         input: ChangeMemberRoleInput,
     ) -> Result<Member> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        audited(ctx, "changeMemberRole", &input.tenant_id.clone(), Level::Admin, detail, |st, _, have, t| async move {
-            members::change_role(&st.db, have, t, &input.subject, &input.role, input.expected_version).await
-        })
+        audited(
+            ctx,
+            "changeMemberRole",
+            &input.tenant_id.clone(),
+            Level::Admin,
+            detail,
+            |st, _, have, t| async move {
+                members::change_role(
+                    &st.db,
+                    have,
+                    t,
+                    &input.subject,
+                    &input.role,
+                    input.expected_version,
+                )
+                .await
+            },
+        )
         .await
     }
 
     /// Removes a member; the last owner cannot be removed.
     async fn remove_member(&self, ctx: &Context<'_>, input: RemoveMemberInput) -> Result<Member> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        audited(ctx, "removeMember", &input.tenant_id.clone(), Level::Admin, detail, |st, _, have, t| async move {
-            members::remove(&st.db, have, t, &input.subject, input.expected_version).await
-        })
+        audited(
+            ctx,
+            "removeMember",
+            &input.tenant_id.clone(),
+            Level::Admin,
+            detail,
+            |st, _, have, t| async move {
+                members::remove(&st.db, have, t, &input.subject, input.expected_version).await
+            },
+        )
         .await
     }
 
@@ -143,9 +175,16 @@ impl MembersMutation {
         input: TransferOwnershipInput,
     ) -> Result<Member> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        audited(ctx, "transferOwnership", &input.tenant_id.clone(), Level::Owner, detail, |st, me, _, t| async move {
-            members::transfer_ownership(&st.db, &me, t, &input.to, input.expected_version).await
-        })
+        audited(
+            ctx,
+            "transferOwnership",
+            &input.tenant_id.clone(),
+            Level::Owner,
+            detail,
+            |st, me, _, t| async move {
+                members::transfer_ownership(&st.db, &me, t, &input.to, input.expected_version).await
+            },
+        )
         .await
     }
 }

@@ -57,7 +57,9 @@ impl PlacementQuery {
         let region = Region::parse(&region).field("region").gql()?;
         let plan = Plan::parse(&plan).field("plan").gql()?;
         if !st.plans.contains(&plan) {
-            return Err(shared::Error::bad_input("plan", format!("unknown plan `{plan}`")).into_gql());
+            return Err(
+                shared::Error::bad_input("plan", format!("unknown plan `{plan}`")).into_gql(),
+            );
         }
         let counts = cells::tenant_counts(&st.db).await.gql()?;
         let d = placement::evaluate(

@@ -22,7 +22,11 @@ impl PlansMutation {
             let valid: Vec<&str> = st.plans.iter().map(|p| p.as_str()).collect();
             Err(shared::Error::bad_input(
                 "input.plan",
-                format!("unknown plan `{}`; valid plans: {}", input.plan, valid.join(", ")),
+                format!(
+                    "unknown plan `{}`; valid plans: {}",
+                    input.plan,
+                    valid.join(", ")
+                ),
             ))
         };
         let detail = serde_json::to_value(&input).unwrap_or_default();
@@ -30,7 +34,16 @@ impl PlansMutation {
             "mutation($i: ChangePlanInput!, $who: String) {{ changePlan(input: $i, onBehalfOf: $who) {{ {} }} }}",
             shared::plans::TENANT_PLAN_FIELDS
         );
-        routed_write(ctx, "changePlan", &input.tenant_id.clone(), detail, check, &q, input).await
+        routed_write(
+            ctx,
+            "changePlan",
+            &input.tenant_id.clone(),
+            detail,
+            check,
+            &q,
+            input,
+        )
+        .await
     }
 
     /// Overrides one entitlement of the tenant's plan (null removes the override).

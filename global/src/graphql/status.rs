@@ -93,7 +93,15 @@ impl StatusMutation {
         input: ChangeTenantStatusInput,
     ) -> Result<Tenant> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        run(ctx, &input.tenant_id, Some(input.expected_version), input.idempotency_key.as_deref(), Change::Suspend, detail).await
+        run(
+            ctx,
+            &input.tenant_id,
+            Some(input.expected_version),
+            input.idempotency_key.as_deref(),
+            Change::Suspend,
+            detail,
+        )
+        .await
     }
 
     /// SUSPENDED → ACTIVE.
@@ -103,7 +111,15 @@ impl StatusMutation {
         input: ChangeTenantStatusInput,
     ) -> Result<Tenant> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        run(ctx, &input.tenant_id, Some(input.expected_version), input.idempotency_key.as_deref(), Change::Resume, detail).await
+        run(
+            ctx,
+            &input.tenant_id,
+            Some(input.expected_version),
+            input.idempotency_key.as_deref(),
+            Change::Resume,
+            detail,
+        )
+        .await
     }
 
     /// ACTIVE or SUSPENDED → DEPROVISIONING: writes are refused and data is
@@ -118,7 +134,15 @@ impl StatusMutation {
         let change = Change::Deprovision {
             grace_seconds: input.grace_period_seconds,
         };
-        run(ctx, &input.tenant_id, input.expected_version, Some(&input.idempotency_key), change, detail).await
+        run(
+            ctx,
+            &input.tenant_id,
+            input.expected_version,
+            Some(&input.idempotency_key),
+            change,
+            detail,
+        )
+        .await
     }
 
     /// DEPROVISIONING → ACTIVE, within the grace period, with its data intact.
@@ -128,6 +152,14 @@ impl StatusMutation {
         input: ChangeTenantStatusInput,
     ) -> Result<Tenant> {
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        run(ctx, &input.tenant_id, Some(input.expected_version), input.idempotency_key.as_deref(), Change::Restore, detail).await
+        run(
+            ctx,
+            &input.tenant_id,
+            Some(input.expected_version),
+            input.idempotency_key.as_deref(),
+            Change::Restore,
+            detail,
+        )
+        .await
     }
 }

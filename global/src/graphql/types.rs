@@ -156,9 +156,14 @@ impl Tenant {
         }))
     }
     /// How its provisioning saga went, step by step.
-    async fn provisioning(&self, ctx: &Context<'_>) -> Result<Option<super::lifecycle::Provisioning>> {
+    async fn provisioning(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::lifecycle::Provisioning>> {
         let st = ctx.data_unchecked::<State>();
-        super::lifecycle::Provisioning::load(st, TenantId(self.0.id)).await.gql()
+        super::lifecycle::Provisioning::load(st, TenantId(self.0.id))
+            .await
+            .gql()
     }
     /// Its projects and their environments, from the home cell (empty
     /// while it is provisioned and once it FAILED).

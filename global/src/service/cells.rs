@@ -97,7 +97,10 @@ pub async fn register(
         ));
     }
     if r.weight.is_some_and(|w| w < 1) {
-        return Err(Error::bad_input("input.weight", "weight must be at least 1"));
+        return Err(Error::bad_input(
+            "input.weight",
+            "weight must be at least 1",
+        ));
     }
     if let Some(labels) = &r.labels {
         for (k, v) in labels {
@@ -128,7 +131,8 @@ pub async fn register(
         registered_at: sea_orm::Set(now),
         weight: sea_orm::Set(r.weight.unwrap_or(1)),
         labels: sea_orm::Set(
-            serde_json::to_string(&r.labels.clone().unwrap_or_default()).map_err(Error::internal)?,
+            serde_json::to_string(&r.labels.clone().unwrap_or_default())
+                .map_err(Error::internal)?,
         ),
         state: sea_orm::Set(ACCEPTING.into()),
     };

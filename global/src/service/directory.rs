@@ -35,8 +35,8 @@ pub async fn writable(db: &DatabaseConnection, id: TenantId) -> Result<tenant::M
     let row = get(db, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))?;
-    let status = TenantStatus::parse(&row.status)
-        .map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?;
+    let status =
+        TenantStatus::parse(&row.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?;
     if matches!(
         status,
         TenantStatus::Suspended | TenantStatus::Deprovisioning | TenantStatus::Deleted
@@ -109,9 +109,9 @@ pub async fn create(
 
 /// The tenant an earlier createTenant with `key` reserved, if any.
 async fn get_by_key(st: &State, key: &IdempotencyKey) -> Result<Option<TenantId>> {
-    idempotency::resource(&st.db, OP_CREATE, key).await.map(|r| {
-        r.and_then(|id| id.parse().ok())
-    })
+    idempotency::resource(&st.db, OP_CREATE, key)
+        .await
+        .map(|r| r.and_then(|id| id.parse().ok()))
 }
 
 /// Waits for the saga of `id` to end (at most the configured wait).

@@ -119,7 +119,11 @@ pub async fn list(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<membe
 }
 
 /// The first owner, recorded with the tenant's reservation.
-pub async fn insert_owner<C: ConnectionTrait>(db: &C, tenant: TenantId, subject: &str) -> Result<()> {
+pub async fn insert_owner<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    subject: &str,
+) -> Result<()> {
     let now = Utc::now();
     member::ActiveModel {
         tenant_id: Set(tenant.0),
@@ -281,7 +285,10 @@ async fn set_role<C: ConnectionTrait>(
 ) -> Result<member::Model> {
     let res = member::Entity::update_many()
         .col_expr(member::Column::Role, Expr::value(role))
-        .col_expr(member::Column::Version, Expr::col(member::Column::Version).add(1))
+        .col_expr(
+            member::Column::Version,
+            Expr::col(member::Column::Version).add(1),
+        )
         .col_expr(member::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(member::Column::TenantId.eq(tenant.0))
         .filter(member::Column::Subject.eq(subject))

@@ -49,7 +49,8 @@ pub fn evaluate(
     policy: &Policy,
 ) -> Decision {
     let load = |c: &cell::Model| counts.get(&c.id).copied().unwrap_or(0);
-    let share = |c: &cell::Model| load(c) as f64 / c.capacity.max(1) as f64 / c.weight.max(1) as f64;
+    let share =
+        |c: &cell::Model| load(c) as f64 / c.capacity.max(1) as f64 / c.weight.max(1) as f64;
     let required = policy.get(plan.as_str()).filter(|(k, v)| {
         cells
             .iter()
@@ -78,7 +79,12 @@ pub fn evaluate(
     }
     eligible.sort_by(|a, b| share(a).total_cmp(&share(b)).then(a.id.cmp(&b.id)));
     let chosen = eligible.first().map(|c| (*c).clone());
-    rejected.extend(eligible.into_iter().skip(1).map(|c| (c.clone(), Rule::Load)));
+    rejected.extend(
+        eligible
+            .into_iter()
+            .skip(1)
+            .map(|c| (c.clone(), Rule::Load)),
+    );
     rejected.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     Decision { chosen, rejected }
 }
@@ -95,8 +101,11 @@ pub fn choose(
     if let Some(c) = d.chosen {
         return Ok(c);
     }
-    let in_region: Vec<&(cell::Model, Rule)> =
-        d.rejected.iter().filter(|(_, r)| *r != Rule::Region).collect();
+    let in_region: Vec<&(cell::Model, Rule)> = d
+        .rejected
+        .iter()
+        .filter(|(_, r)| *r != Rule::Region)
+        .collect();
     if in_region.is_empty() {
         let known: BTreeSet<&str> = cells.iter().map(|c| c.region.as_str()).collect();
         let known: Vec<&str> = known.into_iter().collect();
@@ -123,7 +132,10 @@ pub fn choose(
             states.join(", ")
         )));
     }
-    if in_region.iter().all(|(_, r)| matches!(r, Rule::Down | Rule::Capacity)) {
+    if in_region
+        .iter()
+        .all(|(_, r)| matches!(r, Rule::Down | Rule::Capacity))
+    {
         let full: Vec<String> = in_region
             .iter()
             .filter(|(_, r)| *r == Rule::Capacity)
@@ -174,7 +186,11 @@ mod tests {
         Plan::parse("pro").unwrap()
     }
 
-    fn choose_pro(r: &str, cells: &[cell::Model], counts: &HashMap<String, i64>) -> Result<cell::Model> {
+    fn choose_pro(
+        r: &str,
+        cells: &[cell::Model],
+        counts: &HashMap<String, i64>,
+    ) -> Result<cell::Model> {
         choose(&region(r), &pro(), cells, counts, &Policy::new())
     }
 
@@ -225,19 +241,32 @@ mod tests {
     fn weight_divides_load_and_ties_go_to_the_lowest_id() {
         let mut heavy = cell("us-b", "us-east-1", UP, 10);
         heavy.weight = 3;
-        let cells = vec![cell("us-a", "us-east-1", UP, 10), heavy, cell("us-c", "us-east-1", UP, 10)];
+        let cells = vec![
+            cell("us-a", "us-east-1", UP, 10),
+            heavy,
+            cell("us-c", "us-east-1", UP, 10),
+        ];
         // us-a: 2/10/1 = 0.2; us-b: 3/10/3 = 0.1; us-c: 1/10/1 = 0.1 → tie, us-b wins by id.
         let counts = HashMap::from([
             ("us-a".to_string(), 2),
             ("us-b".to_string(), 3),
             ("us-c".to_string(), 1),
         ]);
-        let d = evaluate(&region("us-east-1"), &pro(), &cells, &counts, &Policy::new());
+        let d = evaluate(
+            &region("us-east-1"),
+            &pro(),
+            &cells,
+            &counts,
+            &Policy::new(),
+        );
         assert_eq!(d.chosen.unwrap().id, "us-b");
         let rules: Vec<(String, Rule)> = d.rejected.into_iter().map(|(c, r)| (c.id, r)).collect();
         assert_eq!(
             rules,
-            [("us-a".to_string(), Rule::Load), ("us-c".to_string(), Rule::Load)]
+            [
+                ("us-a".to_string(), Rule::Load),
+                ("us-c".to_string(), Rule::Load)
+            ]
         );
     }
 
@@ -256,11 +285,18 @@ mod tests {
             cell("us-e", "us-east-1", UP, 10),
         ];
         let counts = HashMap::from([("us-c".to_string(), 1)]);
-        let policy = Policy::from([("enterprise".to_string(), ("pool".to_string(), "dedicated".to_string()))]);
+        let policy = Policy::from([(
+            "enterprise".to_string(),
+            ("pool".to_string(), "dedicated".to_string()),
+        )]);
         let ent = Plan::parse("enterprise").unwrap();
         let d = evaluate(&region("us-east-1"), &ent, &cells, &counts, &policy);
         assert_eq!(d.chosen.as_ref().unwrap().id, "us-d");
-        let rules: Vec<(&str, Rule)> = d.rejected.iter().map(|(c, r)| (c.id.as_str(), *r)).collect();
+        let rules: Vec<(&str, Rule)> = d
+            .rejected
+            .iter()
+            .map(|(c, r)| (c.id.as_str(), *r))
+            .collect();
         assert_eq!(
             rules,
             [

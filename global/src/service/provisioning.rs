@@ -12,9 +12,9 @@ use chrono::Utc;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
-use shared::sync::outbox;
 use shared::ids::{IdempotencyKey, TenantId};
 use shared::model::TenantStatus;
+use shared::sync::outbox;
 use shared::{Code, Error, Result};
 use tokio::task::JoinHandle;
 
@@ -102,7 +102,8 @@ fn transient(e: &Error) -> bool {
 /// of the lease (the driver renews it between attempts) and at 5 s.
 fn backoff(attempt: i32, lease: Duration) -> Duration {
     let cap = lease.div_f64(3.0).min(Duration::from_secs(5));
-    let exp = Duration::from_millis(200).saturating_mul(1u32 << attempt.clamp(1, 16).saturating_sub(1));
+    let exp =
+        Duration::from_millis(200).saturating_mul(1u32 << attempt.clamp(1, 16).saturating_sub(1));
     let ceiling = exp.min(cap).max(Duration::from_millis(20));
     let ms = ceiling.as_millis() as u64;
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
@@ -152,14 +153,30 @@ async fn drive(st: &State, id: TenantId) -> Result<()> {
                 Err(e) if transient(&e) => {
                     let msg = e.to_string();
                     tracing::info!(tenant_id = %id, step = %step.name, attempts, error = %msg, "provisioning step failed; retrying");
-                    set_step(st, id, &step.name, saga::STEP_RUNNING, attempts, Some(msg.clone())).await?;
+                    set_step(
+                        st,
+                        id,
+                        &step.name,
+                        saga::STEP_RUNNING,
+                        attempts,
+                        Some(msg.clone()),
+                    )
+                    .await?;
                     last_error = Some(msg);
                     let left = (s.deadline_at - Utc::now()).to_std().unwrap_or_default();
                     tokio::time::sleep(backoff(attempts, st.provisioning.lease).min(left)).await;
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    set_step(st, id, &step.name, saga::STEP_FAILED, attempts, Some(msg.clone())).await?;
+                    set_step(
+                        st,
+                        id,
+                        &step.name,
+                        saga::STEP_FAILED,
+                        attempts,
+                        Some(msg.clone()),
+                    )
+                    .await?;
                     let reason = format!("step `{}` was refused: {msg}", step.name);
                     return fail(st, id, &reason).await;
                 }
@@ -314,7 +331,15 @@ async fn compensate(st: &State, id: TenantId) -> Result<()> {
     for step in steps.iter().rev() {
         let ran = step.attempts > 0 && step.status != saga::STEP_COMPENSATED;
         if ran {
-            set_step(st, id, &step.name, saga::STEP_COMPENSATED, step.attempts, None).await?;
+            set_step(
+                st,
+                id,
+                &step.name,
+                saga::STEP_COMPENSATED,
+                step.attempts,
+                None,
+            )
+            .await?;
         }
     }
     crate::service::members::delete_all(&st.db, id.0).await?;
@@ -334,9 +359,7 @@ async fn finish(st: &State, id: TenantId, key: &str, kind: TenantEventKind) {
         tracing::warn!(tenant_id = %id, error = %e, "could not complete the idempotency key");
     }
     if let Ok(Some(row)) = directory::get(&st.db, id).await {
-        st.events
-            .publish(TenantEvent { kind, tenant: row })
-            .await;
+        st.events.publish(TenantEvent { kind, tenant: row }).await;
     }
 }
 

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Serialize;
 use shared::ids::{IdempotencyKey, TenantId};
 use shared::model::TenantStatus;
@@ -100,11 +98,22 @@ async fn apply(
     change: Change,
 ) -> Result<tenant::Model> {
     let txn = st.db.begin().await?;
+    // Write first: locks the row (PostgreSQL) or the database (SQLite, which
+    // must not upgrade a read snapshot to a write).
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::UpdatedAt,
+            Expr::col(tenant::Column::UpdatedAt),
+        )
+        .filter(tenant::Column::Id.eq(id.0))
+        .exec(&txn)
+        .await?;
     let row = tenant::Entity::find_by_id(id.0)
         .one(&txn)
         .await?
         .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))?;
-    let status = TenantStatus::parse(&row.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?;
+    let status =
+        TenantStatus::parse(&row.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?;
     if status == TenantStatus::Deleted {
         return Err(Error::Conflict(format!(
             "tenant {id} is DELETED: it can no longer change"
@@ -193,7 +202,8 @@ pub fn event(row: &tenant::Model) -> Result<Event> {
     let payload = DirectoryChange {
         tenant_id: row.id,
         cell_id: row.cell_id.clone(),
-        status: TenantStatus::parse(&row.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?,
+        status: TenantStatus::parse(&row.status)
+            .map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?,
         purge_at: row.purge_at,
     };
     Ok(Event::new(
@@ -216,7 +226,10 @@ pub async fn authoritative_versions(
         .filter(tenant::Column::Version.gt(0))
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(|r| (entity(r.id), r.version)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (entity(r.id), r.version))
+        .collect())
 }
 
 /// Anti-entropy: enqueues the current `global.directory` event of one tenant again.
@@ -249,14 +262,20 @@ pub async fn apply_record_changes(st: &State, events: &[Event]) -> Result<()> {
                     tenant::Column::Status,
                     Expr::value(TenantStatus::Deleted.as_str()),
                 )
-                .col_expr(tenant::Column::Version, Expr::col(tenant::Column::Version).add(1))
+                .col_expr(
+                    tenant::Column::Version,
+                    Expr::col(tenant::Column::Version).add(1),
+                )
                 .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
                 .filter(tenant::Column::Id.eq(change.tenant_id))
                 .filter(tenant::Column::Status.eq(TenantStatus::Deprovisioning.as_str()))
                 .exec(&txn)
                 .await?;
             // Cells record the tombstone's version too, for anti-entropy.
-            if let Some(row) = tenant::Entity::find_by_id(change.tenant_id).one(&txn).await? {
+            if let Some(row) = tenant::Entity::find_by_id(change.tenant_id)
+                .one(&txn)
+                .await?
+            {
                 outbox::enqueue(&txn, &event(&row)?).await?;
             }
             deleted.push(change.tenant_id);
