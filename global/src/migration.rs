@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateProvisioning),
             Box::new(AddPurgeAt),
             Box::new(AddCellPlacement),
+            Box::new(CreateMembers),
         ]
     }
 }
@@ -341,5 +342,57 @@ impl MigrationTrait for AddCellPlacement {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum Members {
+    Table,
+    TenantId,
+    Subject,
+    Role,
+    Version,
+    IdempotencyKey,
+    CreatedAt,
+    UpdatedAt,
+}
+
+struct CreateMembers;
+
+impl MigrationName for CreateMembers {
+    fn name(&self) -> &str {
+        "m0005_members"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateMembers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Members::Table)
+                    .if_not_exists()
+                    .col(uuid(Members::TenantId))
+                    .col(string(Members::Subject))
+                    .col(string(Members::Role))
+                    .col(big_integer(Members::Version))
+                    .col(string_null(Members::IdempotencyKey))
+                    .col(timestamp_with_time_zone(Members::CreatedAt))
+                    .col(timestamp_with_time_zone(Members::UpdatedAt))
+                    .primary_key(Index::create().col(Members::TenantId).col(Members::Subject))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_members_subject")
+                    .table(Members::Table)
+                    .col(Members::Subject)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
     }
 }

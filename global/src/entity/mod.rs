@@ -1,5 +1,6 @@
 pub mod cell;
 pub mod idempotency;
+pub mod member;
 pub mod rollout;
 pub mod saga;
 pub mod saga_step;

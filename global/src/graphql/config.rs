@@ -19,6 +19,7 @@ use super::auth::caller;
 use crate::State;
 use crate::entity::cell;
 use crate::service::directory;
+use crate::service::members::{self, Level};
 
 #[derive(Default)]
 pub struct ConfigQuery;
@@ -26,33 +27,23 @@ pub struct ConfigQuery;
 #[derive(Default)]
 pub struct ConfigMutation;
 
-/// The tenant's home cell, after checking the caller may see the tenant.
+/// The tenant's home cell, after checking the caller's level on the
+/// tenant (NOT_FOUND when it may not see it) and, for writes, its status.
 pub(super) async fn home(
     st: &State,
     p: &Principal,
     id: &ID,
-    write: bool,
+    need: Level,
+    action: &str,
 ) -> shared::Result<(TenantId, cell::Model)> {
     let t: TenantId = id.parse().field("tenantId")?;
     let not_found = || shared::Error::NotFound(format!("tenant {t} not found"));
-    if !p.can_read_tenant(t) {
-        return Err(not_found());
-    }
-    if write && !p.can_write_tenant(t) {
-        return Err(shared::Error::Forbidden(
-            "changing configuration needs tenant-admin or platform-admin".into(),
-        ));
-    }
-    let row = directory::get(&st.db, t).await?.ok_or_else(not_found)?;
-    let status = shared::model::TenantStatus::parse(&row.status)
-        .map_err(|e| shared::Error::internal(anyhow::anyhow!(e.0)))?;
-    use shared::model::TenantStatus::{Deleted, Deprovisioning, Suspended};
-    if write && matches!(status, Suspended | Deprovisioning | Deleted) {
-        return Err(shared::Error::Conflict(format!(
-            "tenant {t} is {}: writes are refused",
-            status.as_str()
-        )));
-    }
+    members::require(&st.db, p, t, need, action).await?;
+    let row = if need > Level::Viewer {
+        directory::writable(&st.db, t).await?
+    } else {
+        directory::get(&st.db, t).await?.ok_or_else(not_found)?
+    };
     let cell = st.cells.get(&row.cell_id).ok_or_else(|| {
         shared::Error::Unavailable(format!("cell {} is not registered", row.cell_id))
     })?;
@@ -82,7 +73,9 @@ impl ConfigQuery {
     /// The tenant's secret references, from its home cell.
     async fn secret_refs(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<SecretRef>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "secretRefs")
+            .await
+            .gql()?;
         let q = "query($t: ID!) { secretRefs(tenantId: $t) { name ref version updatedAt } }";
         let out: Secrets = st
             .cell_client
@@ -102,7 +95,9 @@ impl ConfigQuery {
         environment: Option<String>,
     ) -> Result<Vec<ConfigValue>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "effectiveConfig")
+            .await
+            .gql()?;
         record_tenant(ctx, &t);
         let q = "query($t: ID!, $p: String, $e: String) { effectiveConfig(tenantId: $t, projectId: $p, environment: $e) { key value source } }";
         let out: Effective = st
@@ -125,7 +120,9 @@ impl ConfigQuery {
         #[graphql(default = 50)] first: i32,
     ) -> Result<Vec<ConfigChange>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "configHistory")
+            .await
+            .gql()?;
         let q = "query($t: ID!, $n: Int!) { configHistory(tenantId: $t, first: $n) { version actor at diff } }";
         let out: History = st
             .cell_client
@@ -217,7 +214,12 @@ pub(super) async fn routed_write<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let (st, p) = caller(ctx).gql()?;
     let result = async {
-        let (t, cell) = home(st, p, tenant_id, true).await?;
+        // Plans are the owners' to change; configuration and projects, any member's.
+        let need = match action {
+            "changePlan" | "setEntitlementOverride" => Level::Owner,
+            _ => Level::Member,
+        };
+        let (t, cell) = home(st, p, tenant_id, need, action).await?;
         check?;
         let mut out: std::collections::HashMap<String, T> = st
             .cell_client

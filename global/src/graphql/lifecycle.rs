@@ -112,15 +112,22 @@ pub struct LifecycleStep {
 }
 
 /// The stream behind the `tenantLifecycle` subscription.
-pub fn steps(
+/// (Members of the tenant and readers by token may subscribe; others get NOT_FOUND.)
+pub async fn steps(
     ctx: &Context<'_>,
     tenant_id: ID,
 ) -> Result<impl Stream<Item = LifecycleStep> + use<>> {
     let (st, p) = caller(ctx).gql()?;
     let id: TenantId = tenant_id.parse().field("tenantId").gql()?;
-    if !p.can_read_tenant(id) {
-        return Err(shared::Error::NotFound(format!("tenant {id} not found")).into_gql());
-    }
+    crate::service::members::require(
+        &st.db,
+        p,
+        id,
+        crate::service::members::Level::Viewer,
+        "tenantLifecycle",
+    )
+    .await
+    .gql()?;
     Ok(
         BroadcastStream::new(st.lifecycle.subscribe()).filter_map(move |ev| {
             let ev = ev.ok()?;

@@ -5,6 +5,7 @@ mod config;
 mod flags;
 mod lifecycle;
 mod loader;
+mod members;
 mod mutation;
 mod placement;
 mod plans;
@@ -53,6 +54,7 @@ pub struct AllMutation(
     status::StatusMutation,
     placement::PlacementMutation,
     plans::PlansMutation,
+    members::MembersMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

@@ -32,7 +32,11 @@ impl Mutation {
             p.require_any(&[Role::PlatformAdmin], "createTenant")?;
             let key =
                 IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
-            directory::create(st, &p.subject, &key, parse_new_tenant(input)?).await
+            let mut t = parse_new_tenant(input)?;
+            if t.owner.is_empty() {
+                t.owner = p.subject.clone();
+            }
+            directory::create(st, &p.subject, &key, t).await
         }
         .await;
         let tenant_id = result.as_ref().ok().map(|r| r.id);
@@ -182,5 +186,15 @@ fn parse_new_tenant(input: CreateTenantInput) -> shared::Result<NewTenant> {
         name,
         region: Region::parse(&input.region).field("input.region")?,
         plan: Plan::parse(&input.plan).field("input.plan")?,
+        owner: match input.owner {
+            Some(o) if o.trim().is_empty() || o.len() > 200 => {
+                return Err(shared::Error::bad_input(
+                    "input.owner",
+                    "owner must be 1 to 200 characters",
+                ));
+            }
+            Some(o) => o,
+            None => String::new(),
+        },
     })
 }

@@ -8,6 +8,7 @@ use shared::server::record_tenant;
 
 use super::auth::caller;
 use super::types::{AuditEntry, AuditFilter, Cell, Tenant, TenantFilter, TotalCount};
+use crate::service::members::{self, Level};
 use crate::service::{cells, directory};
 
 #[derive(Default)]
@@ -26,7 +27,7 @@ impl Query {
         let id: TenantId = id.parse().field("id").gql()?;
         record_tenant(ctx, &id);
         let not_found = || shared::Error::NotFound(format!("tenant {id} not found")).into_gql();
-        if !p.can_read_tenant(id) {
+        if members::level(&st.db, p, id).await.gql()? == Level::None {
             return Err(not_found());
         }
         directory::get(&st.db, id)
@@ -41,8 +42,13 @@ impl Query {
         let (st, p) = caller(ctx).gql()?;
         let slug = Slug::parse(&slug).field("slug").gql()?;
         let not_found = || shared::Error::NotFound(format!("tenant `{slug}` not found")).into_gql();
-        match directory::get_by_slug(&st.db, &slug).await.gql()? {
-            Some(t) if p.can_read_tenant(TenantId(t.id)) => {
+        let row = directory::get_by_slug(&st.db, &slug).await.gql()?;
+        let visible = match &row {
+            Some(t) => members::level(&st.db, p, TenantId(t.id)).await.gql()? > Level::None,
+            None => false,
+        };
+        match row {
+            Some(t) if visible => {
                 record_tenant(ctx, &t.id);
                 Ok(Tenant(t))
             }
@@ -98,7 +104,14 @@ impl Query {
                 .field("filter.cellId")
                 .gql()?,
             status: f.status,
-            only: (!p.reads_everything()).then(|| p.tenants.clone()),
+            only: if p.reads_everything() {
+                None
+            } else {
+                // Its token's tenants and those it is a member of.
+                let mut only = p.tenants.clone();
+                only.extend(members::tenants_of(&st.db, &p.subject).await.gql()?);
+                Some(only)
+            },
         };
         let (rows, more, total) = directory::page(&st.db, &filter, after, first as u64)
             .await

@@ -20,6 +20,7 @@ use shared::quota::{Rule, store};
 use super::auth::caller;
 use super::config::{home, routed_write};
 use crate::State;
+use crate::service::members::Level;
 use crate::service::{directory, metrics_catalog, usage};
 
 #[derive(Default)]
@@ -54,7 +55,9 @@ impl QuotaQuery {
     /// resetAt and whether it comes from the plan or an override.
     async fn quotas(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<Quota>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, false).await.gql()?;
+        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "quotas")
+            .await
+            .gql()?;
         let q = "query($t: ID!) { quotas(tenantId: $t) { metric kind limit period burst enforcement used remaining resetAt source version } }";
         let out: Quotas = st
             .cell_client

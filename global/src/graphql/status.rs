@@ -11,6 +11,7 @@ use shared::server::record_tenant;
 
 use super::auth::caller;
 use super::types::Tenant;
+use crate::service::members::{self, Level};
 use crate::service::tenant_status::{self, Change};
 
 #[derive(InputObject, Serialize)]
@@ -37,21 +38,22 @@ pub struct DeprovisionTenantInput {
 #[derive(Default)]
 pub struct StatusMutation;
 
-/// Who may do what: operators suspend and resume; the tenant's own admins
-/// (and platform admins) deprovision and restore.
-fn authorize(p: &Principal, id: TenantId, change: Change) -> shared::Result<()> {
-    if !p.can_read_tenant(id) {
-        return Err(shared::Error::NotFound(format!("tenant {id} not found")));
-    }
+/// Who may do what: operators (platform-admin, sre) suspend and resume;
+/// the tenant's owners (and platform admins) deprovision and restore.
+async fn authorize(
+    st: &crate::State,
+    p: &Principal,
+    id: TenantId,
+    change: Change,
+) -> shared::Result<()> {
     match change {
         Change::Suspend | Change::Resume => {
+            members::require(&st.db, p, id, Level::Viewer, change.action()).await?;
             p.require_any(&[Role::PlatformAdmin, Role::Sre], change.action())
         }
-        _ if p.can_write_tenant(id) => Ok(()),
-        _ => Err(shared::Error::Forbidden(format!(
-            "{} needs tenant-admin or platform-admin",
-            change.action()
-        ))),
+        _ => members::require(&st.db, p, id, Level::Owner, change.action())
+            .await
+            .map(|_| ()),
     }
 }
 
@@ -66,7 +68,7 @@ async fn run(
     let (st, p) = caller(ctx).gql()?;
     let result = async {
         let id: TenantId = tenant_id.parse().field("input.tenantId")?;
-        authorize(p, id, change)?;
+        authorize(st, p, id, change).await?;
         let key = key
             .map(|k| IdempotencyKey::parse(k).field("input.idempotencyKey"))
             .transpose()?;

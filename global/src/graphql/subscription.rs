@@ -66,6 +66,6 @@ impl Subscription {
         ctx: &Context<'_>,
         tenant_id: ID,
     ) -> Result<impl Stream<Item = super::lifecycle::LifecycleStep>> {
-        super::lifecycle::steps(ctx, tenant_id)
+        super::lifecycle::steps(ctx, tenant_id).await
     }
 }

@@ -229,6 +229,16 @@ impl Tenant {
             .gql()?;
         Ok(Some(out.tenant_plan))
     }
+    /// Its members and their roles.
+    async fn members(&self, ctx: &Context<'_>) -> Result<Vec<super::members::Member>> {
+        let st = ctx.data_unchecked::<State>();
+        Ok(crate::service::members::list(&st.db, TenantId(self.0.id))
+            .await
+            .gql()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
     /// Display name, read from the home cell (null while provisioning;
     /// an UNAVAILABLE error when the cell cannot be reached).
     async fn name(&self, ctx: &Context<'_>) -> Result<Option<String>> {
@@ -255,6 +265,8 @@ pub struct CreateTenantInput {
     pub region: String,
     /// A plan name such as `free`, `pro` or `enterprise`.
     pub plan: String,
+    /// The subject (JWT `sub`) who becomes its first owner; the caller when left out.
+    pub owner: Option<String>,
 }
 
 #[derive(InputObject, Default)]

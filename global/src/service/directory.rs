@@ -25,6 +25,28 @@ pub struct NewTenant {
     pub name: String,
     pub region: Region,
     pub plan: Plan,
+    /// The subject who becomes the tenant's first owner.
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// Refuses changes to a tenant that is SUSPENDED, DEPROVISIONING or DELETED.
+pub async fn writable(db: &DatabaseConnection, id: TenantId) -> Result<tenant::Model> {
+    let row = get(db, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))?;
+    let status =
+        TenantStatus::parse(&row.status).map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?;
+    if matches!(
+        status,
+        TenantStatus::Suspended | TenantStatus::Deprovisioning | TenantStatus::Deleted
+    ) {
+        return Err(Error::Conflict(format!(
+            "tenant {id} is {}: writes are refused",
+            status.as_str()
+        )));
+    }
+    Ok(row)
 }
 
 /// Creates a tenant through its provisioning saga (see `provisioning`) and

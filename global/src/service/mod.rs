@@ -6,6 +6,7 @@ pub mod configkeys;
 pub mod directory;
 pub mod flags;
 pub mod idempotency;
+pub mod members;
 pub mod metrics_catalog;
 pub mod placement;
 pub mod provisioning;

@@ -342,6 +342,7 @@ async fn compensate(st: &State, id: TenantId) -> Result<()> {
             .await?;
         }
     }
+    crate::service::members::delete_all(&st.db, id.0).await?;
     saga::set_status(&st.db, id, saga::FAILED, None).await?;
     if let Some(s) = saga::get(&st.db, id).await? {
         finish(st, id, &s.idempotency_key, TenantEventKind::Updated).await;

@@ -16,7 +16,7 @@ use shared::model::TenantStatus;
 use shared::{Error, Result};
 use uuid::Uuid;
 
-use crate::entity::{saga, saga_step, tenant};
+use crate::entity::{member, saga, saga_step, tenant};
 use crate::service::directory::NewTenant;
 
 pub const RUNNING: &str = "RUNNING";
@@ -73,15 +73,24 @@ pub async fn reserve(
     slug_reuse_after: Duration,
     lease: &Lease,
 ) -> Result<bool> {
-    let txn = db.begin().await?;
-    if tenant::Entity::find_by_id(id.0).one(&txn).await?.is_some() {
-        return Ok(false);
-    }
-    if let Some(taken) = tenant::Entity::find()
-        .filter(tenant::Column::Slug.eq(t.slug.as_str()))
-        .one(&txn)
-        .await?
-    {
+    // Writes come first in each transaction (SQLite must not upgrade a read
+    // snapshot to a write): insert, and on a unique violation look why.
+    for _ in 0..3 {
+        match insert_all(db, id, key, actor, t, steps, deadline, lease).await {
+            Ok(()) => return Ok(true),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if tenant::Entity::find_by_id(id.0).one(db).await?.is_some() {
+            return Ok(false); // ours: a concurrent or earlier request reserved it
+        }
+        let Some(taken) = tenant::Entity::find()
+            .filter(tenant::Column::Slug.eq(t.slug.as_str()))
+            .one(db)
+            .await?
+        else {
+            continue; // freed meanwhile
+        };
         let free_at = taken.updated_at
             + chrono::Duration::from_std(slug_reuse_after).unwrap_or(chrono::Duration::MAX);
         let deleted = taken.status == TenantStatus::Deleted.as_str();
@@ -98,75 +107,84 @@ pub async fn reserve(
                 t.slug
             )));
         }
+        let txn = db.begin().await?;
         delete_rows(&txn, taken.id).await?;
+        txn.commit().await?;
     }
+    Err(Error::Conflict(format!(
+        "slug `{}` is contended; retry",
+        t.slug
+    )))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_all(
+    db: &DatabaseConnection,
+    id: TenantId,
+    key: &IdempotencyKey,
+    actor: &str,
+    t: &NewTenant,
+    steps: &[&str],
+    deadline: Duration,
+    lease: &Lease,
+) -> std::result::Result<(), sea_orm::DbErr> {
     let now = Utc::now();
-    let input = serde_json::to_string(t).map_err(Error::internal)?;
-    let inserted = async {
-        tenant::ActiveModel {
-            id: Set(id.0),
-            slug: Set(t.slug.to_string()),
-            region: Set(t.region.to_string()),
-            cell_id: Set(String::new()),
-            status: Set(TenantStatus::Pending.as_str().to_owned()),
-            version: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            purge_at: Set(None),
-        }
-        .insert(&txn)
-        .await?;
-        saga::ActiveModel {
+    let input = serde_json::to_string(t).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+    let txn = db.begin().await?;
+    tenant::ActiveModel {
+        id: Set(id.0),
+        slug: Set(t.slug.to_string()),
+        region: Set(t.region.to_string()),
+        cell_id: Set(String::new()),
+        status: Set(TenantStatus::Pending.as_str().to_owned()),
+        version: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        purge_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    saga::ActiveModel {
+        tenant_id: Set(id.0),
+        idempotency_key: Set(key.to_string()),
+        actor: Set(actor.to_owned()),
+        input: Set(input),
+        status: Set(RUNNING.to_owned()),
+        reason: Set(None),
+        deadline_at: Set(now + chrono::Duration::from_std(deadline).unwrap_or_default()),
+        lease_owner: Set(Some(lease.owner.clone())),
+        lease_until: Set(Some(lease.until())),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    member::ActiveModel {
+        tenant_id: Set(id.0),
+        subject: Set(t.owner.clone()),
+        role: Set("owner".into()),
+        version: Set(1),
+        idempotency_key: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    for (i, name) in steps.iter().enumerate() {
+        let first = i == 0;
+        saga_step::ActiveModel {
             tenant_id: Set(id.0),
-            idempotency_key: Set(key.to_string()),
-            actor: Set(actor.to_owned()),
-            input: Set(input),
-            status: Set(RUNNING.to_owned()),
-            reason: Set(None),
-            deadline_at: Set(now + chrono::Duration::from_std(deadline).unwrap_or_default()),
-            lease_owner: Set(Some(lease.owner.clone())),
-            lease_until: Set(Some(lease.until())),
-            created_at: Set(now),
+            name: Set((*name).to_owned()),
+            position: Set(i as i32),
+            status: Set(if first { STEP_DONE } else { STEP_PENDING }.to_owned()),
+            attempts: Set(i32::from(first)),
+            last_error: Set(None),
             updated_at: Set(now),
         }
         .insert(&txn)
         .await?;
-        for (i, name) in steps.iter().enumerate() {
-            let first = i == 0;
-            saga_step::ActiveModel {
-                tenant_id: Set(id.0),
-                name: Set((*name).to_owned()),
-                position: Set(i as i32),
-                status: Set(if first { STEP_DONE } else { STEP_PENDING }.to_owned()),
-                attempts: Set(i32::from(first)),
-                last_error: Set(None),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-        }
-        Ok::<_, sea_orm::DbErr>(())
     }
-    .await;
-    match inserted {
-        Ok(()) => {
-            txn.commit().await?;
-            Ok(true)
-        }
-        Err(e) if is_unique_violation(&e) => {
-            drop(txn);
-            // A concurrent request reserved it: ours (same id) or another's slug.
-            if tenant::Entity::find_by_id(id.0).one(db).await?.is_some() {
-                Ok(false)
-            } else {
-                Err(Error::Conflict(format!(
-                    "slug `{}` is already taken",
-                    t.slug
-                )))
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    txn.commit().await
 }
 
 /// Deletes a tenant's directory row and saga (a FAILED tenant whose slug is reused).
@@ -176,6 +194,7 @@ async fn delete_rows<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<()> {
         .exec(db)
         .await?;
     saga::Entity::delete_by_id(id).exec(db).await?;
+    crate::service::members::delete_all(db, id).await?;
     tenant::Entity::delete_by_id(id).exec(db).await?;
     Ok(())
 }

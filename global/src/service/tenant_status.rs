@@ -98,6 +98,16 @@ async fn apply(
     change: Change,
 ) -> Result<tenant::Model> {
     let txn = st.db.begin().await?;
+    // Write first: locks the row (PostgreSQL) or the database (SQLite, which
+    // must not upgrade a read snapshot to a write).
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::UpdatedAt,
+            Expr::col(tenant::Column::UpdatedAt),
+        )
+        .filter(tenant::Column::Id.eq(id.0))
+        .exec(&txn)
+        .await?;
     let row = tenant::Entity::find_by_id(id.0)
         .one(&txn)
         .await?
