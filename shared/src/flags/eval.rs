@@ -3,6 +3,7 @@
 //! evaluation is a few lookups. The cell and `tenantctl flags eval` run the
 //! same code on the same snapshot, so they give the same answer.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -102,25 +103,28 @@ impl Attr {
         }
     }
 
-    fn get(&self, t: &TenantAttrs, ctx: &Context) -> Option<String> {
+    /// The attribute's value; built-in string attributes are borrowed.
+    fn get<'a>(&self, t: &'a TenantAttrs, ctx: &'a Context) -> Option<Cow<'a, str>> {
         Some(match self {
-            Attr::Plan => t.plan.clone(),
-            Attr::Region => t.region.clone(),
-            Attr::Cell => t.cell.clone(),
-            Attr::Version => t.version.to_string(),
-            Attr::TenantId => t.id.to_string(),
+            Attr::Plan => Cow::Borrowed(t.plan.as_str()),
+            Attr::Region => Cow::Borrowed(t.region.as_str()),
+            Attr::Cell => Cow::Borrowed(t.cell.as_str()),
+            Attr::Version => Cow::Owned(t.version.to_string()),
+            Attr::TenantId => Cow::Owned(t.id.to_string()),
             Attr::Custom(k) => match ctx.get(k)? {
-                Value::String(s) => s.clone(),
+                Value::String(s) => Cow::Borrowed(s.as_str()),
                 Value::Null => return None,
-                other => other.to_string(),
+                other => Cow::Owned(other.to_string()),
             },
         })
     }
 }
 
+type FastSet<T> = HashSet<T, rustc_hash::FxBuildHasher>;
+
 enum Test {
-    In(HashSet<String>),
-    NotIn(HashSet<String>),
+    In(FastSet<String>),
+    NotIn(FastSet<String>),
     Cmp(Operator, f64),
     Semver(semver::VersionReq),
     Prefix(Vec<String>),
@@ -140,7 +144,7 @@ fn as_version(s: &str) -> Option<semver::Version> {
 
 impl Cond {
     fn compile(c: &Constraint) -> Option<Self> {
-        let set = || c.values.iter().cloned().collect::<HashSet<_>>();
+        let set = || c.values.iter().cloned().collect::<FastSet<_>>();
         let test = match c.operator {
             Operator::In => Test::In(set()),
             Operator::NotIn => Test::NotIn(set()),
@@ -155,37 +159,54 @@ impl Cond {
     }
 
     fn holds(&self, t: &TenantAttrs, ctx: &Context) -> bool {
+        // The tenant's version is a number: compare it as one.
+        if let Attr::Version = self.attr {
+            match &self.test {
+                Test::Cmp(op, bound) => return compare(*op, t.version as f64, *bound),
+                Test::Semver(r) => {
+                    return r.matches(&semver::Version::new(t.version.max(0) as u64, 0, 0));
+                }
+                _ => {}
+            }
+        }
         let v = self.attr.get(t, ctx);
         match (&self.test, v) {
             (Test::NotIn(s), None) => !s.is_empty(),
             (_, None) => false,
-            (Test::In(s), Some(v)) => s.contains(&v),
-            (Test::NotIn(s), Some(v)) => !s.contains(&v),
+            (Test::In(s), Some(v)) => s.contains(v.as_ref()),
+            (Test::NotIn(s), Some(v)) => !s.contains(v.as_ref()),
             (Test::Prefix(p), Some(v)) => p.iter().any(|p| v.starts_with(p.as_str())),
             (Test::Semver(r), Some(v)) => as_version(&v).is_some_and(|v| r.matches(&v)),
-            (Test::Cmp(op, bound), Some(v)) => v.trim().parse::<f64>().is_ok_and(|x| match op {
-                Operator::Lt => x < *bound,
-                Operator::Lte => x <= *bound,
-                Operator::Gt => x > *bound,
-                _ => x >= *bound,
-            }),
+            (Test::Cmp(op, bound), Some(v)) => v
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|x| compare(*op, x, *bound)),
         }
+    }
+}
+
+fn compare(op: Operator, x: f64, bound: f64) -> bool {
+    match op {
+        Operator::Lt => x < bound,
+        Operator::Lte => x <= bound,
+        Operator::Gt => x > bound,
+        _ => x >= bound,
     }
 }
 
 struct CRule {
     variant: usize,
-    tenants: HashSet<Uuid>,
+    tenants: FastSet<Uuid>,
     conds: Vec<Cond>,
     prereqs: Vec<(String, String)>,
     split: Option<u32>,
 }
 
 struct CCohort {
-    tenants: HashSet<Uuid>,
-    cells: HashSet<String>,
-    regions: HashSet<String>,
-    plans: HashSet<String>,
+    tenants: FastSet<Uuid>,
+    cells: FastSet<String>,
+    regions: FastSet<String>,
+    plans: FastSet<String>,
     split: Option<u32>,
 }
 
