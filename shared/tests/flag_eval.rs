@@ -81,7 +81,7 @@ fn engine(flags: Vec<FlagDef>, rollouts: Vec<RolloutPlan>, tenants: &[TenantAttr
 
 fn eval(e: &Engine, t: &TenantAttrs, key: &str) -> (Option<String>, Reason) {
     let r = e.evaluate(t.id, key, "prod", &Context::new()).unwrap();
-    (r.variant, r.reason)
+    (r.variant.map(str::to_owned), r.reason)
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn a_new_flag_is_off_everywhere() {
     let t = tenant("pro", "eu-west-1", 1);
     let e = engine(vec![flag("f", None)], vec![], std::slice::from_ref(&t));
     let r = e.evaluate(t.id, "f", "prod", &Context::new()).unwrap();
-    assert_eq!(r.value, json!(false));
+    assert_eq!(*r.value, json!(false));
     assert_eq!(r.reason, Reason::Disabled);
     assert_eq!(r.error_code, None);
     let missing = e.evaluate(t.id, "nope", "prod", &Context::new()).unwrap();

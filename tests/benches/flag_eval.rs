@@ -175,7 +175,7 @@ fn bench(c: &mut Criterion) {
     // Both engines agree on every flag whose answer does not hang on the
     // split (Unleash buckets `murmur3 % 100 + 1`, we `% 100000`).
     for (name, _) in flags.iter().filter(|(_, k)| *k < 2) {
-        let a = ours
+        let a = *ours
             .evaluate(tenant.id, name, "prod", &empty)
             .unwrap()
             .value

@@ -36,7 +36,6 @@ async fn all_serve(s: &Stack, tenants: &[(uuid::Uuid, usize)], variant: &str) {
                 .evaluate(*t, "bench-kill", "prod", &ctx)
                 .ok()
                 .and_then(|e| e.variant)
-                .as_deref()
                 == Some(variant)
         });
         if done {

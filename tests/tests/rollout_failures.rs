@@ -333,13 +333,18 @@ async fn with_the_global_tier_down_cells_keep_the_stage_and_the_rollout_continue
         .wait(&id, "completed", |r| r["state"] == "COMPLETED", 30)
         .await;
     assert_eq!(done["stage"], 1);
-    for _ in 0..100 {
+    for _ in 0..300 {
         if p.variant("us-east-1-a", &us, "down-test").await == "on" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(p.variant("us-east-1-a", &us, "down-test").await, "on");
+    let flag = p.gql("{ flag(key: \"down-test\") { version environments { name enabled rules { variant percentage } } } }", json!({})).await;
+    assert_eq!(
+        p.variant("us-east-1-a", &us, "down-test").await,
+        "on",
+        "the completed rollout's targeting: {flag}"
+    );
     kill(us_cell);
     kill(eu_cell);
     kill(global);

@@ -423,6 +423,32 @@ async fn bad_rollouts_are_refused_and_change_nothing() {
     v["i"]["allowEmptyCohort"] = json!(true);
     let ok = s.gql(&admin, &start_rollout(), v).await;
     assert_eq!(ok["data"]["startRollout"]["state"], "RUNNING", "{ok}");
+    let rid = ok["data"]["startRollout"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Archiving the flag aborts its rollout; the flag then takes none.
+    let arch = "mutation($i: ArchiveFlagInput!) { archiveFlag(input: $i) { archived } }";
+    let a = s
+        .gql(
+            &admin,
+            arch,
+            json!({ "i": { "key": "f", "expectedVersion": 1, "idempotencyKey": "arch" } }),
+        )
+        .await;
+    assert_eq!(a["data"]["archiveFlag"]["archived"], true, "{a}");
+    assert_eq!(
+        wait_rollout(&s, &rid, "ABORTED", 5).await["state"],
+        "ABORTED"
+    );
+    let refused = s
+        .gql(
+            &admin,
+            &start_rollout(),
+            start("f", "on", one(json!({})), "after-archive"),
+        )
+        .await;
+    assert_eq!(code(&refused), Some("CONFLICT"), "{refused}");
     let bad_id = op(&s, "pauseRollout", "not-an-id").await;
     assert_eq!(code(&bad_id), Some("BAD_USER_INPUT"));
     let missing = op(&s, "pauseRollout", &uuid::Uuid::now_v7().to_string()).await;

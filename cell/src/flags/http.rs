@@ -88,24 +88,20 @@ async fn tenant_flags(
     Path(id): Path<String>,
     Query(q): Query<EnvQuery>,
 ) -> Response {
+    let engine = h.st.flags.engine();
     let run = || {
         authorize(&h, &headers)?;
         let id = Uuid::parse_str(&id)
             .map_err(|_| Error::bad_input("tenantId", format!("`{id}` is not a tenant id")))?;
         let env = environment(q.environment.as_deref())?;
-        let flags =
-            h.st.flags
-                .engine()
-                .evaluate_all(id, &env, &Context::new())
-                .map_err(|_| not_here(id))?;
-        Ok::<_, Error>(Json(
-            json!({ "tenantId": id, "environment": env, "flags": flags }),
-        ))
+        let flags = engine
+            .evaluate_all(id, &env, &Context::new())
+            .map_err(|_| not_here(id))?;
+        Ok::<_, Error>(
+            Json(json!({ "tenantId": id, "environment": env, "flags": flags })).into_response(),
+        )
     };
-    match run() {
-        Ok(r) => r.into_response(),
-        Err(e) => error(e),
-    }
+    run().unwrap_or_else(error)
 }
 
 #[derive(Deserialize)]
@@ -123,19 +119,17 @@ async fn evaluate(
     headers: HeaderMap,
     body: Result<Json<EvaluateRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let engine = h.st.flags.engine();
     let run = || {
         authorize(&h, &headers)?;
         let Json(req) = body.map_err(|e| Error::bad_input("body", e.body_text()))?;
         let env = environment(req.environment.as_deref())?;
-        h.st.flags
-            .engine()
+        let e = engine
             .evaluate(req.tenant_id, &req.flag_key, &env, &req.context)
-            .map_err(|_| not_here(req.tenant_id))
+            .map_err(|_| not_here(req.tenant_id))?;
+        Ok::<_, Error>(Json(e).into_response())
     };
-    match run() {
-        Ok(e) => Json(e).into_response(),
-        Err(e) => error(e),
-    }
+    run().unwrap_or_else(error)
 }
 
 /// The stored snapshot, for `tenantctl flags eval --snapshot`.

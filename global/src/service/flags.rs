@@ -93,7 +93,7 @@ async fn once<Fut>(
     actor: &str,
     input: &impl Serialize,
     flag_key: &str,
-    write: impl FnOnce() -> Fut,
+    write: impl Fn() -> Fut,
 ) -> Result<StoredFlag>
 where
     Fut: Future<Output = Result<StoredFlag>>,
@@ -106,7 +106,7 @@ where
             .ok_or_else(|| not_found(flag_key))?
             .flag);
     }
-    match write().await {
+    match retry_busy(write).await {
         Ok(v) => {
             idempotency::complete(&st.db, operation, key).await?;
             Ok(v)
@@ -144,7 +144,7 @@ pub async fn create(
                 def.key
             )));
         }
-        write(st, txn, def, 1).await
+        write(st, txn, def.clone(), 1).await
     })
     .await
 }
@@ -250,7 +250,9 @@ pub async fn archive(
         let cur = current(&txn, flag_key, expected_version).await?;
         let mut def = cur.def;
         def.archived = true;
-        write(st, txn, def, cur.version + 1).await
+        let out = write(st, txn, def, cur.version + 1).await?;
+        super::rollouts::abort(st, flag_key, None, "the flag was archived").await?;
+        Ok(out)
     })
     .await
 }
@@ -260,21 +262,45 @@ pub async fn archive(
 /// version, on purpose; the event goes out at once.
 pub async fn kill(st: &State, flag_key: &str, environment: &str) -> Result<StoredFlag> {
     check_environment(environment).map_err(|m| Error::bad_input("environment", m))?;
-    let txn = st.db.begin().await?;
-    let cur = store::get(&txn, flag_key)
-        .await?
-        .ok_or_else(|| not_found(flag_key))?
-        .flag;
-    let mut def = cur.def.clone();
-    let t = def.environments.entry(environment.to_owned()).or_default();
-    if t.killed {
-        return Ok(cur);
-    }
-    t.killed = true;
-    t.enabled = false;
-    let out = write(st, txn, def, cur.version + 1).await?;
-    super::rollouts::abort(st, flag_key, environment).await?;
+    let out = retry_busy(|| async {
+        let txn = st.db.begin().await?;
+        let cur = store::get(&txn, flag_key)
+            .await?
+            .ok_or_else(|| not_found(flag_key))?
+            .flag;
+        let mut def = cur.def.clone();
+        let t = def.environments.entry(environment.to_owned()).or_default();
+        if t.killed {
+            return Ok(cur);
+        }
+        t.killed = true;
+        t.enabled = false;
+        write(st, txn, def, cur.version + 1).await
+    })
+    .await?;
+    super::rollouts::abort(st, flag_key, Some(environment), "the flag was killed").await?;
     Ok(out)
+}
+
+/// Runs a write transaction again when SQLite refuses to turn its read
+/// into a write because another writer committed meanwhile (`database is
+/// locked`); PostgreSQL never asks for this.
+pub(crate) async fn retry_busy<T, Fut>(write: impl Fn() -> Fut) -> Result<T>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match write().await {
+            Err(Error::Internal(e))
+                if attempt < 20 && format!("{e:#}").contains("database is locked") =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Stores `def` at `version` with its event, in `txn`.

@@ -417,7 +417,8 @@ pub struct Change {
 }
 
 /// Applies `f` to the rollout and writes it if it changed anything, under
-/// optimistic concurrency (retried when another writer got there first).
+/// optimistic concurrency (retried when another writer got there first, or
+/// when SQLite refuses to upgrade a reader to a writer: `database is locked`).
 /// `applied` is a stream entity version to advance in the same transaction:
 /// when it is not newer, nothing is done.
 pub async fn modify(
@@ -426,49 +427,69 @@ pub async fn modify(
     applied: Option<(&str, i64)>,
     mut f: impl FnMut(&mut Rollout) -> Result<Change>,
 ) -> Result<Stored> {
-    for _ in 0..10 {
-        let txn = st.db.begin().await?;
-        let cur = get(&txn, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("rollout {id} not found")))?;
-        if let Some((entity, v)) = applied
-            && !applied::advance(&txn, entity, v).await?
-        {
-            return Ok(cur);
-        }
-        let mut doc = cur.doc.clone();
-        let change = f(&mut doc)?;
-        if change.entries.is_empty() && !change.plan && doc == cur.doc {
-            txn.commit().await?;
-            return Ok(cur);
-        }
-        doc.history.extend(change.entries.iter().cloned());
-        let plan_version = cur.plan_version + i64::from(change.plan);
-        let done = update(&txn, &cur, &doc, plan_version).await?;
-        if !done {
-            continue;
-        }
-        if change.plan {
-            outbox::enqueue(&txn, &plan_event(&doc.plan, plan_version)?).await?;
-            if doc.plan.state == RolloutState::Completed {
-                make_permanent(&txn, &doc.plan).await?;
+    for attempt in 0..20u64 {
+        match try_modify(st, id, applied, &mut f).await {
+            Ok(Some(s)) => return Ok(s),
+            Ok(None) => {}
+            Err(e) if is_busy(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5 * (attempt + 1))).await;
             }
+            Err(e) => return Err(e),
         }
-        txn.commit().await?;
-        if change.plan {
-            st.relay.nudge();
-        }
-        let s = Stored {
-            doc,
-            version: cur.version + 1,
-            plan_version,
-        };
-        publish_all(st, &s, &change.entries);
-        return Ok(s);
     }
     Err(Error::Unavailable(format!(
         "rollout {id} is changing too often; retry"
     )))
+}
+
+fn is_busy(e: &Error) -> bool {
+    matches!(e, Error::Internal(inner) if format!("{inner:#}").contains("database is locked"))
+}
+
+/// One attempt; `None` when another writer changed the rollout first.
+async fn try_modify(
+    st: &State,
+    id: Uuid,
+    applied: Option<(&str, i64)>,
+    f: &mut impl FnMut(&mut Rollout) -> Result<Change>,
+) -> Result<Option<Stored>> {
+    let txn = st.db.begin().await?;
+    let cur = get(&txn, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("rollout {id} not found")))?;
+    if let Some((entity, v)) = applied
+        && !applied::advance(&txn, entity, v).await?
+    {
+        return Ok(Some(cur));
+    }
+    let mut doc = cur.doc.clone();
+    let change = f(&mut doc)?;
+    if change.entries.is_empty() && !change.plan && doc == cur.doc {
+        txn.commit().await?;
+        return Ok(Some(cur));
+    }
+    doc.history.extend(change.entries.iter().cloned());
+    let plan_version = cur.plan_version + i64::from(change.plan);
+    if !update(&txn, &cur, &doc, plan_version).await? {
+        return Ok(None);
+    }
+    if change.plan {
+        outbox::enqueue(&txn, &plan_event(&doc.plan, plan_version)?).await?;
+        if doc.plan.state == RolloutState::Completed {
+            make_permanent(&txn, &doc.plan).await?;
+        }
+    }
+    txn.commit().await?;
+    if change.plan {
+        st.relay.nudge();
+    }
+    let s = Stored {
+        doc,
+        version: cur.version + 1,
+        plan_version,
+    };
+    publish_all(st, &s, &change.entries);
+    Ok(Some(s))
 }
 
 async fn update(
@@ -633,11 +654,14 @@ pub fn roll_back(d: &mut Rollout, why: String, c: &mut Change) {
     c.entries.push(entry("ROLLED_BACK", why));
 }
 
-/// Aborts the running rollouts of `flag` in `env` (the kill switch).
-pub async fn abort(st: &State, flag: &str, env: &str) -> Result<()> {
-    let ids: Vec<Uuid> = rollout::Entity::find()
-        .filter(rollout::Column::FlagKey.eq(flag))
-        .filter(rollout::Column::Environment.eq(env))
+/// Aborts the unfinished rollouts of `flag` in `env` (the kill switch), or
+/// in every environment (archiving); `why` goes into their history.
+pub async fn abort(st: &State, flag: &str, env: Option<&str>, why: &str) -> Result<()> {
+    let mut q = rollout::Entity::find().filter(rollout::Column::FlagKey.eq(flag));
+    if let Some(env) = env {
+        q = q.filter(rollout::Column::Environment.eq(env));
+    }
+    let ids: Vec<Uuid> = q
         .all(&st.db)
         .await?
         .into_iter()
@@ -651,8 +675,7 @@ pub async fn abort(st: &State, flag: &str, env: &str) -> Result<()> {
                 d.plan.state = RolloutState::Aborted;
                 d.stuck = None;
                 c.plan = true;
-                c.entries
-                    .push(entry("ABORTED", "the flag was killed".into()));
+                c.entries.push(entry("ABORTED", why.to_owned()));
             }
             Ok(c)
         })

@@ -8,12 +8,23 @@ pub const BUCKETS: u32 = 100_000;
 
 /// The bucket of `tenant` for `salt`, 0 to 99 999.
 pub fn bucket(salt: &str, tenant: Uuid) -> u32 {
-    let mut buf = Vec::with_capacity(salt.len() + 37);
-    buf.extend_from_slice(salt.as_bytes());
-    buf.push(b':');
-    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    buf.extend_from_slice(tenant.hyphenated().encode_lower(&mut id).as_bytes());
-    hash(&buf) % BUCKETS
+    const ID: usize = uuid::fmt::Hyphenated::LENGTH;
+    let mut id = [0u8; ID];
+    let id = tenant.hyphenated().encode_lower(&mut id).as_bytes();
+    let n = salt.len() + 1 + ID;
+    // Salts are short: hash from the stack, not the heap.
+    let mut stack = [0u8; 160];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if n <= stack.len() {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, 0);
+        &mut heap
+    };
+    buf[..salt.len()].copy_from_slice(salt.as_bytes());
+    buf[salt.len()] = b':';
+    buf[salt.len() + 1..].copy_from_slice(id);
+    hash(buf) % BUCKETS
 }
 
 /// MurmurHash3 x86_32 with seed 0.

@@ -3,6 +3,7 @@
 //! evaluation is a few lookups. The cell and `tenantctl flags eval` run the
 //! same code on the same snapshot, so they give the same answer.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -59,15 +60,20 @@ pub enum ErrorCode {
     General,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One flag's answer, borrowed from the snapshot: evaluating allocates nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Evaluation {
-    pub flag_key: String,
-    pub value: Value,
-    pub variant: Option<String>,
+pub struct Evaluation<'a> {
+    pub flag_key: &'a str,
+    pub value: &'a Value,
+    pub variant: Option<&'a str>,
     pub reason: Reason,
     pub error_code: Option<ErrorCode>,
 }
+
+static NULL: Value = Value::Null;
+
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// Custom attributes of an evaluation request.
 pub type Context = HashMap<String, Value>;
@@ -97,25 +103,28 @@ impl Attr {
         }
     }
 
-    fn get(&self, t: &TenantAttrs, ctx: &Context) -> Option<String> {
+    /// The attribute's value; built-in string attributes are borrowed.
+    fn get<'a>(&self, t: &'a TenantAttrs, ctx: &'a Context) -> Option<Cow<'a, str>> {
         Some(match self {
-            Attr::Plan => t.plan.clone(),
-            Attr::Region => t.region.clone(),
-            Attr::Cell => t.cell.clone(),
-            Attr::Version => t.version.to_string(),
-            Attr::TenantId => t.id.to_string(),
+            Attr::Plan => Cow::Borrowed(t.plan.as_str()),
+            Attr::Region => Cow::Borrowed(t.region.as_str()),
+            Attr::Cell => Cow::Borrowed(t.cell.as_str()),
+            Attr::Version => Cow::Owned(t.version.to_string()),
+            Attr::TenantId => Cow::Owned(t.id.to_string()),
             Attr::Custom(k) => match ctx.get(k)? {
-                Value::String(s) => s.clone(),
+                Value::String(s) => Cow::Borrowed(s.as_str()),
                 Value::Null => return None,
-                other => other.to_string(),
+                other => Cow::Owned(other.to_string()),
             },
         })
     }
 }
 
+type FastSet<T> = HashSet<T, rustc_hash::FxBuildHasher>;
+
 enum Test {
-    In(HashSet<String>),
-    NotIn(HashSet<String>),
+    In(FastSet<String>),
+    NotIn(FastSet<String>),
     Cmp(Operator, f64),
     Semver(semver::VersionReq),
     Prefix(Vec<String>),
@@ -135,7 +144,7 @@ fn as_version(s: &str) -> Option<semver::Version> {
 
 impl Cond {
     fn compile(c: &Constraint) -> Option<Self> {
-        let set = || c.values.iter().cloned().collect::<HashSet<_>>();
+        let set = || c.values.iter().cloned().collect::<FastSet<_>>();
         let test = match c.operator {
             Operator::In => Test::In(set()),
             Operator::NotIn => Test::NotIn(set()),
@@ -150,37 +159,54 @@ impl Cond {
     }
 
     fn holds(&self, t: &TenantAttrs, ctx: &Context) -> bool {
+        // The tenant's version is a number: compare it as one.
+        if let Attr::Version = self.attr {
+            match &self.test {
+                Test::Cmp(op, bound) => return compare(*op, t.version as f64, *bound),
+                Test::Semver(r) => {
+                    return r.matches(&semver::Version::new(t.version.max(0) as u64, 0, 0));
+                }
+                _ => {}
+            }
+        }
         let v = self.attr.get(t, ctx);
         match (&self.test, v) {
             (Test::NotIn(s), None) => !s.is_empty(),
             (_, None) => false,
-            (Test::In(s), Some(v)) => s.contains(&v),
-            (Test::NotIn(s), Some(v)) => !s.contains(&v),
+            (Test::In(s), Some(v)) => s.contains(v.as_ref()),
+            (Test::NotIn(s), Some(v)) => !s.contains(v.as_ref()),
             (Test::Prefix(p), Some(v)) => p.iter().any(|p| v.starts_with(p.as_str())),
             (Test::Semver(r), Some(v)) => as_version(&v).is_some_and(|v| r.matches(&v)),
-            (Test::Cmp(op, bound), Some(v)) => v.trim().parse::<f64>().is_ok_and(|x| match op {
-                Operator::Lt => x < *bound,
-                Operator::Lte => x <= *bound,
-                Operator::Gt => x > *bound,
-                _ => x >= *bound,
-            }),
+            (Test::Cmp(op, bound), Some(v)) => v
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|x| compare(*op, x, *bound)),
         }
+    }
+}
+
+fn compare(op: Operator, x: f64, bound: f64) -> bool {
+    match op {
+        Operator::Lt => x < bound,
+        Operator::Lte => x <= bound,
+        Operator::Gt => x > bound,
+        _ => x >= bound,
     }
 }
 
 struct CRule {
     variant: usize,
-    tenants: HashSet<Uuid>,
+    tenants: FastSet<Uuid>,
     conds: Vec<Cond>,
     prereqs: Vec<(String, String)>,
     split: Option<u32>,
 }
 
 struct CCohort {
-    tenants: HashSet<Uuid>,
-    cells: HashSet<String>,
-    regions: HashSet<String>,
-    plans: HashSet<String>,
+    tenants: FastSet<Uuid>,
+    cells: FastSet<String>,
+    regions: FastSet<String>,
+    plans: FastSet<String>,
     split: Option<u32>,
 }
 
@@ -235,6 +261,7 @@ impl Overlay {
 
 #[derive(Default)]
 struct CEnv {
+    name: String,
     enabled: bool,
     killed: bool,
     rules: Vec<CRule>,
@@ -246,15 +273,22 @@ struct CFlag {
     def: FlagDef,
     salt: String,
     off: usize,
-    envs: HashMap<String, CEnv>,
+    /// Few per flag: a scan beats hashing the name.
+    envs: Vec<CEnv>,
+}
+
+impl CFlag {
+    fn env(&self, name: &str) -> Option<&CEnv> {
+        self.envs.iter().find(|e| e.name == name)
+    }
 }
 
 /// A compiled snapshot.
 #[derive(Default)]
 pub struct Engine {
-    flags: HashMap<String, CFlag>,
+    flags: FastMap<String, CFlag>,
     keys: Vec<String>,
-    tenants: HashMap<Uuid, TenantAttrs>,
+    tenants: FastMap<Uuid, TenantAttrs>,
 }
 
 fn index(def: &FlagDef, name: &str) -> Option<usize> {
@@ -283,13 +317,13 @@ const MAX_PREREQ_DEPTH: usize = 16;
 
 impl Engine {
     pub fn compile(snap: &Snapshot) -> Self {
-        let mut flags = HashMap::with_capacity(snap.flags.len());
+        let mut flags = FastMap::default();
         for f in &snap.flags {
             let def = &f.def;
             let Some(off) = index(def, &def.off_variant) else {
                 continue;
             };
-            let mut envs = HashMap::new();
+            let mut envs = Vec::new();
             for (name, t) in &def.environments {
                 // A rule that does not compile (never stored: writes are
                 // checked) is left out rather than failing the flag.
@@ -303,16 +337,14 @@ impl Engine {
                     .as_deref()
                     .and_then(|d| index(def, d))
                     .unwrap_or(off);
-                envs.insert(
-                    name.clone(),
-                    CEnv {
-                        enabled: t.enabled,
-                        killed: t.killed,
-                        rules,
-                        default,
-                        rollout: None,
-                    },
-                );
+                envs.push(CEnv {
+                    name: name.clone(),
+                    enabled: t.enabled,
+                    killed: t.killed,
+                    rules,
+                    default,
+                    rollout: None,
+                });
             }
             flags.insert(
                 def.key.clone(),
@@ -331,10 +363,18 @@ impl Engine {
             let Some(variant) = index(&f.def, &r.variant) else {
                 continue;
             };
-            let env = f.envs.entry(r.environment.clone()).or_insert_with(|| CEnv {
-                default: f.off,
-                ..Default::default()
-            });
+            let at = match f.envs.iter().position(|e| e.name == r.environment) {
+                Some(i) => i,
+                None => {
+                    f.envs.push(CEnv {
+                        name: r.environment.clone(),
+                        default: f.off,
+                        ..Default::default()
+                    });
+                    f.envs.len() - 1
+                }
+            };
+            let env = &mut f.envs[at];
             env.rollout = Some(Overlay {
                 variant,
                 cohorts: r
@@ -351,10 +391,12 @@ impl Engine {
         }
         let mut keys: Vec<String> = flags.keys().cloned().collect();
         keys.sort();
+        let mut tenants = FastMap::default();
+        tenants.extend(snap.tenants.iter().map(|t| (t.id, t.clone())));
         Self {
             flags,
             keys,
-            tenants: snap.tenants.iter().map(|t| (t.id, t.clone())).collect(),
+            tenants,
         }
     }
 
@@ -371,13 +413,13 @@ impl Engine {
     }
 
     /// One flag for one tenant.
-    pub fn evaluate(
-        &self,
+    pub fn evaluate<'a>(
+        &'a self,
         tenant: Uuid,
-        flag: &str,
+        flag: &'a str,
         env: &str,
         ctx: &Context,
-    ) -> Result<Evaluation, UnknownTenant> {
+    ) -> Result<Evaluation<'a>, UnknownTenant> {
         let t = self.tenants.get(&tenant).ok_or(UnknownTenant(tenant))?;
         Ok(self.eval(t, flag, env, ctx, 0))
     }
@@ -388,7 +430,7 @@ impl Engine {
         tenant: Uuid,
         env: &str,
         ctx: &Context,
-    ) -> Result<Vec<Evaluation>, UnknownTenant> {
+    ) -> Result<Vec<Evaluation<'_>>, UnknownTenant> {
         let t = self.tenants.get(&tenant).ok_or(UnknownTenant(tenant))?;
         Ok(self
             .keys
@@ -403,7 +445,7 @@ impl Engine {
         let Some(f) = self.flags.get(flag) else {
             return (0, 0);
         };
-        let Some(o) = f.envs.get(env).and_then(|e| e.rollout.as_ref()) else {
+        let Some(o) = f.env(env).and_then(|e| e.rollout.as_ref()) else {
             return (0, 0);
         };
         let mut exposed = 0;
@@ -418,18 +460,18 @@ impl Engine {
         (exposed, excluded)
     }
 
-    fn eval(
-        &self,
+    fn eval<'a>(
+        &'a self,
         t: &TenantAttrs,
-        key: &str,
+        key: &'a str,
         env: &str,
         ctx: &Context,
         depth: usize,
-    ) -> Evaluation {
+    ) -> Evaluation<'a> {
         let Some(f) = self.flags.get(key) else {
             return Evaluation {
-                flag_key: key.to_owned(),
-                value: Value::Null,
+                flag_key: key,
+                value: &NULL,
                 variant: None,
                 reason: Reason::Error,
                 error_code: Some(ErrorCode::FlagNotFound),
@@ -438,9 +480,9 @@ impl Engine {
         let serve = |i: usize, reason: Reason| {
             let v = &f.def.variants[i];
             Evaluation {
-                flag_key: key.to_owned(),
-                value: v.value.clone(),
-                variant: Some(v.name.clone()),
+                flag_key: &f.def.key,
+                value: &v.value,
+                variant: Some(v.name.as_str()),
                 reason,
                 error_code: None,
             }
@@ -450,7 +492,7 @@ impl Engine {
             e.error_code = Some(ErrorCode::General);
             return e;
         }
-        let Some(e) = f.envs.get(env) else {
+        let Some(e) = f.env(env) else {
             return serve(f.off, Reason::Disabled);
         };
         if f.def.archived || e.killed {
@@ -477,9 +519,11 @@ impl Engine {
             if !r.conds.iter().all(|c| c.holds(t, ctx)) {
                 continue;
             }
-            if !r.prereqs.iter().all(|(k, v)| {
-                self.eval(t, k, env, ctx, depth + 1).variant.as_deref() == Some(v.as_str())
-            }) {
+            if !r
+                .prereqs
+                .iter()
+                .all(|(k, v)| self.eval(t, k, env, ctx, depth + 1).variant == Some(v.as_str()))
+            {
                 continue;
             }
             if let Some(s) = r.split {
