@@ -291,7 +291,7 @@ fn main() {
             "quota benchmark: {} decisions in process, {} HTTP requests, {} unique usage events",
             a.decisions, a.requests, a.events
         );
-        let mut runs = vec![
+        let mut runs = [
             in_process(c.state.quota.clone(), one.clone(), a.decisions, "1 tenant").await,
             in_process(
                 c.state.quota.clone(),
