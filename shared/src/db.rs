@@ -100,3 +100,9 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
 }
+
+/// Whether `e` is SQLite's "database is locked" (a transaction that read
+/// first could not take the write lock): running it again is safe.
+pub fn is_busy(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Internal(inner) if format!("{inner:#}").contains("database is locked"))
+}

@@ -18,11 +18,13 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::json;
 use shared::configkeys::store::entity as keys;
 use shared::configkeys::{KeyDef, Scope, ValueType};
+use shared::sync::outbox::entity as outbox;
 
 struct Args {
     changes: usize,
     rate: Option<f64>,
     writers: usize,
+    repair_secs: Option<u64>,
 }
 
 fn args() -> Args {
@@ -30,12 +32,14 @@ fn args() -> Args {
         changes: 10_000,
         rate: None,
         writers: 8,
+        repair_secs: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--changes" => a.changes = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.changes),
             "--rate" => a.rate = it.next().and_then(|v| v.parse().ok()),
+            "--repair-secs" => a.repair_secs = it.next().and_then(|v| v.parse().ok()),
             "--writers" => a.writers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.writers),
             _ => {}
         }
@@ -61,6 +65,9 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let mut o = Options::new(Backend::Postgres);
+        if let Some(secs) = a.repair_secs {
+            o.sync.repair_interval = Duration::from_secs(secs);
+        }
         o.cells = vec![
             CellSpec {
                 id: "us-east-1-a",
@@ -171,6 +178,28 @@ fn main() {
             lat_ms[lat_ms.len() - 1]
         );
         println!("median lag, first tenth of the run: {first:.2} ms; last tenth: {last:.2} ms");
+        // Where the time goes: commit → published by the relay (global outbox).
+        let mut relay: Vec<(chrono::DateTime<chrono::Utc>, f64)> = outbox::Entity::find()
+            .all(&s.global.state.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| {
+                r.published_at.map(|p| {
+                    (
+                        r.created_at,
+                        (p - r.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0,
+                    )
+                })
+            })
+            .collect();
+        relay.sort_by_key(|x| x.0);
+        let tenth = relay.len() / 10;
+        println!(
+            "commit → published (relay) median ms, first tenth: {:.2}; last tenth: {:.2}",
+            median(&relay[..tenth]),
+            median(&relay[relay.len() - tenth..])
+        );
         s.stop().await;
     });
 }

@@ -297,7 +297,16 @@ async fn bad_requests_get_400_and_auth_failures_401_or_403() {
 
 #[tokio::test]
 async fn usage_is_counted_once_and_rolled_up_to_the_global_tier() {
-    let s = Stack::start(Backend::Postgres).await;
+    usage_counted_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn usage_is_counted_once_on_sqlite_too() {
+    usage_counted_once(Backend::Sqlite).await;
+}
+
+async fn usage_counted_once(backend: Backend) {
+    let s = Stack::start(backend).await;
     let (a, _) = setup(&s).await;
     let url = s.cell(CELL).url();
     let tok = data_plane(&s, CELL, &[]);

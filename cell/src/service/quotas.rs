@@ -60,7 +60,16 @@ pub async fn require_live<C: ConnectionTrait>(db: &C, t: TenantId) -> Result<ten
 pub async fn change(db: &DatabaseConnection, c: Change) -> Result<QuotaChange> {
     require_live(db, c.tenant).await?;
     let hash = fingerprint(&c);
-    match write(db, &c, &hash).await {
+    let mut attempt = 0;
+    let result = loop {
+        match write(db, &c, &hash).await {
+            // SQLite refuses a read transaction's upgrade to a write when
+            // another connection wrote meanwhile: run it again.
+            Err(e) if attempt < 5 && shared::db::is_busy(&e) => attempt += 1,
+            other => break other,
+        }
+    };
+    match result {
         Err(Error::Internal(e))
             if e.downcast_ref::<sea_orm::DbErr>()
                 .is_some_and(shared::db::is_unique_violation) =>

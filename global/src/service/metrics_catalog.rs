@@ -25,6 +25,19 @@ fn stale(name: &str, current: Option<i64>, expected: Option<i64>) -> Error {
 pub async fn define(st: &State, def: MetricDef, expected_version: Option<i64>) -> Result<Stored> {
     def.check()
         .map_err(|errs| Error::bad_input("input", errs.join("; ")))?;
+    let mut attempt = 0;
+    loop {
+        match write(st, &def, expected_version).await {
+            // SQLite refuses a read transaction's upgrade to a write when
+            // another connection wrote meanwhile: run it again.
+            Err(e) if attempt < 5 && shared::db::is_busy(&e) => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn write(st: &State, def: &MetricDef, expected_version: Option<i64>) -> Result<Stored> {
+    let def = def.clone();
     let txn = st.db.begin().await?;
     let existing = store::get(&txn, &def.name).await?;
     let version = match &existing {
