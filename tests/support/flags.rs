@@ -80,7 +80,7 @@ pub async fn wait_variant(
     variant: &str,
 ) -> Value {
     let mut last = Value::Null;
-    for _ in 0..300 {
+    for _ in 0..600 {
         let (status, body) = evaluate(url, token, tenant, flag, env).await;
         if status == 200 && body["variant"] == variant {
             return body;
