@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateProjects),
             Box::new(AddPurgeAt),
             Box::new(CreatePlans),
+            Box::new(shared::sync::migration::PendingOutboxIndex),
         ]
     }
 }

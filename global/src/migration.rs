@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddPurgeAt),
             Box::new(AddCellPlacement),
             Box::new(CreateMembers),
+            Box::new(shared::sync::migration::PendingOutboxIndex),
         ]
     }
 }

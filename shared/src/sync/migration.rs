@@ -67,3 +67,29 @@ impl MigrationTrait for CreateSyncTables {
             .await
     }
 }
+
+/// Replaces the outbox index on (published_at, id) with a partial index of
+/// the rows still to publish: the relay's scan then stays as small as the
+/// backlog, however many published rows wait for pruning.
+pub struct PendingOutboxIndex;
+
+impl MigrationName for PendingOutboxIndex {
+    fn name(&self) -> &str {
+        "m0103_sync_outbox_pending_index"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PendingOutboxIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS idx_sync_outbox_pending ON sync_outbox (id) \
+             WHERE published_at IS NULL",
+        )
+        .await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS idx_sync_outbox_unpublished")
+            .await?;
+        Ok(())
+    }
+}
