@@ -55,23 +55,35 @@ impl Kind for ConfigKeys {
     }
 
     async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
-        let txn = st.db.begin().await?;
-        let mut n = 0;
+        let mut found = Vec::new();
         for entity in entities {
-            let Some(key) = entity.strip_prefix("config-key:") else {
-                continue;
-            };
-            if let Some(s) = store::get(&txn, key).await? {
+            if let Some(key) = entity.strip_prefix("config-key:")
+                && let Some(s) = store::get(&st.db, key).await?
+            {
                 let payload = serde_json::to_value(&s.def).map_err(Error::internal)?;
-                let e = Event::new(configkeys::STREAM, entity, s.version, "global", payload);
-                outbox::enqueue(&txn, &e).await?;
-                n += 1;
+                found.push((entity.clone(), payload, s.version));
             }
         }
-        txn.commit().await?;
-        st.relay.nudge();
-        Ok(n)
+        enqueue_current(st, configkeys::STREAM, found).await
     }
+}
+
+/// Enqueues, in one transaction, the current state of each registry entry
+/// (`entity`, definition, version) as an event on `stream`. A version read
+/// before a newer one committed is harmless: applying is monotonic.
+async fn enqueue_current(
+    st: &State,
+    stream: &str,
+    found: Vec<(String, serde_json::Value, i64)>,
+) -> Result<usize> {
+    let txn = st.db.begin().await?;
+    for (entity, payload, version) in &found {
+        let e = Event::new(stream, entity, *version, "global", payload.clone());
+        outbox::enqueue(&txn, &e).await?;
+    }
+    txn.commit().await?;
+    st.relay.nudge();
+    Ok(found.len())
 }
 
 /// Flag definitions: every cell holds every flag.
@@ -170,22 +182,16 @@ impl Kind for Metrics {
     }
 
     async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
-        let txn = st.db.begin().await?;
-        let mut n = 0;
+        let mut found = Vec::new();
         for entity in entities {
-            let Some(name) = entity.strip_prefix("metric:") else {
-                continue;
-            };
-            if let Some(s) = shared::quota::store::get(&txn, name).await? {
+            if let Some(name) = entity.strip_prefix("metric:")
+                && let Some(s) = shared::quota::store::get(&st.db, name).await?
+            {
                 let payload = serde_json::to_value(&s.def).map_err(Error::internal)?;
-                let e = Event::new(shared::quota::STREAM, entity, s.version, "global", payload);
-                outbox::enqueue(&txn, &e).await?;
-                n += 1;
+                found.push((entity.clone(), payload, s.version));
             }
         }
-        txn.commit().await?;
-        st.relay.nudge();
-        Ok(n)
+        enqueue_current(st, shared::quota::STREAM, found).await
     }
 }
 
