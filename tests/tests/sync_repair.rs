@@ -235,3 +235,38 @@ async fn sync_status_is_for_operators() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_lost_metric_definition_is_republished_too() {
+    let s = stack().await;
+    let admin = s.admin();
+    e2e::quota::define(&s, "api.calls", "PERIODIC", "CLOSED").await;
+    e2e::quota::wait_synced(&s, &["api.calls"]).await;
+    let east = s.cell("us-east-1-a");
+    for sql in [
+        "DELETE FROM metrics WHERE name = 'api.calls'",
+        "DELETE FROM sync_applied WHERE entity = 'metric:api.calls'",
+    ] {
+        east.state
+            .db
+            .execute_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .unwrap();
+    }
+    let r = s.gql(&admin, REPAIR, json!({ "c": "us-east-1-a" })).await;
+    let metric = r["data"]["repairSync"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .find(|row| row["kind"] == "metric")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        metric["divergentSample"],
+        json!(["metric:api.calls"]),
+        "{r}"
+    );
+    assert!(metric["lastRepairAt"].is_string());
+    e2e::quota::wait_synced(&s, &["api.calls"]).await;
+    s.stop().await;
+}
