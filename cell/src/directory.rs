@@ -16,12 +16,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub fn spawn(st: State, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
     let handler: consumer::Handler = {
-        let db = st.db.clone();
-        let cell = st.cell_id.to_string();
+        let st = st.clone();
         Arc::new(move |events: Vec<Event>| {
-            let db = db.clone();
-            let cell = cell.clone();
-            Box::pin(async move { tenants::apply_directory(&db, &cell, &events).await })
+            let st = st.clone();
+            Box::pin(async move {
+                tenants::apply_directory(&st.db, st.cell_id.as_str(), &events).await?;
+                // Status and version are tenant attributes flags target.
+                st.flags.rebuild(&st.db, st.cell_id.as_str()).await
+            })
         })
     };
     let cfg = consumer::Config {

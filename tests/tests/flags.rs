@@ -418,3 +418,42 @@ async fn update_flag_is_versioned_and_checked_and_anti_entropy_sees_every_flag()
     );
     s.stop().await;
 }
+
+/// The tenant version flags target is the directory's: a status change at
+/// the global tier reaches the cell's evaluation with its new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tenant_version_flags_see_follows_the_directory() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let t = s.create_tenant("versioned", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    assert_eq!(t["version"], 1, "{t}");
+    boolean_flag(&s, "v-gated").await;
+    let rules = json!([{ "variant": "on", "constraints": [{ "attribute": "version", "operator": "SEMVER", "values": ["=3"] }] }]);
+    let set = s
+        .gql(
+            &admin,
+            &set_targeting(),
+            targeting("v-gated", 1, "vg", rules),
+        )
+        .await;
+    assert!(set.get("errors").is_none(), "{set}");
+    let (cell, tok) = (s.cell("eu-west-1-a").url(), data_plane(&s, "eu-west-1-a"));
+    wait_variant(&cell, &tok, &id, "v-gated", "prod", "off").await;
+    for (m, expected) in [("suspendTenant", 1), ("resumeTenant", 2)] {
+        let q =
+            format!("mutation($i: ChangeTenantStatusInput!) {{ {m}(input: $i) {{ version }} }}");
+        let r = s
+            .gql(
+                &admin,
+                &q,
+                json!({ "i": { "tenantId": id, "expectedVersion": expected } }),
+            )
+            .await;
+        assert_eq!(r["data"][m]["version"], expected + 1, "{r}");
+    }
+    // Version 3 in the directory, so in the cell: the rule now matches.
+    let on = wait_variant(&cell, &tok, &id, "v-gated", "prod", "on").await;
+    assert_eq!(on["reason"], "TARGETING_MATCH", "{on}");
+    s.stop().await;
+}

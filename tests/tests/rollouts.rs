@@ -505,8 +505,9 @@ async fn tenants_outside_the_required_version_are_never_exposed_and_reported() {
     boolean_flag(&s, "needs-v2").await;
     let stages = json!([stage("all", json!({ "percentage": 100 }), 3600)]);
     let mut v = start("needs-v2", "on", stages.clone(), "v2");
-    v["i"]["requiresTenantVersion"] = json!(">=1000");
-    // The only tenant is far below that version: the cohort matches nobody.
+    v["i"]["requiresTenantVersion"] = json!(">=2");
+    // The only tenant is at version 1 (ACTIVE, never changed since) in the
+    // directory and in its cell alike: the cohort matches nobody.
     let refused = s.gql(&admin, &start_rollout(), v.clone()).await;
     assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "{refused}");
     v["i"]["allowEmptyCohort"] = json!(true);

@@ -132,7 +132,7 @@ pub async fn apply_directory(
     events: &[shared::sync::Event],
 ) -> Result<()> {
     use sea_orm::TransactionTrait;
-    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::sea_query::Expr;
     let txn = db.begin().await?;
     for e in events {
         let change: shared::lifecycle::DirectoryChange =
@@ -146,10 +146,9 @@ pub async fn apply_directory(
         tenant::Entity::update_many()
             .col_expr(tenant::Column::Status, Expr::value(change.status.as_str()))
             .col_expr(tenant::Column::PurgeAt, Expr::value(change.purge_at))
-            .col_expr(
-                tenant::Column::Version,
-                Expr::col(tenant::Column::Version).add(1),
-            )
+            // The record carries the directory's version, so the tenant
+            // version flags target is the same in both tiers.
+            .col_expr(tenant::Column::Version, Expr::value(e.version))
             .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(tenant::Column::Id.eq(change.tenant_id))
             .exec(&txn)
