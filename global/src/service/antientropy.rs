@@ -209,22 +209,7 @@ impl Kind for Directory {
     }
 
     async fn versions(&self, st: &State, cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
-        use crate::entity::tenant;
-        use sea_orm::{ColumnTrait, QueryFilter};
-        Ok(tenant::Entity::find()
-            .filter(tenant::Column::CellId.eq(cell))
-            .filter(tenant::Column::Version.gt(0))
-            .all(&st.db)
-            .await?
-            .into_iter()
-            .map(|r| {
-                (
-                    shared::lifecycle::directory_entity(r.id),
-                    r.version,
-                    r.updated_at,
-                )
-            })
-            .collect())
+        super::tenant_status::authoritative_versions(&st.db, cell).await
     }
 
     async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {

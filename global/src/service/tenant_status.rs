@@ -215,12 +215,12 @@ pub fn event(row: &tenant::Model) -> Result<Event> {
     ))
 }
 
-/// Anti-entropy: the authoritative `(entity, version)` of every directory
-/// entry whose home is `cell_id`.
+/// Anti-entropy: the authoritative `(entity, version, last change)` of
+/// every directory entry whose home is `cell_id`.
 pub async fn authoritative_versions(
     db: &DatabaseConnection,
     cell_id: &str,
-) -> Result<Vec<(String, i64)>> {
+) -> Result<Vec<(String, i64, chrono::DateTime<chrono::Utc>)>> {
     let rows = tenant::Entity::find()
         .filter(tenant::Column::CellId.eq(cell_id))
         .filter(tenant::Column::Version.gt(0))
@@ -228,7 +228,7 @@ pub async fn authoritative_versions(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (entity(r.id), r.version))
+        .map(|r| (entity(r.id), r.version, r.updated_at))
         .collect())
 }
 
