@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 use crate::server::ReadyCheck;
@@ -105,4 +108,16 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
 /// first could not take the write lock): running it again is safe.
 pub fn is_busy(e: &crate::Error) -> bool {
     matches!(e, crate::Error::Internal(inner) if format!("{inner:#}").contains("database is locked"))
+}
+
+/// Begins a transaction that reads, then writes. On SQLite it takes the write
+/// lock at BEGIN (`IMMEDIATE`), so its first write cannot fail with
+/// "database is locked" because another connection wrote after its read; it
+/// waits up to the busy timeout instead. On PostgreSQL it is a plain BEGIN.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }

@@ -1,7 +1,6 @@
 //! The config schema registry: definitions are versioned, and every change
 //! goes to the cells through the outbox in the same transaction.
 
-use sea_orm::TransactionTrait;
 use shared::configkeys::store::{self, Stored};
 use shared::configkeys::{self, KeyDef};
 use shared::sync::{Event, outbox};
@@ -25,7 +24,7 @@ fn stale(key: &str, current: Option<i64>, expected: Option<i64>) -> Error {
 pub async fn define(st: &State, def: KeyDef, expected_version: Option<i64>) -> Result<Stored> {
     def.check()
         .map_err(|errs| Error::bad_input("input", errs.join("; ")))?;
-    let txn = st.db.begin().await?;
+    let txn = shared::db::begin_write(&st.db).await?;
     let existing = store::get(&txn, &def.key).await?;
     let version = match &existing {
         Some(e) if e.def == def => return Ok(e.clone()),
@@ -43,7 +42,7 @@ pub async fn define(st: &State, def: KeyDef, expected_version: Option<i64>) -> R
 
 /// Marks a key deprecated: values stay, new uses are discouraged.
 pub async fn deprecate(st: &State, key: &str, expected_version: i64) -> Result<Stored> {
-    let txn = st.db.begin().await?;
+    let txn = shared::db::begin_write(&st.db).await?;
     let existing = store::get(&txn, key)
         .await?
         .ok_or_else(|| Error::NotFound(format!("config key `{key}` is not defined")))?;

@@ -1,7 +1,6 @@
 //! The metric catalog: definitions are versioned, and every change goes to
 //! the cells through the outbox in the same transaction.
 
-use sea_orm::TransactionTrait;
 use shared::quota::store::{self, Stored};
 use shared::quota::{self, MetricDef};
 use shared::sync::{Event, outbox};
@@ -38,7 +37,7 @@ pub async fn define(st: &State, def: MetricDef, expected_version: Option<i64>) -
 
 async fn write(st: &State, def: &MetricDef, expected_version: Option<i64>) -> Result<Stored> {
     let def = def.clone();
-    let txn = st.db.begin().await?;
+    let txn = shared::db::begin_write(&st.db).await?;
     let existing = store::get(&txn, &def.name).await?;
     let version = match &existing {
         Some(e) if e.def == def => return Ok(e.clone()),
