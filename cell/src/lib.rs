@@ -8,6 +8,7 @@ pub mod entity;
 pub mod flags;
 pub mod graphql;
 pub mod hooks;
+pub mod impact;
 pub mod migration;
 pub mod quota;
 pub mod registration;
@@ -49,6 +50,8 @@ pub struct State {
     pub flags: flags::Runtime,
     /// Quota enforcement and metering (`quota/`).
     pub quota: Arc<quota::Engine>,
+    /// Tenant-level config values in memory, for impact questions.
+    pub config_index: impact::ConfigIndex,
 }
 
 /// A running cell.
@@ -114,12 +117,21 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         transport: transport.clone(),
         flags: flags::Runtime::default(),
         quota: quota.clone(),
+        config_index: impact::ConfigIndex::default(),
     };
     state
         .flags
         .rebuild(&state.db, state.cell_id.as_str())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    {
+        let (db, index) = (state.db.clone(), state.config_index.clone());
+        tokio::spawn(async move {
+            if let Err(e) = index.warm(&db).await {
+                tracing::warn!(error = %e, "config index warm-up failed; the first impact question loads it");
+            }
+        });
+    }
     let shared = Shared {
         keys: settings.keys.clone(),
         metrics: metrics.clone(),

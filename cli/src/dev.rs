@@ -79,6 +79,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         db_pool_size: 8,
         sync: global::config::SyncSettings::default(),
         provisioning: global::config::Provisioning::default(),
+        ops: global::config::Ops::default(),
     })
     .await
     .context("starting the global tier")?;

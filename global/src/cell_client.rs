@@ -90,6 +90,44 @@ impl CellClient {
             .await
     }
 
+    /// Asks the cell which of its tenants each question matches.
+    pub async fn impact_matches(
+        &self,
+        cell: &cell::Model,
+        questions: &[shared::impact::Question],
+    ) -> Result<Vec<Vec<uuid::Uuid>>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            impact_matches: Matches,
+        }
+        #[derive(Deserialize)]
+        struct Matches {
+            matches: Vec<String>,
+        }
+        let out: Out = self
+            .gql
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                "query($q: [ImpactQuestion!]!) { impactMatches(questions: $q) { matches } }",
+                json!({ "q": questions }),
+            )
+            .await?;
+        out.impact_matches
+            .matches
+            .iter()
+            .map(|m| {
+                shared::impact::unpack(m).ok_or_else(|| {
+                    shared::Error::internal(anyhow::anyhow!(
+                        "cell {} answered impact matches that are not packed ids",
+                        cell.id
+                    ))
+                })
+            })
+            .collect()
+    }
+
     pub async fn tenants(&self, cell: &cell::Model, ids: &[TenantId]) -> Result<Vec<CellTenant>> {
         let query =
             format!("query($ids: [ID!]!) {{ tenants(ids: $ids) {{ {CELL_TENANT_FIELDS} }} }}");

@@ -54,6 +54,9 @@ pub struct Args {
     /// Labels plans need where such cells exist: `enterprise:pool=dedicated,…`.
     #[arg(long)]
     pub placement_policy: Option<String>,
+    /// How long an impact query waits for each cell, in milliseconds.
+    #[arg(long)]
+    pub impact_timeout_ms: Option<u64>,
     /// Test only: exit the process right after this saga step completes.
     #[arg(long, hide = true)]
     pub test_crash_after_step: Option<String>,
@@ -87,6 +90,8 @@ pub struct Config {
     pub repair_interval_secs: u64,
     /// Changes younger than this are in flight, not divergent.
     pub repair_grace_ms: u64,
+    /// How long an impact query waits for each cell.
+    pub impact_timeout_ms: u64,
 }
 
 /// How the global tier checks that cells hold what it published.
@@ -130,6 +135,23 @@ impl Default for Config {
             slug_reuse_after_secs: 90 * 24 * 3600,
             placement_policy: [("enterprise".to_string(), "pool=dedicated".to_string())].into(),
             test_crash_after_step: None,
+            impact_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Ops settings: impact queries (and, with issue 7, break-glass access).
+#[derive(Debug, Clone)]
+pub struct Ops {
+    /// How long an impact query waits for each cell before it answers
+    /// without it (`complete: false`).
+    pub impact_timeout: Duration,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Self {
+            impact_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -191,6 +213,7 @@ pub struct Settings {
     pub db_pool_size: u32,
     pub sync: SyncSettings,
     pub provisioning: Provisioning,
+    pub ops: Ops,
 }
 
 impl Args {
@@ -223,6 +246,7 @@ impl Args {
                         .collect::<std::collections::BTreeMap<_, _>>()
                 }),
             )
+            .set("impact_timeout_ms", self.impact_timeout_ms)
             .set("test_crash_after_step", self.test_crash_after_step.clone());
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
@@ -239,6 +263,9 @@ impl Config {
         }
         if self.cell_timeout_ms < 50 {
             return Err("cell_timeout_ms must be at least 50".into());
+        }
+        if self.impact_timeout_ms < 50 {
+            return Err("impact_timeout_ms must be at least 50".into());
         }
         let plans = self
             .plans
@@ -312,6 +339,9 @@ impl Config {
                 wait: Duration::from_millis(self.provisioning_wait_ms),
                 lease: Duration::from_secs(self.saga_lease_secs),
                 crash_after_step: self.test_crash_after_step.clone(),
+            },
+            ops: Ops {
+                impact_timeout: Duration::from_millis(self.impact_timeout_ms),
             },
         })
     }

@@ -51,6 +51,7 @@ pub struct State {
     /// Provisioning saga steps as they happen, fanned out like `events`.
     pub lifecycle: Arc<Bus<LifecycleEvent>>,
     pub provisioning: config::Provisioning,
+    pub ops: config::Ops,
     /// This process, as a saga lease owner.
     pub replica: String,
     /// Sagas this process drives now.
@@ -144,6 +145,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         rollout_events: tokio::sync::broadcast::channel(1024).0,
         lifecycle,
         provisioning: settings.provisioning.clone(),
+        ops: settings.ops.clone(),
         replica: format!("global-{}", uuid::Uuid::new_v4().simple()),
         driving: Arc::default(),
     };

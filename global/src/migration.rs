@@ -1,5 +1,6 @@
 //! The global database schema.
 
+mod ops;
 mod sync;
 
 use sea_orm_migration::prelude::*;
@@ -26,6 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(AddCellPlacement),
             Box::new(CreateMembers),
             Box::new(shared::sync::migration::PendingOutboxIndex),
+            Box::new(AddTenantPlan),
+            Box::new(ops::CreateOpsRecords),
         ]
     }
 }
@@ -57,6 +60,8 @@ enum Tenants {
     CreatedAt,
     UpdatedAt,
     PurgeAt,
+    Plan,
+    PlanVersion,
 }
 
 #[derive(DeriveIden)]
@@ -392,6 +397,46 @@ impl MigrationTrait for CreateMembers {
                     .table(Members::Table)
                     .col(Members::Subject)
                     .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The directory learns each tenant's plan (set at reservation, then from
+/// the home cell's `tenant-plan` events), so impact queries and rollout
+/// cohorts can select by plan without asking cells.
+struct AddTenantPlan;
+
+impl MigrationName for AddTenantPlan {
+    fn name(&self) -> &str {
+        "m0006_tenants_plan"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTenantPlan {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for col in [
+            string(Tenants::Plan).default("free").to_owned(),
+            big_integer(Tenants::PlanVersion).default(0).to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Tenants::Table)
+                        .add_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .name("tenants_cell_plan")
+                    .table(Tenants::Table)
+                    .col(Tenants::CellId)
+                    .col(Tenants::Plan)
                     .to_owned(),
             )
             .await

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod flags;
 pub mod ids;
+pub mod impact;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;

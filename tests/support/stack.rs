@@ -270,6 +270,7 @@ pub fn global_settings(
         db_pool_size: 8,
         sync: o.sync,
         provisioning: o.provisioning.clone(),
+        ops: global::config::Ops::default(),
     }
 }
 

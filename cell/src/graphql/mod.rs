@@ -2,6 +2,7 @@
 //! by per-cell administration.
 
 mod config;
+mod impact;
 mod mutation;
 mod plans;
 mod projects;
@@ -30,6 +31,7 @@ pub struct AllQuery(
     quota::QuotaQuery,
     projects::ProjectsQuery,
     plans::PlansQuery,
+    impact::ImpactQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]

@@ -12,6 +12,12 @@ use shared::ids::TenantId;
 use shared::plans::{self, ENTITLEMENTS, Entitlement, EntitlementSource, Spec, TenantPlan};
 use shared::{Error, Result};
 
+use shared::db::begin_write;
+use shared::lifecycle::{RECORDS_STREAM, RecordChange, plan_entity};
+use shared::model::TenantStatus;
+use shared::sync::{Event, outbox};
+
+use crate::State;
 use crate::entity::{entitlement_override, environment, project, tenant};
 use crate::service::config::writable_tenant;
 
@@ -96,15 +102,13 @@ async fn bump<C: ConnectionTrait>(
 }
 
 /// Moves the tenant to `plan`; refused when its usage exceeds the new quotas.
-pub async fn change(
-    db: &DatabaseConnection,
-    id: TenantId,
-    plan: &str,
-    expected: i64,
-) -> Result<TenantPlan> {
+/// The change is reported on `cell.tenants` (entity `tenant-plan:{id}`) in
+/// the same transaction, so the global directory learns every plan.
+pub async fn change(st: &State, id: TenantId, plan: &str, expected: i64) -> Result<TenantPlan> {
+    let db = &st.db;
     let spec = spec_of(plan)?;
     writable_tenant(db, id).await?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let projects = project::Entity::find()
         .filter(project::Column::TenantId.eq(id.0))
         .count(&txn)
@@ -119,7 +123,23 @@ pub async fn change(
         ));
     }
     bump(&txn, id, expected, Some(plan)).await?;
+    let t = record(&txn, id).await?;
+    let change = RecordChange {
+        tenant_id: id.0,
+        status: TenantStatus::parse(&t.status)
+            .map_err(|e| Error::internal(anyhow::anyhow!(e.0)))?,
+        plan: Some(plan.to_owned()),
+    };
+    let event = Event::new(
+        RECORDS_STREAM,
+        &plan_entity(id.0),
+        t.plan_version,
+        st.cell_id.as_str(),
+        serde_json::to_value(change).map_err(Error::internal)?,
+    );
+    outbox::enqueue(&txn, &event).await?;
     txn.commit().await?;
+    st.relay.nudge();
     get(db, id).await
 }
 

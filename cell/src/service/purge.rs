@@ -85,6 +85,7 @@ pub async fn purge_due(db: &DatabaseConnection, cell_id: &str) -> Result<Vec<Ten
         let change = RecordChange {
             tenant_id: t.id,
             status: TenantStatus::Deleted,
+            plan: None,
         };
         let event = Event::new(
             RECORDS_STREAM,

@@ -1,5 +1,8 @@
 pub mod cell;
 pub mod idempotency;
+pub mod incident;
+pub mod incident_event;
+pub mod maintenance;
 pub mod member;
 pub mod rollout;
 pub mod saga;

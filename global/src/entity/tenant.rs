@@ -16,6 +16,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// When a DEPROVISIONING tenant's grace period ends and its cell purges it.
     pub purge_at: Option<DateTimeUtc>,
+    /// The plan as the home cell last reported it (at `plan_version`).
+    pub plan: String,
+    pub plan_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

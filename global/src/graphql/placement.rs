@@ -65,7 +65,9 @@ impl PlacementQuery {
         let d = placement::evaluate(
             &region,
             &plan,
-            &st.cells.all(),
+            &crate::service::maintenance::placement_view(st)
+                .await
+                .gql()?,
             &counts,
             &st.provisioning.placement_policy,
         );

@@ -6,6 +6,7 @@ use shared::plans::{ChangePlanInput, SetEntitlementOverrideInput, TenantPlan};
 
 use super::auth::caller;
 use super::config::routed_write;
+use crate::service::directory;
 
 #[derive(Default)]
 pub struct PlansMutation;
@@ -34,16 +35,17 @@ impl PlansMutation {
             "mutation($i: ChangePlanInput!, $who: String) {{ changePlan(input: $i, onBehalfOf: $who) {{ {} }} }}",
             shared::plans::TENANT_PLAN_FIELDS
         );
-        routed_write(
-            ctx,
-            "changePlan",
-            &input.tenant_id.clone(),
-            detail,
-            check,
-            &q,
-            input,
-        )
-        .await
+        let tenant_id = input.tenant_id.clone();
+        let changed: TenantPlan =
+            routed_write(ctx, "changePlan", &tenant_id, detail, check, &q, input).await?;
+        // The cell reports the change on `cell.tenants` too; recording it
+        // here makes the directory right before this answer.
+        if let Ok(id) = tenant_id.parse::<uuid::Uuid>() {
+            directory::record_plan(&st.db, id, &changed.plan, changed.version)
+                .await
+                .map_err(shared::Error::into_gql)?;
+        }
+        Ok(changed)
     }
 
     /// Overrides one entitlement of the tenant's plan (null removes the override).

@@ -17,6 +17,9 @@ pub const UP: &str = "UP";
 pub const DOWN: &str = "DOWN";
 pub const ACCEPTING: &str = "ACCEPTING";
 pub const DRAINING: &str = "DRAINING";
+/// Not a stored state: what placement sees of a cell a maintenance window
+/// in progress covers (`service::maintenance::placement_view`).
+pub const MAINTENANCE: &str = "MAINTENANCE";
 
 /// What a cell says about itself when it registers.
 #[derive(Debug, Clone)]

@@ -80,7 +80,7 @@ pub async fn create(
         placement::choose(
             &t.region,
             &t.plan,
-            &st.cells.all(),
+            &crate::service::maintenance::placement_view(st).await?,
             &counts,
             &st.provisioning.placement_policy,
         )?;
@@ -222,4 +222,25 @@ pub async fn page(
     let more = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok((rows, more, total))
+}
+
+/// Records that the home cell moved tenant `id` to `plan` at plan version
+/// `version`; an older report than the directory holds changes nothing.
+pub async fn record_plan<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    plan: &str,
+    version: i64,
+) -> Result<()> {
+    tenant::Entity::update_many()
+        .col_expr(tenant::Column::Plan, sea_orm::sea_query::Expr::value(plan))
+        .col_expr(
+            tenant::Column::PlanVersion,
+            sea_orm::sea_query::Expr::value(version),
+        )
+        .filter(tenant::Column::Id.eq(id))
+        .filter(tenant::Column::PlanVersion.lt(version))
+        .exec(db)
+        .await?;
+    Ok(())
 }

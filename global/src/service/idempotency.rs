@@ -94,8 +94,8 @@ async fn try_claim(
     }))
 }
 
-pub async fn complete(
-    db: &DatabaseConnection,
+pub async fn complete<C: sea_orm::ConnectionTrait>(
+    db: &C,
     operation: &str,
     key: &IdempotencyKey,
 ) -> Result<()> {
@@ -129,4 +129,55 @@ pub async fn resource(
         .one(db)
         .await?
         .map(|r| r.resource_id))
+}
+
+/// Whether the request holding `key` finished.
+pub async fn is_done(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+) -> Result<bool> {
+    Ok(idempotency::Entity::find_by_id(row_key(operation, key))
+        .one(db)
+        .await?
+        .is_some_and(|r| r.status == DONE))
+}
+
+/// Runs a keyed write once. `write` gets the resource id the key is bound
+/// to and must call [`complete`] inside its own transaction, so the change
+/// and the key's completion commit together; a retry (or a concurrent
+/// twin) then gets `replay` of that resource. A write that fails changed
+/// nothing and frees the key, unless a twin finished meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<T, W, WF, R, RF>(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+    actor: &str,
+    input: &impl Serialize,
+    proposed: &str,
+    write: W,
+    replay: R,
+) -> Result<T>
+where
+    W: FnOnce(String) -> WF,
+    WF: Future<Output = Result<T>>,
+    R: Fn(String) -> RF,
+    RF: Future<Output = Result<T>>,
+{
+    let hash = fingerprint(&(operation, input));
+    let claim = claim(db, operation, key, actor, &hash, proposed).await?;
+    if claim.done {
+        return replay(claim.resource_id).await;
+    }
+    match write(claim.resource_id.clone()).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if is_done(db, operation, key).await? {
+                return replay(claim.resource_id).await;
+            }
+            release(db, operation, key).await?;
+            Err(e)
+        }
+    }
 }

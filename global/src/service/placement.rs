@@ -1,6 +1,6 @@
 //! The placement rule, deterministic and explainable. A cell is ruled out,
 //! in this order, when it is in another region (data residency), DOWN,
-//! DRAINING, lacks the label the plan's policy requires (only where some
+//! DRAINING, under maintenance (`service::maintenance`), lacks the label the plan's policy requires (only where some
 //! cell of the region has it), or is full. Among the rest the least loaded
 //! by weighted share (tenants / capacity / weight) wins, ties by cell id;
 //! every other cell is reported with the rule that ruled it out.
@@ -11,7 +11,7 @@ use shared::ids::{Plan, Region};
 use shared::{Error, Result};
 
 use crate::entity::cell;
-use crate::service::cells::{DRAINING, UP};
+use crate::service::cells::{DRAINING, MAINTENANCE, UP};
 
 /// Why a cell was not chosen.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub enum Rule {
     Down,
     /// An operator stopped new placements.
     Draining,
+    /// A maintenance window in progress covers the cell.
+    Maintenance,
     /// The plan requires a label this cell lacks.
     PlanIsolation,
     /// At capacity.
@@ -65,6 +67,8 @@ pub fn evaluate(
             Some(Rule::Down)
         } else if c.state == DRAINING {
             Some(Rule::Draining)
+        } else if c.state == MAINTENANCE {
+            Some(Rule::Maintenance)
         } else if required.is_some_and(|(k, v)| c.label(k).as_deref() != Some(v.as_str())) {
             Some(Rule::PlanIsolation)
         } else if load(c) >= c.capacity {
@@ -122,6 +126,13 @@ pub fn choose(
         ));
     }
     let load = |c: &cell::Model| counts.get(&c.id).copied().unwrap_or(0);
+    if in_region.iter().all(|(_, r)| *r == Rule::Maintenance) {
+        let cells: Vec<&str> = in_region.iter().map(|(c, _)| c.id.as_str()).collect();
+        return Err(Error::Unavailable(format!(
+            "every cell in region {region} is under maintenance ({}); retry after the window",
+            cells.join(", ")
+        )));
+    }
     if in_region.iter().all(|(_, r)| *r == Rule::Down) {
         let states: Vec<String> = in_region
             .iter()

@@ -225,7 +225,7 @@ async fn place(st: &State, id: TenantId, t: &NewTenant) -> Result<()> {
     let cell = placement::choose(
         &t.region,
         &t.plan,
-        &st.cells.all(),
+        &crate::service::maintenance::placement_view(st).await?,
         &counts,
         &st.provisioning.placement_policy,
     )?;

@@ -141,6 +141,8 @@ async fn insert_all(
         created_at: Set(now),
         updated_at: Set(now),
         purge_at: Set(None),
+        plan: Set(t.plan.to_string()),
+        plan_version: Set(0),
     }
     .insert(&txn)
     .await?;

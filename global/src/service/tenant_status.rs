@@ -256,6 +256,11 @@ pub async fn apply_record_changes(st: &State, events: &[Event]) -> Result<()> {
         if !applied::advance(&txn, &e.entity, e.version).await? {
             continue;
         }
+        if let Some(plan) = change.plan {
+            crate::service::directory::record_plan(&txn, change.tenant_id, &plan, e.version)
+                .await?;
+            continue;
+        }
         if change.status == TenantStatus::Deleted {
             tenant::Entity::update_many()
                 .col_expr(

@@ -408,6 +408,15 @@ impl Engine {
         self.tenants.keys()
     }
 
+    /// Whether `variant`, served for flag `key`, is anything but its off
+    /// variant (an unknown flag serves nothing).
+    pub fn serves_on(&self, key: &str, variant: Option<&str>) -> bool {
+        match (self.flags.get(key), variant) {
+            (Some(f), Some(v)) => f.def.off_variant != v,
+            _ => false,
+        }
+    }
+
     pub fn flag_count(&self) -> usize {
         self.flags.len()
     }
