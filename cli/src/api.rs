@@ -57,7 +57,7 @@ pub enum TenantsCmd {
 const TENANT_FIELDS: &str = "id slug name region plan status version createdAt cell { id region }";
 
 impl Conn {
-    async fn query(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn query(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
         let token = match &self.token {
             Some(t) => t.clone(),
             None => crate::devkey::load(&self.data_dir)?

@@ -5,6 +5,7 @@ mod api;
 mod dev;
 mod devkey;
 mod flags;
+mod impacted;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,9 @@ enum Command {
     /// Feature flags: fetch a cell's snapshot, evaluate offline from one.
     #[command(subcommand)]
     Flags(flags::FlagsCmd),
+    /// Which tenants a scope touches (cell, region, plan, flag variant,
+    /// config value, incident, maintenance window), as a table or JSON.
+    Impacted(impacted::Args),
 }
 
 #[tokio::main]
@@ -40,6 +44,7 @@ async fn main() -> std::process::ExitCode {
         Command::Tenants(c) => api::tenants(c).await,
         Command::Cells(c) => api::cells(c).await,
         Command::Flags(c) => flags::run(c).await,
+        Command::Impacted(a) => impacted::run(a).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

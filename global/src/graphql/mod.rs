@@ -3,10 +3,12 @@
 mod auth;
 mod config;
 mod flags;
+mod impact;
 mod lifecycle;
 mod loader;
 mod members;
 mod mutation;
+mod ops;
 mod placement;
 mod plans;
 mod projects;
@@ -39,6 +41,8 @@ pub struct AllQuery(
     sync::SyncQuery,
     quota::QuotaQuery,
     placement::PlacementQuery,
+    ops::OpsQuery,
+    impact::ImpactQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]
@@ -55,6 +59,7 @@ pub struct AllMutation(
     placement::PlacementMutation,
     plans::PlansMutation,
     members::MembersMutation,
+    ops::OpsMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

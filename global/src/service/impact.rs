@@ -96,6 +96,12 @@ struct Asked {
 
 /// Checks the scope names only things that exist.
 async fn check(st: &State, q: &Query) -> Result<()> {
+    if q.flag_variant.is_some() && q.flag_key.is_none() {
+        return Err(Error::bad_input(
+            "scope.flagVariant",
+            "flagVariant needs flagKey",
+        ));
+    }
     if q.is_empty() {
         return Err(Error::bad_input(
             "scope",
@@ -106,12 +112,6 @@ async fn check(st: &State, q: &Query) -> Result<()> {
     scope::cells(st, "scope.cellIds", &q.cell_ids)?;
     scope::regions(st, "scope.regions", &q.regions)?;
     scope::plans(st, "scope.plans", &q.plans)?;
-    if q.flag_variant.is_some() && q.flag_key.is_none() {
-        return Err(Error::bad_input(
-            "scope.flagVariant",
-            "flagVariant needs flagKey",
-        ));
-    }
     if let Some(key) = &q.flag_key {
         let flag = scope::flags(st, "scope.flagKey", std::slice::from_ref(key))
             .await?

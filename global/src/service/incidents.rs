@@ -18,9 +18,13 @@ use crate::entity::{incident, incident_event};
 
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Severity {
+    #[graphql(name = "SEV1")]
     Sev1,
+    #[graphql(name = "SEV2")]
     Sev2,
+    #[graphql(name = "SEV3")]
     Sev3,
+    #[graphql(name = "SEV4")]
     Sev4,
 }
 

@@ -343,3 +343,38 @@ pub async fn placement_view(st: &State) -> Result<Vec<crate::entity::cell::Model
         })
         .collect())
 }
+
+/// The in-progress window with `freeze_rollouts` that covers a tenant the
+/// next stage of a rollout would newly expose, if any: that rollout must
+/// not advance. (A percentage split is not resolved here: any covered
+/// tenant the cohort's other fields admit counts.)
+pub async fn freezing(st: &State, next: &shared::flags::Cohort) -> Result<Option<Uuid>> {
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let mut cohort = Condition::all().add(tenant::Column::CellId.ne(""));
+    if !next.tenant_ids.is_empty() {
+        cohort = cohort.add(tenant::Column::Id.is_in(next.tenant_ids.iter().copied()));
+    }
+    if !next.cell_ids.is_empty() {
+        cohort = cohort.add(tenant::Column::CellId.is_in(next.cell_ids.iter().cloned()));
+    }
+    if !next.regions.is_empty() {
+        cohort = cohort.add(tenant::Column::Region.is_in(next.regions.iter().cloned()));
+    }
+    if !next.plans.is_empty() {
+        cohort = cohort.add(tenant::Column::Plan.is_in(next.plans.iter().cloned()));
+    }
+    for w in active(st).await?.into_iter().filter(|w| w.freeze_rollouts) {
+        let covered = tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::Id)
+            .filter(cohort.clone())
+            .filter(scope_of(&w)?.condition())
+            .limit(1)
+            .count(&st.db)
+            .await?;
+        if covered > 0 {
+            return Ok(Some(w.id));
+        }
+    }
+    Ok(None)
+}

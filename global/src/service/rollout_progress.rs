@@ -119,15 +119,38 @@ pub fn judge(d: &mut Rollout, cells: &[String]) -> Change {
 async fn tick(st: &State) -> Result<()> {
     let cells: Vec<String> = st.cells.all().into_iter().map(|c| c.id).collect();
     for r in rollouts::active(st).await? {
+        let frozen = rollouts::frozen_by(st, &r.doc).await?;
         rollouts::modify(st, r.doc.plan.id, None, |d| {
             if !matches!(d.plan.state, RolloutState::Running | RolloutState::Stuck) {
                 return Ok(Change::default());
             }
-            Ok(judge(d, &cells))
+            let before = d.clone();
+            let c = judge(d, &cells);
+            match frozen {
+                Some(window) if d.plan.stage != before.plan.stage => {
+                    *d = before;
+                    Ok(frozen_note(d, window))
+                }
+                _ => Ok(c),
+            }
         })
         .await?;
     }
     Ok(())
+}
+
+/// A history entry saying a maintenance window holds the rollout, unless
+/// the last entry already says so.
+fn frozen_note(d: &Rollout, window: Uuid) -> Change {
+    let mut c = Change::default();
+    let note = format!("maintenance window {window} is in progress: the next stage waits");
+    if d.history
+        .last()
+        .is_none_or(|h| h.event != "FROZEN" || h.detail != note)
+    {
+        c.entries.push(entry("FROZEN", note));
+    }
+    c
 }
 
 pub async fn on_ack(st: &State, a: &Ack, version: i64) -> Result<()> {

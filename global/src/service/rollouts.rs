@@ -570,8 +570,25 @@ pub enum Op {
     Rollback,
 }
 
+/// The maintenance window that holds a rollout's next stage, if any.
+pub async fn frozen_by(st: &State, d: &Rollout) -> Result<Option<Uuid>> {
+    match d.plan.stages.get(d.plan.stage + 1) {
+        Some(next) => super::maintenance::freezing(st, &next.cohort).await,
+        None => Ok(None),
+    }
+}
+
 pub async fn operate(st: &State, id: Uuid, op: Op, actor: &str) -> Result<Stored> {
     let cells: Vec<String> = st.cells.all().into_iter().map(|c| c.id).collect();
+    if op == Op::Advance
+        && let Some(cur) = get(&st.db, id).await?
+        && let Some(window) = frozen_by(st, &cur.doc).await?
+    {
+        return Err(Error::Conflict(format!(
+            "rollout {id} cannot advance: maintenance window {window} freezes rollouts for \
+             tenants its next stage would reach"
+        )));
+    }
     modify(st, id, None, |d| {
         let state = d.plan.state;
         let refuse = |what: &str| {
