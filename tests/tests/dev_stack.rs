@@ -144,6 +144,37 @@ async fn dev_stack_keeps_tenants_across_restarts_and_mints_tokens() {
     assert_eq!(read["data"]["tenant"]["slug"], "persisted", "{read}");
     assert_eq!(read["data"]["tenant"]["name"], "Persisted", "{read}");
     assert_eq!(read["data"]["tenant"]["cell"]["status"], "UP");
+    // `tenantctl impacted` asks the dev stack which tenants a cell holds.
+    let cell = read["data"]["tenant"]["cell"]["id"].as_str().unwrap();
+    let impacted = |extra: &[&str]| {
+        let out = Command::new(e2e::process::binary("tenantctl"))
+            .args(["impacted", "--url", &dev.url, "--cell", cell])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let answer: serde_json::Value = serde_json::from_str(&impacted(&["--json"])).unwrap();
+    assert_eq!(answer["totalCount"], 1, "{answer}");
+    assert_eq!(answer["complete"], true, "{answer}");
+    assert_eq!(
+        answer["tenants"]["edges"][0]["node"]["tenant"]["id"],
+        id.as_str()
+    );
+    let table = impacted(&[]);
+    assert!(table.starts_with("TENANT"), "{table}");
+    assert!(
+        table.contains("persisted") && table.contains(&format!("in cell {cell}")),
+        "{table}"
+    );
+    assert!(table.contains("1 tenants (complete)"), "{table}");
     stop(dev);
 }
 
