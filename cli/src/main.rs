@@ -4,6 +4,7 @@
 mod api;
 mod dev;
 mod devkey;
+mod directory;
 mod flags;
 mod impacted;
 mod token;
@@ -34,6 +35,9 @@ enum Command {
     /// Which tenants a scope touches (cell, region, plan, flag variant,
     /// config value, incident, maintenance window), as a table or JSON.
     Impacted(impacted::Args),
+    /// Disaster recovery of the global directory.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCmd),
 }
 
 #[tokio::main]
@@ -45,6 +49,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cells(c) => api::cells(c).await,
         Command::Flags(c) => flags::run(c).await,
         Command::Impacted(a) => impacted::run(a).await,
+        Command::Directory(c) => directory::run(c).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -10,6 +10,22 @@ use shared::model::{CELL_TENANT_FIELDS, CellTenant};
 use crate::entity::cell;
 use crate::service::directory::NewTenant;
 
+/// A tenant record as its cell holds it (`tenantRecords`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub id: uuid::Uuid,
+    pub slug: String,
+    pub region: String,
+    pub plan: String,
+    pub plan_version: i64,
+    pub status: String,
+    pub version: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub purge_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Clone)]
 pub struct CellClient {
     gql: GraphqlClient,
@@ -88,6 +104,30 @@ impl CellClient {
         self.gql
             .call(&format!("cell {}", cell.id), &cell.endpoint, query, vars)
             .await
+    }
+
+    /// One page of the cell's tenant records, by id after `after`.
+    pub async fn records(
+        &self,
+        cell: &cell::Model,
+        after: Option<uuid::Uuid>,
+        first: i32,
+    ) -> Result<Vec<Record>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            tenant_records: Vec<Record>,
+        }
+        let out: Out = self
+            .gql
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                "query($a: ID, $f: Int) { tenantRecords(after: $a, first: $f) { id slug region plan planVersion status version createdAt updatedAt purgeAt } }",
+                json!({ "a": after, "f": first }),
+            )
+            .await?;
+        Ok(out.tenant_records)
     }
 
     /// Asks the cell which of its tenants each question matches.

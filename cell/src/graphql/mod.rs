@@ -8,6 +8,7 @@ mod plans;
 mod projects;
 mod query;
 mod quota;
+mod records;
 mod subscription;
 mod sync;
 mod types;
@@ -32,6 +33,7 @@ pub struct AllQuery(
     projects::ProjectsQuery,
     plans::PlansQuery,
     impact::ImpactQuery,
+    records::RecordsQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]

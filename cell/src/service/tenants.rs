@@ -157,3 +157,18 @@ pub async fn apply_directory(
     txn.commit().await?;
     Ok(())
 }
+
+/// Every record of this cell after `after` (by id), at most `first`: the
+/// global tier rebuilds its directory from these after losing it.
+pub async fn records_after(
+    db: &DatabaseConnection,
+    after: Option<uuid::Uuid>,
+    first: u64,
+) -> Result<Vec<tenant::Model>> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut q = tenant::Entity::find().order_by_asc(tenant::Column::Id);
+    if let Some(a) = after {
+        q = q.filter(tenant::Column::Id.gt(a));
+    }
+    Ok(q.limit(first).all(db).await?)
+}

@@ -14,6 +14,7 @@ mod plans;
 mod projects;
 mod query;
 mod quota;
+mod recovery;
 mod rollouts;
 mod status;
 mod subscription;
@@ -60,6 +61,7 @@ pub struct AllMutation(
     plans::PlansMutation,
     members::MembersMutation,
     ops::OpsMutation,
+    recovery::RecoveryMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

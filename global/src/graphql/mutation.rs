@@ -116,6 +116,7 @@ impl Mutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "id": input.id.as_str(), "region": input.region, "endpoint": input.endpoint, "capacity": input.capacity });
         let target = Some(input.id.to_string());
+        let known = st.cells.get(&input.id).is_some();
         let result = async {
             let id = CellId::parse(&input.id).field("input.id")?;
             require_cell_identity(p, &id)?;
@@ -142,6 +143,14 @@ impl Mutation {
             .gql()?;
         let model = result.gql()?;
         st.refresh_cell_gauge();
+        if !known {
+            // A cell this tier did not know may hold tenants a lost
+            // directory forgot: restore their rows from its records.
+            let (st, c) = (st.clone(), model.clone());
+            tokio::spawn(async move {
+                crate::service::rebuild::cell(&st, &c).await;
+            });
+        }
         Ok(Cell {
             model,
             tenant_count: None,

@@ -13,6 +13,7 @@ pub mod members;
 pub mod metrics_catalog;
 pub mod placement;
 pub mod provisioning;
+pub mod rebuild;
 pub mod rollout_progress;
 pub mod rollouts;
 pub mod saga;
