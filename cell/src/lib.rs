@@ -95,7 +95,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let shutdown = CancellationToken::new();
     let transport = transport(&settings)?;
     let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
-    let metrics = Metrics::new("cell", Some(settings.cell_id.as_str()));
+    let metrics = Metrics::with_top_tenants(
+        "cell",
+        Some(settings.cell_id.as_str()),
+        settings.limits.metrics_top_tenants,
+    );
     let quota = Arc::new(quota::Engine::new(
         db.clone(),
         settings.cell_id.as_str(),
@@ -152,12 +156,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
     )
-    .merge(flags::http::routes(state.clone(), settings.keys.clone()))
-    .merge(hooks::router(
-        quota,
-        settings.keys.clone(),
-        settings.cell_id.clone(),
-        settings.limits.max_body_bytes,
+    .merge(shared::server::HookMeter::new(&metrics).layer(
+        flags::http::routes(state.clone(), settings.keys.clone()).merge(hooks::router(
+            quota,
+            settings.keys.clone(),
+            settings.cell_id.clone(),
+            settings.limits.max_body_bytes,
+        )),
     ));
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -187,17 +192,20 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             reg.run(state.clone(), server.shutdown.clone()),
         ));
     }
-    let propagation = metrics.histogram(
-        "sync_propagation_seconds",
-        "From a change's commit at its origin to its application here",
+    let propagation = metrics.histogram_vec(
+        shared::metrics::names::PROPAGATION,
+        "From a change's commit at its origin to its application here, by stream",
+        &["stream"],
         vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0,
         ],
     );
     tasks.extend(flags::sync::spawn(
         state.clone(),
         transport.clone(),
         global.clone(),
+        propagation.clone(),
         server.shutdown.clone(),
     ));
     let meters = sync::Meters {

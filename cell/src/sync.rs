@@ -20,8 +20,8 @@ const RESYNC_EVERY: Duration = Duration::from_secs(60);
 /// What the consumer reports in `/metrics`.
 #[derive(Clone)]
 pub struct Meters {
-    /// From a change's commit at its origin to its application here.
-    pub propagation: prometheus::Histogram,
+    /// From a change's commit at its origin to its application here, by stream.
+    pub propagation: prometheus::HistogramVec,
     /// Events received, by outcome: `applied` (changed something) or
     /// `duplicate` (not newer than what was applied).
     pub events: prometheus::IntCounterVec,
@@ -58,7 +58,9 @@ pub fn spawn(
                     .events
                     .with_label_values(&[configkeys::STREAM, "duplicate"])
                     .inc_by((defs.len() - changed) as u64);
-                let propagation = &meters.propagation;
+                let propagation = meters
+                    .propagation
+                    .with_label_values(&[configkeys::STREAM]);
                 let now = chrono::Utc::now();
                 for e in &events {
                     let lag = (now - e.created_at).num_microseconds().unwrap_or(0);

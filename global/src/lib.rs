@@ -57,6 +57,8 @@ pub struct State {
     /// Sagas this process drives now.
     pub driving: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
     cells_gauge: prometheus::IntGaugeVec,
+    /// From reservation to ACTIVE or FAILED, by outcome (the provisioning SLI).
+    pub provisioning_duration: prometheus::HistogramVec,
 }
 
 impl State {
@@ -128,7 +130,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .reload(&db)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let metrics = Metrics::new("global", None);
+    let metrics = Metrics::with_top_tenants("global", None, settings.limits.metrics_top_tenants);
     let transport = transport(&settings)?;
     let relay = Relay::spawn(db.clone(), transport.clone(), shutdown.clone());
     let state = State {
@@ -138,6 +140,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         plans: Arc::new(settings.plans.clone()),
         events,
         cells_gauge: metrics.gauge_vec("cells", "Registered cells by status", &["status"]),
+        provisioning_duration: metrics.histogram_vec(
+            shared::metrics::names::PROVISIONING_DURATION,
+            "createTenant sagas from reservation to ACTIVE or FAILED, by outcome (active, failed)",
+            &["outcome"],
+            vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+        ),
         metrics: metrics.clone(),
         relay,
         transport,

@@ -243,6 +243,9 @@ pub struct CommonArgs {
     /// Maximum GraphQL query complexity.
     #[arg(long)]
     pub max_complexity: Option<usize>,
+    /// Tenants with a request series of their own in /metrics (the rest fold into `other`).
+    #[arg(long)]
+    pub metrics_top_tenants: Option<usize>,
 }
 
 impl CommonArgs {
@@ -264,7 +267,8 @@ impl CommonArgs {
             .set("limits.max_body_bytes", self.max_body_bytes)
             .set("limits.request_timeout_ms", self.request_timeout_ms)
             .set("limits.max_depth", self.max_depth)
-            .set("limits.max_complexity", self.max_complexity);
+            .set("limits.max_complexity", self.max_complexity)
+            .set("limits.metrics_top_tenants", self.metrics_top_tenants);
     }
 }
 

@@ -143,3 +143,64 @@ pub fn adopt_remote_parent(span: &tracing::Span, headers: &axum::http::HeaderMap
         let _ = span.set_parent(cx);
     }
 }
+
+/// Wraps `fut` to run in the current span and with the current request id,
+/// for work spawned on behalf of a request (a DataLoader batch): its calls
+/// to another tier then carry this request's trace context and id.
+pub fn in_current_context<F>(fut: F) -> impl Future<Output = F::Output> + Send + 'static
+where
+    F: Future + Send + 'static,
+    F::Output: Send,
+{
+    use tracing::Instrument;
+    let span = tracing::Span::current();
+    let id = crate::request::RequestId::current();
+    async move {
+        match id {
+            Some(id) => id.scope(fut).await,
+            None => fut.await,
+        }
+    }
+    .instrument(span)
+}
+
+/// The remote trace context a stream event carries (`Event::trace`).
+pub fn event_context(trace: &HashMap<String, String>) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::TraceContextExt;
+    if !trace.contains_key("traceparent") {
+        return None;
+    }
+    struct Map<'a>(&'a HashMap<String, String>);
+    impl Extractor for Map<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).map(String::as_str)
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(String::as_str).collect()
+        }
+    }
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Map(trace)));
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// Ties the span that applies stream events to the traces of the changes
+/// they carry: a batch of one event becomes a child of that change's span,
+/// a larger batch links to each event's span (it has no single parent).
+pub fn adopt_event_traces<'a>(
+    span: &tracing::Span,
+    traces: impl IntoIterator<Item = &'a HashMap<String, String>>,
+) {
+    use opentelemetry::trace::TraceContextExt;
+    let cxs: Vec<_> = traces.into_iter().filter_map(event_context).collect();
+    match cxs.as_slice() {
+        [] => {}
+        [one] => {
+            let _ = span.set_parent(one.clone());
+        }
+        many => {
+            for cx in many {
+                span.add_link(cx.span().span_context().clone());
+            }
+        }
+    }
+}

@@ -131,7 +131,21 @@ pub async fn spawn_cell(
     redis_prefix: &str,
     global_url: &str,
 ) -> std::process::Child {
-    let mut child = Command::new(binary("cell"))
+    spawn_cell_with(port, id, region, database_url, redis_prefix, global_url, &[]).await
+}
+
+/// As [`spawn_cell`], with `extra` environment variables.
+pub async fn spawn_cell_with(
+    port: u16,
+    id: &str,
+    region: &str,
+    database_url: &str,
+    redis_prefix: &str,
+    global_url: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
+    let mut cmd = Command::new(binary("cell"));
+    cmd
         .env("TENANT_CELL_LISTEN", format!("127.0.0.1:{port}"))
         .env("TENANT_CELL_ID", id)
         .env("TENANT_CELL_REGION", region)
@@ -144,9 +158,11 @@ pub async fn spawn_cell(
         .env("TENANT_CELL_HEARTBEAT_INTERVAL_SECS", "1")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(log_file(id, port))
-        .spawn()
-        .expect("cell starts");
+        .stderr(log_file(id, port));
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("cell starts");
     wait_ready(&format!("http://127.0.0.1:{port}"), &mut child).await;
     child
 }

@@ -112,10 +112,13 @@ pub fn spawn(
     st: State,
     transport: Arc<dyn Transport>,
     global: Option<(GraphqlClient, String)>,
+    propagation: prometheus::HistogramVec,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let resync = Arc::new(Notify::new());
-    let handler: consumer::Handler = {
+    // Applied means in the database and in the compiled snapshot the hooks
+    // evaluate from.
+    let handler: consumer::Handler = consumer::measured({
         let st = st.clone();
         Arc::new(move |events: Vec<Event>| {
             let st = st.clone();
@@ -127,7 +130,7 @@ pub fn spawn(
                 apply(&st, &changes).await.map(|_| ())
             })
         })
-    };
+    }, propagation);
     let on_gap: consumer::OnGap = {
         let resync = resync.clone();
         Arc::new(move |_| resync.notify_one())

@@ -69,11 +69,9 @@ impl Query {
         if !p.can_read_tenant(id) {
             return Err(not_found());
         }
-        tenants::get(&st.db, id)
-            .await
-            .gql()?
-            .map(Tenant::from)
-            .ok_or_else(not_found)
+        let row = tenants::get(&st.db, id).await.gql()?.ok_or_else(not_found)?;
+        record_plan(ctx, &row);
+        Ok(Tenant::from(row))
     }
 
     /// The tenants of this cell among `ids` (at most 500); unknown ids are left out.
@@ -89,6 +87,22 @@ impl Query {
             .gql()?;
         let visible: Vec<_> = ids.into_iter().filter(|i| p.can_read_tenant(*i)).collect();
         let rows = tenants::get_many(&st.db, &visible).await.gql()?;
+        // A batch of one (a DataLoader batch for one read) is that tenant's request.
+        if let [row] = rows.as_slice() {
+            record_plan(ctx, row);
+        }
         Ok(rows.into_iter().map(Tenant::from).collect())
     }
+}
+
+/// Records the tenant and its plan on the request's span and metrics.
+fn record_plan(ctx: &Context<'_>, row: &shared::model::CellTenant) {
+    shared::server::record_tenant_at(
+        ctx,
+        &row.id,
+        shared::server::Placement {
+            plan: Some(row.plan.as_str()),
+            ..Default::default()
+        },
+    );
 }

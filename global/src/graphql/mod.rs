@@ -84,10 +84,11 @@ pub fn schema(
     );
     if let Some(s) = state {
         b = b
-            .data(DataLoader::new(
-                loader::CellRecords(s.clone()),
-                tokio::spawn,
-            ))
+            // A batch runs in the trace (and under the request id) of the
+            // request whose field started it.
+            .data(DataLoader::new(loader::CellRecords(s.clone()), |fut| {
+                tokio::spawn(shared::telemetry::in_current_context(fut))
+            }))
             .data(s);
     }
     b.finish()

@@ -5,7 +5,6 @@ use shared::audit;
 use shared::auth::{Principal, Role};
 use shared::error::Field;
 use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug};
-use shared::server::record_tenant;
 
 use super::auth::caller;
 use super::types::{Cell, CreateTenantInput, DefineConfigKeyInput, RegisterCellInput, Tenant};
@@ -45,7 +44,7 @@ impl Mutation {
             .gql()?;
         // The saga announces the tenant on `tenantEvents` when it is ACTIVE.
         let row = result.gql()?;
-        record_tenant(ctx, &row.id);
+        shared::server::record_tenant_at(ctx, &row.id, super::query::placement(&row));
         Ok(Tenant(row))
     }
 

@@ -4,7 +4,7 @@ use shared::IntoGql;
 use shared::auth::Role;
 use shared::error::Field;
 use shared::ids::{CellId, Region, Slug, TenantId};
-use shared::server::record_tenant;
+use shared::server::{Placement, record_tenant, record_tenant_at};
 
 use super::auth::caller;
 use super::types::{AuditEntry, AuditFilter, Cell, Tenant, TenantFilter, TotalCount};
@@ -30,11 +30,9 @@ impl Query {
         if members::level(&st.db, p, id).await.gql()? == Level::None {
             return Err(not_found());
         }
-        directory::get(&st.db, id)
-            .await
-            .gql()?
-            .map(Tenant)
-            .ok_or_else(not_found)
+        let row = directory::get(&st.db, id).await.gql()?.ok_or_else(not_found)?;
+        record_tenant_at(ctx, &id, placement(&row));
+        Ok(Tenant(row))
     }
 
     /// A tenant by its slug.
@@ -49,7 +47,7 @@ impl Query {
         };
         match row {
             Some(t) if visible => {
-                record_tenant(ctx, &t.id);
+                record_tenant_at(ctx, &t.id, placement(&t));
                 Ok(Tenant(t))
             }
             _ => Err(not_found()),
@@ -187,5 +185,14 @@ impl Query {
                 model: c,
             })
             .collect())
+    }
+}
+
+/// A directory row's cell, region and plan, for the request's span and metrics.
+pub(crate) fn placement(row: &crate::entity::tenant::Model) -> Placement<'_> {
+    Placement {
+        cell: Some(row.cell_id.as_str()),
+        region: Some(row.region.as_str()),
+        plan: Some(row.plan.as_str()),
     }
 }

@@ -7,7 +7,6 @@ use shared::audit;
 use shared::auth::{Principal, Role};
 use shared::error::Field;
 use shared::ids::{IdempotencyKey, TenantId};
-use shared::server::record_tenant;
 
 use super::auth::caller;
 use super::types::Tenant;
@@ -80,7 +79,7 @@ async fn run(
         .await
         .gql()?;
     let row = result.gql()?;
-    record_tenant(ctx, &row.id);
+    shared::server::record_tenant_at(ctx, &row.id, super::query::placement(&row));
     Ok(Tenant(row))
 }
 

@@ -184,7 +184,7 @@ async fn drive(st: &State, id: TenantId) -> Result<()> {
         }
     }
     saga::set_status(&st.db, id, saga::DONE, None).await?;
-    finish(st, id, &s.idempotency_key, TenantEventKind::Created).await;
+    finish(st, id, &s, TenantEventKind::Created).await;
     Ok(())
 }
 
@@ -345,15 +345,25 @@ async fn compensate(st: &State, id: TenantId) -> Result<()> {
     crate::service::members::delete_all(&st.db, id.0).await?;
     saga::set_status(&st.db, id, saga::FAILED, None).await?;
     if let Some(s) = saga::get(&st.db, id).await? {
-        finish(st, id, &s.idempotency_key, TenantEventKind::Updated).await;
+        finish(st, id, &s, TenantEventKind::Updated).await;
     }
     Ok(())
 }
 
 /// The saga ended: the key now answers with the tenant as it is, and
 /// `tenantEvents` hears of it (CREATED once ACTIVE, UPDATED once FAILED).
-async fn finish(st: &State, id: TenantId, key: &str, kind: TenantEventKind) {
-    if let Ok(key) = IdempotencyKey::parse(key)
+/// The time from the reservation to here is the provisioning latency SLI
+/// (`tcp_provisioning_duration_seconds{outcome}`).
+async fn finish(st: &State, id: TenantId, s: &crate::entity::saga::Model, kind: TenantEventKind) {
+    let outcome = match kind {
+        TenantEventKind::Created => "active",
+        _ => "failed",
+    };
+    let took = Ord::max((Utc::now() - s.created_at).num_microseconds().unwrap_or(0), 0);
+    st.provisioning_duration
+        .with_label_values(&[outcome])
+        .observe(took as f64 / 1e6);
+    if let Ok(key) = IdempotencyKey::parse(&s.idempotency_key)
         && let Err(e) = idempotency::complete(&st.db, OP_CREATE, &key).await
     {
         tracing::warn!(tenant_id = %id, error = %e, "could not complete the idempotency key");

@@ -18,17 +18,51 @@ use axum::routing::get;
 use super::Shared;
 use crate::auth::{Keys, Principal, bearer};
 use crate::error::{Code, Error};
-use crate::metrics::Metrics;
+use crate::metrics::operation::{RequestFacts, inspect};
+use crate::metrics::{Metrics, Outcome};
 use crate::request::RequestId;
 
 /// The request's span, so resolvers can record the tenant they act on.
 #[derive(Clone)]
 pub struct RequestSpan(pub tracing::Span);
 
-/// Records `tenant_id` on the current request's span.
+/// Records `tenant_id` on the current request's span and in its metrics.
 pub fn record_tenant(ctx: &async_graphql::Context<'_>, tenant: &dyn std::fmt::Display) {
     if let Some(RequestSpan(span)) = ctx.data_opt::<RequestSpan>() {
         span.record("tenant_id", tracing::field::display(tenant));
+    }
+    if let Some(facts) = ctx.data_opt::<RequestFacts>() {
+        facts.set_tenant(tenant);
+    }
+}
+
+/// Where a tenant lives and on what plan, as far as the resolver knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placement<'a> {
+    pub cell: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub plan: Option<&'a str>,
+}
+
+/// Records the tenant with its home cell, region and plan: on the span
+/// (`cell`, `region`, `plan`: at the global tier the tenant's, in a cell its
+/// own) and as the request's metric labels.
+pub fn record_tenant_at(
+    ctx: &async_graphql::Context<'_>,
+    tenant: &dyn std::fmt::Display,
+    at: Placement<'_>,
+) {
+    record_tenant(ctx, tenant);
+    let (cell, plan) = (at.cell, at.plan);
+    if let Some(RequestSpan(span)) = ctx.data_opt::<RequestSpan>() {
+        for (field, v) in [("cell", cell), ("region", at.region), ("plan", plan)] {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                span.record(field, v);
+            }
+        }
+    }
+    if let Some(facts) = ctx.data_opt::<RequestFacts>() {
+        facts.set_placement(cell, plan);
     }
 }
 
@@ -84,24 +118,41 @@ async fn post_graphql<E: Executor>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let rid = Some(&request_id);
+    let started = std::time::Instant::now();
+    let facts = RequestFacts::default();
+    let (response, outcome) = execute_post(&st, &request_id, span, &facts, headers, body).await;
+    st.metrics
+        .record_operation(&facts.snapshot(), outcome, started.elapsed());
+    response
+}
+
+async fn execute_post<E: Executor>(
+    st: &GqlState<E>,
+    request_id: &RequestId,
+    span: RequestSpan,
+    facts: &RequestFacts,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> (Response, Outcome) {
+    let rid = Some(request_id);
+    let rejected = |r: Response| (r, Outcome::Rejected);
     let body = match body {
         Ok(b) => b,
         Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(
+            return rejected(error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Code::BadUserInput,
                 "request body is too large".into(),
                 rid,
-            );
+            ));
         }
         Err(rej) => {
-            return error_response(
+            return rejected(error_response(
                 StatusCode::BAD_REQUEST,
                 Code::BadUserInput,
                 format!("cannot read request body: {rej}"),
                 rid,
-            );
+            ));
         }
     };
     let principal = match authenticate(
@@ -116,47 +167,84 @@ async fn post_graphql<E: Executor>(
                 .graphql_errors
                 .with_label_values(&[Code::Unauthenticated.as_str()])
                 .inc();
-            return error_response(
+            return rejected(error_response(
                 StatusCode::UNAUTHORIZED,
                 Code::Unauthenticated,
                 e.to_string(),
                 rid,
-            );
+            ));
         }
     };
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return error_response(
+            return rejected(error_response(
                 StatusCode::BAD_REQUEST,
                 Code::BadUserInput,
                 format!("malformed GraphQL request: {e}; expected a JSON object with `query`"),
                 rid,
-            );
+            ));
         }
     };
-    let request = request.data(principal).data(request_id.clone()).data(span);
+    // Parsed once here; execution reuses the parsed document.
+    let (operation, tenant) = match async_graphql::parser::parse_query(&request.query) {
+        Ok(doc) => {
+            let seen = inspect(&doc, request.operation_name.as_deref(), &request.variables);
+            request.set_parsed_query(doc);
+            seen
+        }
+        Err(_) => (None, None),
+    };
+    if let Some(op) = &operation {
+        span.0.record("operation", op.as_str());
+    }
+    if let Some(t) = &tenant {
+        span.0.record("tenant_id", t.as_str());
+        facts.set_tenant(t);
+    }
+    let request = request
+        .data(principal)
+        .data(request_id.clone())
+        .data(span)
+        .data(facts.clone());
     let Ok(mut response) = tokio::time::timeout(st.timeout, st.executor.execute(request)).await
     else {
         st.metrics
             .graphql_errors
             .with_label_values(&[Code::Unavailable.as_str()])
             .inc();
-        return error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            Code::Unavailable,
-            format!(
-                "the request did not finish within {} ms; a mutation may still complete: retry it with the same idempotency key",
-                st.timeout.as_millis()
+        facts.set_operation(operation);
+        return (
+            error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                Code::Unavailable,
+                format!(
+                    "the request did not finish within {} ms; a mutation may still complete: retry it with the same idempotency key",
+                    st.timeout.as_millis()
+                ),
+                rid,
             ),
-            rid,
+            Outcome::Error,
         );
     };
+    let mut outcome = Outcome::Ok;
     for err in &mut response.errors {
         let code = ensure_code(err);
         st.metrics.graphql_errors.with_label_values(&[code]).inc();
+        outcome = match (outcome, code) {
+            (_, "INTERNAL" | "UNAVAILABLE") => Outcome::Error,
+            (Outcome::Error, _) => Outcome::Error,
+            _ => Outcome::Rejected,
+        };
     }
-    axum::Json(response).into_response()
+    // Only an executed request (it passed validation) names a field of the
+    // schema: data came back, or an error has a path into it.
+    let executed =
+        !matches!(response.data, async_graphql::Value::Null) || response.errors.iter().any(|e| !e.path.is_empty());
+    if executed {
+        facts.set_operation(operation);
+    }
+    (axum::Json(response).into_response(), outcome)
 }
 
 /// Verifies the bearer token and logs why one was refused.

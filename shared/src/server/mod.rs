@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Keys;
 use crate::metrics::Metrics;
 
-pub use graphql::{GraphqlRoutes, RequestSpan, record_tenant};
-pub use observe::observe;
+pub use graphql::{GraphqlRoutes, Placement, RequestSpan, record_tenant, record_tenant_at};
+pub use observe::{HookMeter, observe};
 pub use ops::{ReadyCheck, ops_routes};
 
 /// Where a server sits: stamped on every request span.
@@ -36,6 +36,14 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Tenants with a request series of their own in `/metrics`; the rest
+    /// are counted under `tenant="other"`.
+    #[serde(default = "default_top_tenants")]
+    pub metrics_top_tenants: usize,
+}
+
+fn default_top_tenants() -> usize {
+    crate::metrics::DEFAULT_TOP_TENANTS
 }
 
 impl Default for Limits {
@@ -45,6 +53,7 @@ impl Default for Limits {
             request_timeout_ms: 15_000,
             max_depth: 12,
             max_complexity: 500,
+            metrics_top_tenants: crate::metrics::DEFAULT_TOP_TENANTS,
         }
     }
 }
@@ -56,6 +65,9 @@ impl Limits {
         }
         if self.request_timeout_ms < 100 {
             return Err("request_timeout_ms must be at least 100".into());
+        }
+        if self.metrics_top_tenants > 10_000 {
+            return Err("metrics_top_tenants must be at most 10000".into());
         }
         if self.max_depth == 0 || self.max_complexity == 0 {
             return Err("max_depth and max_complexity must be positive".into());

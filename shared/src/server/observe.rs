@@ -54,6 +54,8 @@ pub async fn observe(
         cell = st.component.cell.as_deref(),
         region = st.component.region.as_deref(),
         tenant_id = tracing::field::Empty,
+        plan = tracing::field::Empty,
+        operation = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     crate::telemetry::adopt_remote_parent(&span, req.headers());
@@ -88,4 +90,58 @@ fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         _ => "5xx",
     }
+}
+
+/// Counts and times the data-plane hooks, which stay off the span layer:
+/// `tcp_hook_requests_total{hook, outcome}` (ok for 2xx, rejected for 4xx,
+/// error for 5xx) and `tcp_hook_request_duration_seconds{hook}`. No span,
+/// no log line, no allocation beyond the label lookup.
+#[derive(Clone)]
+pub struct HookMeter {
+    requests: prometheus::IntCounterVec,
+    duration: prometheus::HistogramVec,
+}
+
+impl HookMeter {
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            requests: metrics.counter_vec(
+                crate::metrics::names::HOOK_REQUESTS,
+                "Data-plane hook requests by hook (route) and outcome (ok, rejected, error)",
+                &["hook", "outcome"],
+            ),
+            duration: metrics.histogram_vec(
+                crate::metrics::names::HOOK_DURATION,
+                "Data-plane hook latency by hook (route)",
+                &["hook"],
+                crate::metrics::LATENCY_BUCKETS.to_vec(),
+            ),
+        }
+    }
+
+    /// Wraps `router` (the hooks' routes) with the meter.
+    pub fn layer(self, router: axum::Router) -> axum::Router {
+        router.layer(axum::middleware::from_fn_with_state(self, meter_hook))
+    }
+}
+
+async fn meter_hook(
+    axum::extract::State(m): axum::extract::State<HookMeter>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let resp = next.run(req).await;
+    let hook = matched.as_ref().map(|p| p.as_str()).unwrap_or("unmatched");
+    let outcome = match resp.status().as_u16() {
+        200..=399 => "ok",
+        400..=499 => "rejected",
+        _ => "error",
+    };
+    m.requests.with_label_values(&[hook, outcome]).inc();
+    m.duration
+        .with_label_values(&[hook])
+        .observe(started.elapsed().as_secs_f64());
+    resp
 }

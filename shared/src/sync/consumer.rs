@@ -25,6 +25,31 @@ pub struct Config {
 /// the whole batch pending, to be delivered again (applying is idempotent).
 pub type Handler = Arc<dyn Fn(Vec<Event>) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
+/// Wraps `handler` so that every event it applied is observed in
+/// `propagation` (labelled `stream`): the time from the change's commit at
+/// its origin (`Event::created_at`) to its application here.
+pub fn measured(handler: Handler, propagation: prometheus::HistogramVec) -> Handler {
+    Arc::new(move |events: Vec<Event>| {
+        let handler = handler.clone();
+        let propagation = propagation.clone();
+        Box::pin(async move {
+            let stamps: Vec<_> = events
+                .iter()
+                .map(|e| (e.stream.clone(), e.created_at))
+                .collect();
+            handler(events).await?;
+            let now = chrono::Utc::now();
+            for (stream, at) in stamps {
+                let lag = (now - at).num_microseconds().unwrap_or(0).max(0);
+                propagation
+                    .with_label_values(&[stream.as_str()])
+                    .observe(lag as f64 / 1e6);
+            }
+            Ok(())
+        })
+    })
+}
+
 /// Told when entries were trimmed away before they were applied: the
 /// consumer must resync from a snapshot.
 pub type OnGap = Arc<dyn Fn(Vec<String>) + Send + Sync>;
@@ -87,7 +112,20 @@ async fn apply(
         .into_iter()
         .map(|d| (d.position, d.event))
         .unzip();
-    if let Err(e) = handler(events).await {
+    // The apply span continues the trace of the change (W3C context in the
+    // event), so a trace runs from the write, through the stream, into
+    // every consumer. Only built when someone listens at info.
+    let span = tracing::info_span!(
+        "sync.apply",
+        stream = %cfg.stream,
+        group = %cfg.group,
+        batch = events.len(),
+        entity = events.first().map(|e| e.entity.as_str()).unwrap_or(""),
+    );
+    if !span.is_disabled() {
+        crate::telemetry::adopt_event_traces(&span, events.iter().map(|e| &e.trace));
+    }
+    if let Err(e) = tracing::Instrument::instrument(handler(events), span).await {
         tracing::warn!(stream = %cfg.stream, batch = positions.len(), error = %e, "events not applied; they stay pending");
         return Ok(0);
     }

@@ -1,0 +1,153 @@
+//! What a GraphQL request was about, for its metrics: the operation (the
+//! first root field of the executed operation), and the tenant it acted on
+//! with that tenant's cell and plan when known.
+//!
+//! The operation and an obvious tenant argument (`tenantId`, `input.tenantId`,
+//! `tenant(id:)`) are read from the parsed document before execution;
+//! resolvers that know more (the directory row of the tenant) fill in the
+//! rest through `shared::server::record_tenant*`.
+
+use std::sync::{Arc, Mutex};
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection,
+};
+use async_graphql::{Name, Value, Variables};
+
+use crate::ids::TenantId;
+
+/// The facts of one request; shared between the HTTP handler and resolvers.
+#[derive(Clone, Default)]
+pub struct RequestFacts(Arc<Mutex<Facts>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The first root field, once the request was executed.
+    pub operation: Option<String>,
+    pub tenant: Option<String>,
+    pub cell: Option<String>,
+    pub plan: Option<String>,
+}
+
+impl RequestFacts {
+    pub fn set_tenant(&self, tenant: &dyn std::fmt::Display) {
+        self.lock().tenant = Some(tenant.to_string());
+    }
+
+    pub fn set_placement(&self, cell: Option<&str>, plan: Option<&str>) {
+        let mut g = self.lock();
+        if let Some(c) = cell.filter(|c| !c.is_empty()) {
+            g.cell = Some(c.to_owned());
+        }
+        if let Some(p) = plan.filter(|p| !p.is_empty()) {
+            g.plan = Some(p.to_owned());
+        }
+    }
+
+    pub fn set_operation(&self, operation: Option<String>) {
+        self.lock().operation = operation;
+    }
+
+    pub fn snapshot(&self) -> Facts {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Facts> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The root field name and tenant argument of the operation `name` selects
+/// in `doc`. The field name is not checked against the schema here: callers
+/// use it only once the request was executed (so it validated).
+pub fn inspect(
+    doc: &ExecutableDocument,
+    name: Option<&str>,
+    vars: &Variables,
+) -> (Option<String>, Option<String>) {
+    let op: Option<&OperationDefinition> = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n).map(|o| &o.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|o| &o.node)
+        }
+        _ => None,
+    };
+    let Some(op) = op else {
+        return (None, None);
+    };
+    let field = op.selection_set.node.items.iter().find_map(|s| match &s.node {
+        Selection::Field(f) => Some(&f.node),
+        _ => None,
+    });
+    let Some(field) = field else {
+        return (None, None);
+    };
+    let fname = field.name.node.as_str();
+    let arg = |key: &str| {
+        field
+            .get_argument(key)
+            .and_then(|v| v.node.clone().into_const_with(|n| var(vars, &n)).ok())
+    };
+    let tenant = arg("tenantId")
+        .or_else(|| {
+            arg("input").and_then(|v| match v {
+                Value::Object(o) => o.get("tenantId").cloned(),
+                _ => None,
+            })
+        })
+        .or_else(|| (fname == "tenant").then(|| arg("id")).flatten())
+        .and_then(|v| match v {
+            Value::String(s) => s.parse::<TenantId>().ok().map(|t| t.to_string()),
+            _ => None,
+        });
+    (Some(fname.to_owned()), tenant)
+}
+
+fn var(vars: &Variables, n: &Name) -> Result<Value, ()> {
+    Ok(vars.get(n).cloned().unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(q: &str, name: Option<&str>, vars: serde_json::Value) -> (Option<String>, Option<String>) {
+        let doc = async_graphql::parser::parse_query(q).unwrap();
+        inspect(&doc, name, &Variables::from_json(vars))
+    }
+
+    #[test]
+    fn reads_the_first_root_field_and_the_tenant_argument() {
+        let t = "0192f0c8-0000-7000-8000-000000000001";
+        assert_eq!(
+            run("query($id: ID!) { tenant(id: $id) { id } }", None, serde_json::json!({ "id": t })),
+            (Some("tenant".into()), Some(t.into()))
+        );
+        assert_eq!(
+            run(
+                &format!("mutation {{ updateTenantConfig(input: {{tenantId: \"{t}\", set: []}}) {{ version }} }}"),
+                None,
+                serde_json::json!({})
+            ),
+            (Some("updateTenantConfig".into()), Some(t.into()))
+        );
+        assert_eq!(
+            run(
+                "query A { cells { id } } query B($t: ID!) { effectiveConfig(tenantId: $t) { key } }",
+                Some("B"),
+                serde_json::json!({ "t": t })
+            ),
+            (Some("effectiveConfig".into()), Some(t.into()))
+        );
+        // Not a tenant id: no tenant.
+        assert_eq!(
+            run("{ tenant(id: \"nope\") { id } }", None, serde_json::json!({})),
+            (Some("tenant".into()), None)
+        );
+        assert_eq!(
+            run("{ cells { id } }", None, serde_json::json!({})),
+            (Some("cells".into()), None)
+        );
+    }
+}
