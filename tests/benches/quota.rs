@@ -117,7 +117,10 @@ async fn in_process(
 ) -> Run {
     // Load every tenant's rules first (a cold tenant costs one read).
     for t in ids.iter() {
-        engine.decide(*t, "api.calls", 1, None, true).await.unwrap();
+        engine
+            .decide(*t, "api.calls", 1, None, cell::quota::Op::Check)
+            .await
+            .unwrap();
     }
     let tasks = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -137,7 +140,7 @@ async fn in_process(
                 let _ = write!(key, "{name}-{w}-{i}");
                 let at = Instant::now();
                 let d = engine
-                    .decide(t, "api.calls", 1, Some(&key), false)
+                    .decide(t, "api.calls", 1, Some(&key), cell::quota::Op::Consume)
                     .await
                     .unwrap();
                 if i % 16 == 0 {

@@ -1,5 +1,6 @@
 //! The data-plane hooks over HTTP/JSON: `POST /v1/quota/check`,
-//! `POST /v1/quota/consume` and `POST /v1/usage`. They need a `data-plane`
+//! `POST /v1/quota/consume`, `POST /v1/quota/release` (GAUGE) and
+//! `POST /v1/usage`. They need a `data-plane`
 //! token bound to this cell (or a tenant-admin token, for its own tenants);
 //! a token naming tenants may act for those only. Kept off the per-request
 //! span layer: the hot path logs nothing unless it fails.
@@ -16,11 +17,11 @@ use shared::auth::{Keys, Principal, Role, bearer};
 use shared::error::Error;
 use shared::ids::CellId;
 use shared::quota::hooks::{
-    CHECK, CONSUME, ErrorBody, ErrorDetail, QuotaRequest, USAGE, UsageBatch,
+    CHECK, CONSUME, ErrorBody, ErrorDetail, QuotaRequest, RELEASE, USAGE, UsageBatch,
 };
 use uuid::Uuid;
 
-use crate::quota::{Engine, usage};
+use crate::quota::{Engine, Op, usage};
 
 #[derive(Clone)]
 struct Hooks {
@@ -33,6 +34,7 @@ pub fn router(engine: Arc<Engine>, keys: Arc<Keys>, cell: CellId, max_body: usiz
     Router::new()
         .route(CHECK, post(check))
         .route(CONSUME, post(consume))
+        .route(RELEASE, post(release))
         .route(USAGE, post(ingest))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(Hooks { engine, keys, cell })
@@ -106,12 +108,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
     })
 }
 
-async fn decide(
-    h: &Hooks,
-    headers: &HeaderMap,
-    body: &Bytes,
-    dry: bool,
-) -> Result<Response, Error> {
+async fn decide(h: &Hooks, headers: &HeaderMap, body: &Bytes, op: Op) -> Result<Response, Error> {
     let p = authenticate(h, headers)?;
     let req: QuotaRequest = parse(body)?;
     let tenant: Uuid = req.tenant_id.parse().map_err(|_| {
@@ -128,20 +125,26 @@ async fn decide(
             &req.metric,
             req.amount,
             req.idempotency_key.as_deref(),
-            dry,
+            op,
         )
         .await?;
     Ok(axum::Json(d).into_response())
 }
 
 async fn check(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&h, &headers, &body, true)
+    decide(&h, &headers, &body, Op::Check)
         .await
         .unwrap_or_else(error)
 }
 
 async fn consume(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&h, &headers, &body, false)
+    decide(&h, &headers, &body, Op::Consume)
+        .await
+        .unwrap_or_else(error)
+}
+
+async fn release(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
+    decide(&h, &headers, &body, Op::Release)
         .await
         .unwrap_or_else(error)
 }
