@@ -28,7 +28,16 @@ async fn set(s: &Stack, tenant: &str, metric: &str, extra: Value) {
 }
 
 async fn used(s: &Stack, tenant: &str, metric: &str) -> i64 {
-    let q = s.gql(&s.admin(), QUOTAS, json!({ "t": tenant })).await;
+    // A restarted in-process cell has a new address: the global tier routes
+    // to it once its registration went through.
+    let mut q = Value::Null;
+    for _ in 0..100 {
+        q = s.gql(&s.admin(), QUOTAS, json!({ "t": tenant })).await;
+        if q["data"]["quotas"].is_array() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     q["data"]["quotas"]
         .as_array()
         .unwrap_or_else(|| panic!("no quotas: {q}"))

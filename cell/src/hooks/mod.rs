@@ -5,6 +5,9 @@
 //! a token naming tenants may act for those only. Kept off the per-request
 //! span layer: the hot path logs nothing unless it fails.
 
+mod tokens;
+
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,9 +19,7 @@ use axum::routing::post;
 use shared::auth::{Keys, Principal, Role, bearer};
 use shared::error::Error;
 use shared::ids::CellId;
-use shared::quota::hooks::{
-    CHECK, CONSUME, ErrorBody, ErrorDetail, QuotaRequest, RELEASE, USAGE, UsageBatch,
-};
+use shared::quota::hooks::{CHECK, CONSUME, ErrorBody, ErrorDetail, RELEASE, USAGE, UsageBatch};
 use uuid::Uuid;
 
 use crate::quota::{Engine, Op, usage};
@@ -27,6 +28,7 @@ use crate::quota::{Engine, Op, usage};
 struct Hooks {
     engine: Arc<Engine>,
     keys: Arc<Keys>,
+    tokens: Arc<tokens::Tokens>,
     cell: CellId,
 }
 
@@ -37,7 +39,12 @@ pub fn router(engine: Arc<Engine>, keys: Arc<Keys>, cell: CellId, max_body: usiz
         .route(RELEASE, post(release))
         .route(USAGE, post(ingest))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(Hooks { engine, keys, cell })
+        .with_state(Hooks {
+            engine,
+            keys,
+            tokens: Arc::default(),
+            cell,
+        })
 }
 
 fn error(e: Error) -> Response {
@@ -56,7 +63,7 @@ fn error(e: Error) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Principal, Error> {
+fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Arc<Principal>, Error> {
     let token = bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -64,8 +71,8 @@ fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Principal, Error> {
     )
     .map_err(|_| Error::Unauthenticated("a bearer token is required".into()))?;
     let p = h
-        .keys
-        .verify(token)
+        .tokens
+        .verify(&h.keys, token, chrono::Utc::now().timestamp())
         .map_err(|_| Error::Unauthenticated("the token is invalid or expired".into()))?;
     if let Some(c) = &p.cell
         && c != &h.cell
@@ -110,7 +117,22 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
 
 async fn decide(h: &Hooks, headers: &HeaderMap, body: &Bytes, op: Op) -> Result<Response, Error> {
     let p = authenticate(h, headers)?;
-    let req: QuotaRequest = parse(body)?;
+    // `QuotaRequest`, borrowing from the body where it can.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Req<'a> {
+        #[serde(borrow)]
+        tenant_id: Cow<'a, str>,
+        #[serde(borrow)]
+        metric: Cow<'a, str>,
+        amount: i64,
+        #[serde(borrow, default)]
+        idempotency_key: Option<Cow<'a, str>>,
+    }
+    let req: Req<'_> = serde_json::from_slice(body).map_err(|e| Error::BadInput {
+        field: None,
+        message: format!("invalid request body: {e}"),
+    })?;
     let tenant: Uuid = req.tenant_id.parse().map_err(|_| {
         Error::bad_input(
             "tenantId",
