@@ -53,6 +53,10 @@ pub struct Args {
     /// Redis of the quota limiter (default: the cell's redis_url).
     #[arg(long)]
     pub quota_redis_url: Option<String>,
+    /// Milliseconds between writes of the in-memory limiter's counters and
+    /// consume keys to the database (what a crash can lose at most).
+    #[arg(long)]
+    pub quota_persist_interval_ms: Option<u64>,
     /// Usage events older than this many seconds are rejected.
     #[arg(long)]
     pub usage_max_lateness_secs: Option<u64>,
@@ -89,6 +93,7 @@ pub struct Config {
     /// `memory` (one replica) or `redis` (several).
     pub quota_limiter: crate::quota::LimiterKind,
     pub quota_redis_url: Option<String>,
+    pub quota_persist_interval_ms: u64,
     pub usage_max_lateness_secs: u64,
     pub usage_dedup_window_secs: u64,
 }
@@ -132,6 +137,7 @@ impl Default for Config {
             test_apply_delay_ms: 0,
             quota_limiter: crate::quota::LimiterKind::Memory,
             quota_redis_url: None,
+            quota_persist_interval_ms: 100,
             usage_max_lateness_secs: 86_400,
             usage_dedup_window_secs: 7 * 86_400,
         }
@@ -178,6 +184,7 @@ impl Args {
             .set("test_apply_delay_ms", self.test_apply_delay_ms)
             .set("quota_limiter", self.quota_limiter.clone())
             .set("quota_redis_url", self.quota_redis_url.clone())
+            .set("quota_persist_interval_ms", self.quota_persist_interval_ms)
             .set("usage_max_lateness_secs", self.usage_max_lateness_secs)
             .set("usage_dedup_window_secs", self.usage_dedup_window_secs);
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
@@ -227,6 +234,9 @@ impl Config {
                 "usage_max_lateness_secs and usage_dedup_window_secs must be positive".into(),
             );
         }
+        if self.quota_persist_interval_ms == 0 {
+            return Err("quota_persist_interval_ms must be at least 1".into());
+        }
         let quota_redis_url = self.quota_redis_url.clone().or(self.redis_url.clone());
         if self.quota_limiter == crate::quota::LimiterKind::Redis && quota_redis_url.is_none() {
             return Err("quota_limiter = redis needs quota_redis_url or redis_url".into());
@@ -258,6 +268,7 @@ impl Config {
                 redis_prefix: self.redis_prefix.clone(),
                 usage_max_lateness: Duration::from_secs(self.usage_max_lateness_secs),
                 usage_dedup_window: Duration::from_secs(self.usage_dedup_window_secs),
+                persist_interval: Duration::from_millis(self.quota_persist_interval_ms),
                 ..Default::default()
             },
         })

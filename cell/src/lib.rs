@@ -75,6 +75,9 @@ impl App {
             let _ = t.await;
         }
         self.server.stop().await;
+        if let Err(e) = self.state.quota.flush().await {
+            tracing::warn!(error = %e, "limiter state not persisted at stop");
+        }
         let _ = self.state.db.close_by_ref().await;
     }
 
@@ -111,6 +114,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .reload_catalog()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (counters, keys) = quota.restore().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if counters + keys > 0 {
+        tracing::info!(counters, keys, "limiter state restored");
+    }
     let state = State {
         db,
         cell_id: settings.cell_id.clone(),

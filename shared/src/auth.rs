@@ -253,6 +253,12 @@ impl Keys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        self.verify_expiring(token).map(|(p, _)| p)
+    }
+
+    /// Like `verify`, with the token's expiry (`exp`, seconds since the
+    /// epoch), so a caller may remember the answer until then.
+    pub fn verify_expiring(&self, token: &str) -> Result<(Principal, i64), TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != ALGORITHM {
@@ -271,7 +277,10 @@ impl Keys {
         let mut last = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
-                Ok(data) => return Ok(data.claims.into()),
+                Ok(data) => {
+                    let exp = data.claims.exp;
+                    return Ok((data.claims.into(), exp));
+                }
                 Err(e) => last = Some(e),
             }
         }

@@ -2,12 +2,16 @@
 //! limiter), with `redis-benchmark -t incr` as the reference ceiling.
 //!
 //! cargo bench -p e2e --bench quota -- [--decisions N] [--requests N] [--events N]
+//!     [--parts inproc,http,usage,isolation] [--flood-secs N]
 //!
 //! - in-process hook: `Engine::decide` (what the HTTP handler calls), from
 //!   one task per core, for one tenant and for 10,000 tenants;
 //! - HTTP: `POST /v1/quota/consume` through the Rust client, 64 in flight;
 //! - usage: `POST /v1/usage`, batches of 100, 8 clients, 30% of the events
-//!   sent twice.
+//!   sent twice;
+//! - isolation: a quiet tenant's HTTP latency (100 consumes/s, under its
+//!   limit) alone, then while a noisy tenant floods (64 in flight, far past
+//!   its RATE limit of 100/s).
 //!
 //! The 10,000 tenants are written straight into the cell's `tenants` table
 //! (the cell is their authority; the global directory plays no part in a decision).
@@ -30,6 +34,8 @@ struct Args {
     decisions: usize,
     requests: usize,
     events: usize,
+    parts: String,
+    flood_secs: u64,
 }
 
 fn args() -> Args {
@@ -37,6 +43,8 @@ fn args() -> Args {
         decisions: 2_000_000,
         requests: 40_000,
         events: 100_000,
+        parts: "inproc,http,usage,isolation".into(),
+        flood_secs: 10,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for w in argv.windows(2) {
@@ -45,6 +53,8 @@ fn args() -> Args {
             "--decisions" => a.decisions = v.unwrap_or(a.decisions),
             "--requests" => a.requests = v.unwrap_or(a.requests),
             "--events" => a.events = v.unwrap_or(a.events),
+            "--parts" => a.parts = w[1].clone(),
+            "--flood-secs" => a.flood_secs = v.map(|n| n as u64).unwrap_or(a.flood_secs),
             _ => {}
         }
     }
@@ -117,7 +127,10 @@ async fn in_process(
 ) -> Run {
     // Load every tenant's rules first (a cold tenant costs one read).
     for t in ids.iter() {
-        engine.decide(*t, "api.calls", 1, None, true).await.unwrap();
+        engine
+            .decide(*t, "api.calls", 1, None, cell::quota::Op::Check)
+            .await
+            .unwrap();
     }
     let tasks = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -137,7 +150,7 @@ async fn in_process(
                 let _ = write!(key, "{name}-{w}-{i}");
                 let at = Instant::now();
                 let d = engine
-                    .decide(t, "api.calls", 1, Some(&key), false)
+                    .decide(t, "api.calls", 1, Some(&key), cell::quota::Op::Consume)
                     .await
                     .unwrap();
                 if i % 16 == 0 {
@@ -241,6 +254,107 @@ async fn usage(client: HooksClient, ids: Arc<Vec<Uuid>>, unique: usize) -> Run {
     }
 }
 
+/// The quiet tenant's latency: `rate` sequential consumes per second of
+/// `api.requests` for `secs`; returns the run and how many were denied.
+async fn quiet(
+    client: HooksClient,
+    tenant: String,
+    rate: u64,
+    secs: u64,
+    name: &str,
+) -> (Run, usize) {
+    let n = (rate * secs) as usize;
+    let started = Instant::now();
+    let mut lat = Vec::with_capacity(n);
+    let mut denied = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_micros(1_000_000 / rate));
+    for i in 0..n {
+        tick.tick().await;
+        let at = Instant::now();
+        let d = client
+            .consume(&tenant, "api.requests", 1, &format!("q-{name}-{i}"))
+            .await
+            .unwrap();
+        lat.push(at.elapsed().as_nanos() as u64);
+        denied += usize::from(!d.allowed);
+    }
+    (
+        Run {
+            name: format!("quiet tenant, {name}"),
+            count: n,
+            secs: started.elapsed().as_secs_f64(),
+            lat_ns: lat,
+        },
+        denied,
+    )
+}
+
+/// A noisy tenant sending `api.requests` as fast as 64 workers can until `stop`.
+async fn flood(
+    client: HooksClient,
+    tenant: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize) {
+    let mut handles = Vec::new();
+    for w in 0..64 {
+        let (client, tenant, stop) = (client.clone(), tenant.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let (mut sent, mut allowed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let d = client
+                    .consume(&tenant, "api.requests", 1, &format!("n-{w}-{sent}"))
+                    .await
+                    .unwrap();
+                sent += 1;
+                allowed += usize::from(d.allowed);
+            }
+            (sent, allowed)
+        }));
+    }
+    let mut total = (0, 0);
+    for h in handles {
+        let (s, a) = h.await.unwrap();
+        total.0 += s;
+        total.1 += a;
+    }
+    total
+}
+
+async fn isolation(client: HooksClient, db: &sea_orm::DatabaseConnection, secs: u64) {
+    let ids = tenants(db, 2).await;
+    let (noisy, calm) = (ids[0].to_string(), ids[1].to_string());
+    // Plan `pro`: api.requests is RATE 100/s, burst 200, HARD.
+    let (mut alone, denied_alone) = quiet(client.clone(), calm.clone(), 100, secs, "alone").await;
+    report(&mut alone);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = tokio::spawn(flood(client.clone(), noisy.clone(), stop.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (mut during, denied_during) = quiet(
+        client.clone(),
+        calm.clone(),
+        100,
+        secs,
+        "while another floods",
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, allowed) = noise.await.unwrap();
+    let flood_secs = started.elapsed().as_secs_f64() + 0.5;
+    report(&mut during);
+    println!(
+        "noisy tenant: {sent} consumes in {flood_secs:.1} s ({:.0}/s, {:.0}x its limit of 100/s), {allowed} allowed ({:.0}/s)",
+        sent as f64 / flood_secs,
+        sent as f64 / flood_secs / 100.0,
+        allowed as f64 / flood_secs
+    );
+    println!(
+        "quiet tenant denied: {denied_alone} alone, {denied_during} while the other floods; p99 {:.0} µs → {:.0} µs",
+        alone.pct(0.99),
+        during.pct(0.99)
+    );
+}
+
 fn redis_incr() -> Option<(f64, String)> {
     let out = std::process::Command::new("redis-benchmark")
         .args(["-t", "incr", "-q", "-n", "200000"])
@@ -293,37 +407,47 @@ fn main() {
             "quota benchmark: {} decisions in process, {} HTTP requests, {} unique usage events",
             a.decisions, a.requests, a.events
         );
-        let mut runs = [
-            in_process(c.state.quota.clone(), one.clone(), a.decisions, "1 tenant").await,
-            in_process(
-                c.state.quota.clone(),
-                many.clone(),
-                a.decisions,
-                "10,000 tenants",
-            )
-            .await,
-        ];
-        for r in runs.iter_mut() {
-            report(r);
-        }
-        // Warm the HTTP path (connections, tenant rules) before measuring.
-        let _ = http(client.clone(), many.clone(), 10_000, "warm-up").await;
-        let mut h1 = http(client.clone(), one.clone(), a.requests, "1 tenant").await;
-        report(&mut h1);
-        let mut hm = http(client.clone(), many.clone(), a.requests, "10,000 tenants").await;
-        report(&mut hm);
-        let mut u = usage(client.clone(), many.clone(), a.events).await;
-        report(&mut u);
-        match redis_incr() {
-            Some((incr, line)) => {
-                println!("redis-benchmark -t incr -q -n 200000: {line}");
-                println!(
-                    "HTTP consume / INCR: 1 tenant {:.2}, 10,000 tenants {:.2} (target ≥ 0.5)",
-                    h1.rate() / incr,
-                    hm.rate() / incr
-                );
+        let part = |p: &str| a.parts.split(',').any(|x| x == p);
+        if part("inproc") {
+            let mut runs = [
+                in_process(c.state.quota.clone(), one.clone(), a.decisions, "1 tenant").await,
+                in_process(
+                    c.state.quota.clone(),
+                    many.clone(),
+                    a.decisions,
+                    "10,000 tenants",
+                )
+                .await,
+            ];
+            for r in runs.iter_mut() {
+                report(r);
             }
-            None => println!("redis-benchmark not found: no reference"),
+        }
+        if part("http") {
+            // Warm the HTTP path (connections, tenant rules) before measuring.
+            let _ = http(client.clone(), many.clone(), 10_000, "warm-up").await;
+            let mut h1 = http(client.clone(), one.clone(), a.requests, "1 tenant").await;
+            report(&mut h1);
+            let mut hm = http(client.clone(), many.clone(), a.requests, "10,000 tenants").await;
+            report(&mut hm);
+            match redis_incr() {
+                Some((incr, line)) => {
+                    println!("redis-benchmark -t incr -q -n 200000: {line}");
+                    println!(
+                        "HTTP consume / INCR: 1 tenant {:.2}, 10,000 tenants {:.2} (target ≥ 0.5)",
+                        h1.rate() / incr,
+                        hm.rate() / incr
+                    );
+                }
+                None => println!("redis-benchmark not found: no reference"),
+            }
+        }
+        if part("usage") {
+            let mut u = usage(client.clone(), many.clone(), a.events).await;
+            report(&mut u);
+        }
+        if part("isolation") {
+            isolation(client.clone(), &c.state.db, a.flood_secs).await;
         }
         s.stop().await;
     });

@@ -1,9 +1,13 @@
 //! The data-plane hooks over HTTP/JSON: `POST /v1/quota/check`,
-//! `POST /v1/quota/consume` and `POST /v1/usage`. They need a `data-plane`
+//! `POST /v1/quota/consume`, `POST /v1/quota/release` (GAUGE) and
+//! `POST /v1/usage`. They need a `data-plane`
 //! token bound to this cell (or a tenant-admin token, for its own tenants);
 //! a token naming tenants may act for those only. Kept off the per-request
 //! span layer: the hot path logs nothing unless it fails.
 
+mod tokens;
+
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,17 +19,16 @@ use axum::routing::post;
 use shared::auth::{Keys, Principal, Role, bearer};
 use shared::error::Error;
 use shared::ids::CellId;
-use shared::quota::hooks::{
-    CHECK, CONSUME, ErrorBody, ErrorDetail, QuotaRequest, USAGE, UsageBatch,
-};
+use shared::quota::hooks::{CHECK, CONSUME, ErrorBody, ErrorDetail, RELEASE, USAGE, UsageBatch};
 use uuid::Uuid;
 
-use crate::quota::{Engine, usage};
+use crate::quota::{Engine, Op, usage};
 
 #[derive(Clone)]
 struct Hooks {
     engine: Arc<Engine>,
     keys: Arc<Keys>,
+    tokens: Arc<tokens::Tokens>,
     cell: CellId,
 }
 
@@ -33,9 +36,15 @@ pub fn router(engine: Arc<Engine>, keys: Arc<Keys>, cell: CellId, max_body: usiz
     Router::new()
         .route(CHECK, post(check))
         .route(CONSUME, post(consume))
+        .route(RELEASE, post(release))
         .route(USAGE, post(ingest))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(Hooks { engine, keys, cell })
+        .with_state(Hooks {
+            engine,
+            keys,
+            tokens: Arc::default(),
+            cell,
+        })
 }
 
 fn error(e: Error) -> Response {
@@ -54,7 +63,7 @@ fn error(e: Error) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Principal, Error> {
+fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Arc<Principal>, Error> {
     let token = bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -62,8 +71,8 @@ fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Principal, Error> {
     )
     .map_err(|_| Error::Unauthenticated("a bearer token is required".into()))?;
     let p = h
-        .keys
-        .verify(token)
+        .tokens
+        .verify(&h.keys, token, chrono::Utc::now().timestamp())
         .map_err(|_| Error::Unauthenticated("the token is invalid or expired".into()))?;
     if let Some(c) = &p.cell
         && c != &h.cell
@@ -106,14 +115,24 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
     })
 }
 
-async fn decide(
-    h: &Hooks,
-    headers: &HeaderMap,
-    body: &Bytes,
-    dry: bool,
-) -> Result<Response, Error> {
+async fn decide(h: &Hooks, headers: &HeaderMap, body: &Bytes, op: Op) -> Result<Response, Error> {
     let p = authenticate(h, headers)?;
-    let req: QuotaRequest = parse(body)?;
+    // `QuotaRequest`, borrowing from the body where it can.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Req<'a> {
+        #[serde(borrow)]
+        tenant_id: Cow<'a, str>,
+        #[serde(borrow)]
+        metric: Cow<'a, str>,
+        amount: i64,
+        #[serde(borrow, default)]
+        idempotency_key: Option<Cow<'a, str>>,
+    }
+    let req: Req<'_> = serde_json::from_slice(body).map_err(|e| Error::BadInput {
+        field: None,
+        message: format!("invalid request body: {e}"),
+    })?;
     let tenant: Uuid = req.tenant_id.parse().map_err(|_| {
         Error::bad_input(
             "tenantId",
@@ -128,20 +147,26 @@ async fn decide(
             &req.metric,
             req.amount,
             req.idempotency_key.as_deref(),
-            dry,
+            op,
         )
         .await?;
     Ok(axum::Json(d).into_response())
 }
 
 async fn check(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&h, &headers, &body, true)
+    decide(&h, &headers, &body, Op::Check)
         .await
         .unwrap_or_else(error)
 }
 
 async fn consume(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&h, &headers, &body, false)
+    decide(&h, &headers, &body, Op::Consume)
+        .await
+        .unwrap_or_else(error)
+}
+
+async fn release(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
+    decide(&h, &headers, &body, Op::Release)
         .await
         .unwrap_or_else(error)
 }

@@ -143,3 +143,83 @@ impl MigrationTrait for CreateQuotaTables {
             .await
     }
 }
+
+#[derive(DeriveIden)]
+enum QuotaCounters {
+    Table,
+    TenantId,
+    Metric,
+    WindowStart,
+    Used,
+}
+
+#[derive(DeriveIden)]
+enum QuotaConsumeKeys {
+    Table,
+    TenantId,
+    KeyHash,
+    Answer,
+    ExpiresAt,
+}
+
+/// What the in-memory limiter keeps across a restart: PERIODIC counters
+/// (per window start, µs) and GAUGE levels (window 0), and consume keys
+/// with their answer.
+pub struct CreateLimiterTables;
+
+impl MigrationName for CreateLimiterTables {
+    fn name(&self) -> &str {
+        "m0504_create_quota_limiter_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateLimiterTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(QuotaCounters::Table)
+                    .if_not_exists()
+                    .col(string(QuotaCounters::TenantId))
+                    .col(string(QuotaCounters::Metric))
+                    .col(big_integer(QuotaCounters::WindowStart))
+                    .col(big_integer(QuotaCounters::Used))
+                    .primary_key(
+                        Index::create()
+                            .col(QuotaCounters::TenantId)
+                            .col(QuotaCounters::Metric)
+                            .col(QuotaCounters::WindowStart),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(QuotaConsumeKeys::Table)
+                    .if_not_exists()
+                    .col(string(QuotaConsumeKeys::TenantId))
+                    .col(string(QuotaConsumeKeys::KeyHash))
+                    .col(string(QuotaConsumeKeys::Answer))
+                    .col(big_integer(QuotaConsumeKeys::ExpiresAt))
+                    .primary_key(
+                        Index::create()
+                            .col(QuotaConsumeKeys::TenantId)
+                            .col(QuotaConsumeKeys::KeyHash),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_quota_consume_keys_expires")
+                    .table(QuotaConsumeKeys::Table)
+                    .col(QuotaConsumeKeys::ExpiresAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}

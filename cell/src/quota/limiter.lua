@@ -1,20 +1,27 @@
 -- One decision on a tenant's limiter state, atomically: a consume key seen
 -- before answers its first outcome; otherwise GCRA (RATE), a counter per
 -- window (PERIODIC) or a level (GAUGE), recorded unless dry.
--- KEYS: slot hash, consume key. ARGV: kind (0 rate, 1 periodic, 2 gauge),
--- limit, burst, soft, amount, now µs, window start, window end, dry,
--- has key, key ttl seconds.
--- Returns {allowed, limit, remaining, reset_at|-1, retry_after|-1, overage, used, replay}.
+-- KEYS: slot hash, consume key. ARGV: kind (0 rate, 1 periodic, 2 gauge,
+-- 3 gauge release), limit, burst, soft, amount, now µs, window start,
+-- window end, dry, has key, key ttl seconds, request fingerprint.
+-- Returns {allowed, limit, remaining, reset_at|-1, retry_after|-1, overage,
+-- used, replay (1) or conflict (2)}.
+-- A consume key holds "fingerprint|outcome": the same key with another
+-- fingerprint (metric, amount, operation) is a conflict.
 local function encode(r)
   local parts = {}
   for i = 1, 7 do parts[i] = string.format('%d', r[i]) end
-  return table.concat(parts, ',')
+  return ARGV[12] .. '|' .. table.concat(parts, ',')
 end
 if ARGV[10] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then
+    local sep = string.find(prev, '|', 1, true)
+    if (not sep) or string.sub(prev, 1, sep - 1) ~= ARGV[12] then
+      return {0, 0, 0, -1, -1, 0, 0, 2}
+    end
     local r = {}
-    for v in string.gmatch(prev, '[^,]+') do r[#r + 1] = tonumber(v) end
+    for v in string.gmatch(string.sub(prev, sep + 1), '[^,]+') do r[#r + 1] = tonumber(v) end
     r[8] = 1
     return r
   end
@@ -30,7 +37,13 @@ local s = redis.call('HMGET', KEYS[1], 'at', 'used')
 local at = tonumber(s[1]) or 0
 local used = tonumber(s[2]) or 0
 local res
-if kind == 0 then
+if kind == 3 then
+  used = math.max(used - amount, 0)
+  if not dry then
+    redis.call('HSET', KEYS[1], 'at', string.format('%d', at), 'used', string.format('%d', used))
+  end
+  res = {1, limit, math.max(limit - used, 0), -1, -1, 0, used}
+elseif kind == 0 then
   if limit <= 0 then
     local o = 0
     if soft then o = amount end

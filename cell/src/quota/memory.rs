@@ -1,94 +1,388 @@
-//! The limiter of a cell that runs one replica: every tenant's state in
-//! memory, in shards picked by tenant so one lock covers a tenant's slots
-//! and the consume keys it has seen (a retry cannot count twice).
+//! The limiter of a cell that runs one replica, and the per-tenant rule
+//! cache of every cell: state in memory, in shards picked by tenant, so one
+//! lock covers a tenant's rules, its slots and the consume keys it has seen
+//! (a retry cannot count twice) and tenants on different shards never wait
+//! for each other. A decision takes that one lock and allocates nothing.
+//!
+//! What a consume changes is also queued for the database (`drain`), so a
+//! restart finds PERIODIC counters, GAUGE levels and consume keys again
+//! (`persist.rs`).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use shared::quota::decide::{self, Outcome, Slot, Window};
-use shared::quota::{Kind, Rule};
+use rustc_hash::FxHashMap;
+use shared::quota::decide::{self, Outcome, Slot};
+use shared::quota::{Kind, Rule, Source, plans};
 use uuid::Uuid;
 
-const SHARDS: usize = 64;
+use super::windows::Windows;
 
-#[derive(Default)]
-struct Shard {
-    slots: HashMap<(Uuid, u32), Slot>,
-    /// Consume keys seen, in two generations: `seen` is rotated into `old`
-    /// every half TTL (or when full), so a key is remembered at least half
-    /// the TTL and memory stays bounded.
-    seen: HashMap<(Uuid, Box<str>), Outcome>,
-    old: HashMap<(Uuid, Box<str>), Outcome>,
-    rotated: Option<Instant>,
+pub const SHARDS: usize = 64;
+
+/// What an idempotency key answers again: the fingerprint of the request
+/// that first used it (metric, amount, operation) and its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remembered {
+    pub fingerprint: u64,
+    pub outcome: Outcome,
 }
 
-pub struct Memory {
-    shards: Box<[Mutex<Shard>]>,
-    half_ttl: Duration,
-    cap: usize,
+/// A tenant's plan and overrides, with each known metric's rule resolved.
+#[derive(Debug)]
+pub struct Policy {
+    pub plan: String,
+    pub deleted: bool,
+    pub overrides: FxHashMap<String, (Option<Rule>, i64)>,
+    /// By catalog index, for the metrics known when it was loaded.
+    rules: Vec<Option<(Rule, Source)>>,
+    /// When it was read (µs since the epoch).
+    pub loaded: i64,
+}
+
+impl Policy {
+    /// `names` are the catalog's metric names by index.
+    pub fn new(
+        plan: String,
+        deleted: bool,
+        overrides: FxHashMap<String, (Option<Rule>, i64)>,
+        names: &[Box<str>],
+        loaded: i64,
+    ) -> Self {
+        let mut p = Self {
+            plan,
+            deleted,
+            overrides,
+            rules: Vec::new(),
+            loaded,
+        };
+        p.rules = names.iter().map(|n| p.resolve(n)).collect();
+        p
+    }
+
+    fn resolve(&self, metric: &str) -> Option<(Rule, Source)> {
+        match self.overrides.get(metric) {
+            Some((Some(r), _)) => Some((*r, Source::Override)),
+            _ => plans::default_for(&self.plan, metric).map(|r| (r, Source::Plan)),
+        }
+    }
+
+    /// The tenant's rule on the metric at catalog index `idx`, named `name`.
+    pub fn rule(&self, idx: u32, name: &str) -> Option<(Rule, Source)> {
+        match self.rules.get(idx as usize) {
+            Some(r) => *r,
+            None => self.resolve(name),
+        }
+    }
+}
+
+/// What a decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A dry run.
+    Check,
+    Consume,
+    /// Lowers a GAUGE level (never below zero).
+    Release,
 }
 
 /// One decision to make.
 pub struct Ask<'a> {
     pub tenant: Uuid,
+    /// The metric's catalog index and name.
     pub metric: u32,
+    pub name: &'a str,
     pub kind: Kind,
-    pub rule: &'a Rule,
     pub amount: i64,
     pub now: i64,
-    pub window: Option<Window>,
-    /// A consume's idempotency key; none for a check.
-    pub key: Option<&'a str>,
-    pub dry: bool,
+    /// A consume's or release's idempotency key (hashed); none for a check.
+    pub key: Option<u128>,
+    pub fingerprint: u64,
+    pub op: Op,
+    /// Answer for a deleted tenant too (listing its quotas).
+    pub deleted_ok: bool,
+}
+
+/// What the limiter answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Decided {
+        outcome: Outcome,
+        rule: Rule,
+        /// A retried key: the first answer, nothing counted.
+        replay: bool,
+    },
+    /// The key was first used with other input.
+    Conflict,
+    /// The tenant has no limit on the metric.
+    Unlimited,
+    /// The tenant is deleted.
+    Deleted,
+    /// The tenant's rules are not cached (or are too old): load them, ask again.
+    Unknown,
+}
+
+/// A counter change waiting for the database: (tenant, metric index, window start).
+pub type CounterKey = (Uuid, u32, i64);
+
+/// A consume key waiting for the database.
+#[derive(Debug, Clone, Copy)]
+pub struct FreshKey {
+    pub tenant: Uuid,
+    pub key: u128,
+    pub remembered: Remembered,
+    pub at: i64,
+}
+
+#[derive(Default)]
+struct Shard {
+    policies: FxHashMap<Uuid, Arc<Policy>>,
+    slots: FxHashMap<(Uuid, u32), Slot>,
+    /// Consume keys in two generations: `seen` is rotated into `old` every
+    /// half TTL (or when full), so a key is remembered at least half the
+    /// TTL and memory stays bounded.
+    seen: FxHashMap<(Uuid, u128), Remembered>,
+    old: FxHashMap<(Uuid, u128), Remembered>,
+    rotated: i64,
+    /// Changes not yet written to the database (when persisting).
+    deltas: FxHashMap<CounterKey, i64>,
+    fresh: Vec<FreshKey>,
+    unpersisted: u64,
+    allowed: u64,
+    denied: u64,
+}
+
+pub struct Memory {
+    shards: Box<[Mutex<Shard>]>,
+    half_ttl: i64,
+    cap: usize,
+    /// Queue counter changes and keys for the database.
+    persist: bool,
+    policy_ttl: i64,
+}
+
+/// How many decisions were allowed and denied, and how many consume keys
+/// could not be queued for the database (the queue was full).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub allowed: u64,
+    pub denied: u64,
+    pub unpersisted: u64,
 }
 
 impl Memory {
-    /// Consume keys are remembered `ttl / 2` at least, at most `max_keys` per generation.
-    pub fn new(ttl: Duration, max_keys: usize) -> Self {
+    /// Consume keys are remembered `ttl_us / 2` at least, at most
+    /// `max_keys` per generation; rules are read again after `policy_ttl_us`.
+    pub fn new(ttl_us: i64, max_keys: usize, persist: bool, policy_ttl_us: i64) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            half_ttl: ttl / 2,
+            half_ttl: ttl_us / 2,
             cap: (max_keys / SHARDS).max(16),
+            persist,
+            policy_ttl: policy_ttl_us,
         }
     }
 
-    fn shard(&self, tenant: &Uuid) -> &Mutex<Shard> {
+    fn lock(&self, tenant: &Uuid) -> MutexGuard<'_, Shard> {
         let v = tenant.as_u128();
         let h = (v as u64) ^ ((v >> 64) as u64);
-        &self.shards[(h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+        self.shards[(h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides, records unless dry; a consume key seen before answers the
-    /// first outcome and changes nothing. Returns the outcome and whether it was a replay.
-    pub fn apply(&self, a: &Ask<'_>) -> (Outcome, bool) {
-        let mut s = self
-            .shard(&a.tenant)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = a.key {
-            let k = (a.tenant, Box::<str>::from(key));
-            if let Some(o) = s.seen.get(&k).or_else(|| s.old.get(&k)) {
-                return (*o, true);
-            }
-            let slot = s.slots.entry((a.tenant, a.metric)).or_default();
-            let o = decide::decide(a.kind, a.rule, slot, a.amount, a.now, a.window, a.dry);
-            let now = Instant::now();
-            let due = s
-                .rotated
-                .is_none_or(|at| now.duration_since(at) >= self.half_ttl);
-            if s.seen.len() >= self.cap || due {
-                s.old = std::mem::take(&mut s.seen);
-                s.rotated = Some(now);
-            }
-            s.seen.insert(k, o);
-            return (o, false);
+    /// Caches the tenant's rules.
+    pub fn put_policy(&self, tenant: Uuid, p: Arc<Policy>) {
+        self.lock(&tenant).policies.insert(tenant, p);
+    }
+
+    /// Forgets the tenant's cached rules.
+    pub fn forget_policy(&self, tenant: Uuid) {
+        self.lock(&tenant).policies.remove(&tenant);
+    }
+
+    /// The tenant's cached rules, if fresh at `now`.
+    pub fn policy(&self, tenant: Uuid, now: i64) -> Option<Arc<Policy>> {
+        self.lock(&tenant)
+            .policies
+            .get(&tenant)
+            .filter(|p| now - p.loaded < self.policy_ttl)
+            .cloned()
+    }
+
+    /// Decides, records unless a check; a key seen before answers its first
+    /// outcome (or a conflict) and changes nothing. With `limiter == false`
+    /// only the rules are looked up (the caller decides elsewhere): the
+    /// answer is `Decided` with a placeholder outcome.
+    pub fn apply(&self, a: &Ask<'_>, windows: &Windows, limiter: bool) -> Step {
+        let mut guard = self.lock(&a.tenant);
+        let s = &mut *guard;
+        let Some(p) = s.policies.get(&a.tenant) else {
+            return Step::Unknown;
+        };
+        if a.now - p.loaded >= self.policy_ttl {
+            return Step::Unknown;
         }
+        if p.deleted && !a.deleted_ok {
+            return Step::Deleted;
+        }
+        let Some((rule, _)) = p.rule(a.metric, a.name) else {
+            return Step::Unlimited;
+        };
+        if !limiter {
+            return Step::Decided {
+                outcome: decide::Outcome::default(),
+                rule,
+                replay: false,
+            };
+        }
+        let tk = a.key.map(|k| (a.tenant, k));
+        if let Some(k) = &tk
+            && let Some(r) = s.seen.get(k).or_else(|| s.old.get(k))
+        {
+            return if r.fingerprint == a.fingerprint {
+                Step::Decided {
+                    outcome: r.outcome,
+                    rule,
+                    replay: true,
+                }
+            } else {
+                Step::Conflict
+            };
+        }
+        let window = match (a.kind, rule.period) {
+            (Kind::Periodic, Some(period)) => Some(windows.get(period, a.now)),
+            _ => None,
+        };
         let slot = s.slots.entry((a.tenant, a.metric)).or_default();
-        (
-            decide::decide(a.kind, a.rule, slot, a.amount, a.now, a.window, a.dry),
-            false,
-        )
+        let (before_at, before) = (slot.at, slot.used);
+        let o = match a.op {
+            Op::Release => decide::release(&rule, slot, a.amount),
+            op => decide::decide(
+                a.kind,
+                &rule,
+                slot,
+                a.amount,
+                a.now,
+                window,
+                op == Op::Check,
+            ),
+        };
+        if a.op == Op::Check {
+            return Step::Decided {
+                outcome: o,
+                rule,
+                replay: false,
+            };
+        }
+        if o.allowed {
+            s.allowed += 1;
+        } else {
+            s.denied += 1;
+        }
+        if self.persist && a.kind != Kind::Rate && (slot.used, slot.at) != (before, before_at) {
+            // A new window starts from zero.
+            let delta = if slot.at == before_at {
+                slot.used - before
+            } else {
+                slot.used
+            };
+            *s.deltas.entry((a.tenant, a.metric, slot.at)).or_default() += delta;
+        }
+        if let Some(k) = tk {
+            if s.seen.len() >= self.cap || a.now - s.rotated >= self.half_ttl {
+                s.old = std::mem::take(&mut s.seen);
+                s.rotated = a.now;
+            }
+            let r = Remembered {
+                fingerprint: a.fingerprint,
+                outcome: o,
+            };
+            s.seen.insert(k, r);
+            if self.persist {
+                if s.fresh.len() < self.cap {
+                    s.fresh.push(FreshKey {
+                        tenant: a.tenant,
+                        key: k.1,
+                        remembered: r,
+                        at: a.now,
+                    });
+                } else {
+                    s.unpersisted += 1;
+                }
+            }
+        }
+        Step::Decided {
+            outcome: o,
+            rule,
+            replay: false,
+        }
+    }
+
+    /// Adds metered usage to a PERIODIC counter whose window starts at
+    /// `start` (a counter already in a later window is left alone).
+    pub fn add_usage(&self, tenant: Uuid, metric: u32, start: i64, amount: i64) {
+        let mut s = self.lock(&tenant);
+        let slot = s.slots.entry((tenant, metric)).or_default();
+        if slot.at == start {
+            slot.used = slot.used.saturating_add(amount);
+        } else if slot.at < start {
+            *slot = Slot {
+                at: start,
+                used: amount,
+            };
+        }
+    }
+
+    /// Restores a counter read from the database (the latest window wins).
+    pub fn restore_counter(&self, tenant: Uuid, metric: u32, start: i64, used: i64) {
+        let mut s = self.lock(&tenant);
+        let slot = s.slots.entry((tenant, metric)).or_default();
+        if start >= slot.at {
+            *slot = Slot { at: start, used };
+        }
+    }
+
+    /// Restores a consume key read from the database.
+    pub fn restore_key(&self, tenant: Uuid, key: u128, r: Remembered) {
+        self.lock(&tenant).seen.insert((tenant, key), r);
+    }
+
+    /// Takes what waits for the database.
+    pub fn drain(&self) -> (Vec<(CounterKey, i64)>, Vec<FreshKey>) {
+        let mut deltas = Vec::new();
+        let mut keys = Vec::new();
+        for sh in self.shards.iter() {
+            let mut s = sh.lock().unwrap_or_else(|p| p.into_inner());
+            deltas.extend(s.deltas.drain().filter(|(_, d)| *d != 0));
+            keys.append(&mut s.fresh);
+        }
+        (deltas, keys)
+    }
+
+    /// Puts back what could not be written (the next flush tries again).
+    pub fn requeue(&self, deltas: Vec<(CounterKey, i64)>, keys: Vec<FreshKey>) {
+        for (k, d) in deltas {
+            *self.lock(&k.0).deltas.entry(k).or_default() += d;
+        }
+        for k in keys {
+            let mut s = self.lock(&k.tenant);
+            if s.fresh.len() < self.cap {
+                s.fresh.push(k);
+            } else {
+                s.unpersisted += 1;
+            }
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for sh in self.shards.iter() {
+            let s = sh.lock().unwrap_or_else(|p| p.into_inner());
+            c.allowed += s.allowed;
+            c.denied += s.denied;
+            c.unpersisted += s.unpersisted;
+        }
+        c
     }
 }
 
@@ -97,9 +391,49 @@ mod tests {
     use super::*;
     use shared::quota::Enforcement;
 
+    fn memory_with(t: Uuid, rule: Rule) -> Memory {
+        let m = Memory::new(600_000_000, 1000, true, i64::MAX);
+        let mut overrides = FxHashMap::default();
+        overrides.insert("seats".to_owned(), (Some(rule), 1));
+        m.put_policy(
+            t,
+            Arc::new(Policy::new(
+                "none".into(),
+                false,
+                overrides,
+                &["seats".into()],
+                0,
+            )),
+        );
+        m
+    }
+
+    fn ask(t: Uuid, key: u128, amount: i64, op: Op) -> Ask<'static> {
+        Ask {
+            tenant: t,
+            metric: 0,
+            name: "seats",
+            kind: Kind::Gauge,
+            amount,
+            now: 0,
+            key: Some(key),
+            fingerprint: amount as u64 ^ (op as u64) << 32,
+            op,
+            deleted_ok: false,
+        }
+    }
+
+    fn outcome(s: Step) -> (Outcome, bool) {
+        match s {
+            Step::Decided {
+                outcome, replay, ..
+            } => (outcome, replay),
+            other => panic!("not decided: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_retried_key_answers_the_first_decision_and_counts_once() {
-        let m = Memory::new(Duration::from_secs(600), 1000);
         let rule = Rule {
             limit: 3,
             period: None,
@@ -107,24 +441,34 @@ mod tests {
             enforcement: Enforcement::Hard,
         };
         let t = Uuid::now_v7();
-        let ask = |key: &'static str, amount| Ask {
-            tenant: t,
-            metric: 1,
-            kind: Kind::Gauge,
-            rule: &rule,
-            amount,
-            now: 0,
-            window: None,
-            key: Some(key),
-            dry: false,
-        };
-        let (first, replay) = m.apply(&ask("a", 2));
+        let m = memory_with(t, rule);
+        let w = Windows::default();
+        let (first, replay) = outcome(m.apply(&ask(t, 1, 2, Op::Consume), &w, true));
         assert!(first.allowed && !replay);
-        let (again, replay) = m.apply(&ask("a", 2));
+        let (again, replay) = outcome(m.apply(&ask(t, 1, 2, Op::Consume), &w, true));
         assert!(replay);
         assert_eq!(again, first);
-        let (next, _) = m.apply(&ask("b", 1));
+        assert_eq!(
+            m.apply(&ask(t, 1, 1, Op::Consume), &w, true),
+            Step::Conflict,
+            "the same key with another amount"
+        );
+        let (next, _) = outcome(m.apply(&ask(t, 2, 1, Op::Consume), &w, true));
         assert_eq!(next.remaining, 0, "a counted once: 2 + 1 of 3");
-        assert!(!m.apply(&ask("c", 1)).0.allowed);
+        assert!(
+            !outcome(m.apply(&ask(t, 3, 1, Op::Consume), &w, true))
+                .0
+                .allowed
+        );
+        // Releasing lowers the level, once per key, never below zero.
+        let (r, _) = outcome(m.apply(&ask(t, 4, 2, Op::Release), &w, true));
+        assert_eq!((r.used, r.remaining), (1, 2));
+        let (r, replay) = outcome(m.apply(&ask(t, 4, 2, Op::Release), &w, true));
+        assert!(replay && r.used == 1);
+        let (r, _) = outcome(m.apply(&ask(t, 5, 5, Op::Release), &w, true));
+        assert_eq!((r.used, r.remaining), (0, 3));
+        let (deltas, keys) = m.drain();
+        assert_eq!(deltas.iter().map(|(_, d)| d).sum::<i64>(), 0, "{deltas:?}");
+        assert_eq!(keys.len(), 5, "keys 1 to 5 (3 was denied: kept too)");
     }
 }

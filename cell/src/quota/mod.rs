@@ -5,16 +5,20 @@
 
 pub mod catalog;
 pub mod memory;
+pub mod meters;
+pub mod persist;
 pub mod redis;
 pub mod settings;
 pub mod usage;
+pub mod windows;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 use sea_orm::DatabaseConnection;
 use shared::ids::TenantId;
 use shared::metrics::Metrics;
@@ -22,15 +26,18 @@ use shared::model::TenantStatus;
 use shared::quota::api::Quota;
 use shared::quota::decide::Outcome;
 use shared::quota::hooks::Decision;
-use shared::quota::{FailMode, Kind, MetricDef, Rule, Source, plans, store, window};
+use shared::quota::{FailMode, Kind, MetricDef, Rule, store, window};
 use shared::sync::outbox::Relay;
 use shared::{Error, Result};
 use uuid::Uuid;
 
+pub use memory::{Op, Policy};
 pub use settings::{LimiterKind, Settings};
 
-use self::memory::{Ask, Memory};
-use self::redis::RedisLimiter;
+use self::memory::{Ask, Memory, Step};
+use self::meters::Meters;
+use self::redis::{RedisLimiter, RedisStep};
+use self::windows::Windows;
 use crate::service::quotas;
 
 /// How long a tenant's rules are cached before they are read again (a
@@ -38,35 +45,27 @@ use crate::service::quotas;
 const POLICY_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    idx: u32,
-    kind: Kind,
-    fail_mode: FailMode,
+pub struct Entry {
+    pub idx: u32,
+    pub kind: Kind,
+    pub fail_mode: FailMode,
 }
 
-/// A tenant's plan and overrides.
-#[derive(Debug)]
-pub struct Policy {
-    plan: String,
-    deleted: bool,
-    overrides: HashMap<String, (Option<Rule>, i64)>,
-    loaded: Instant,
+/// The metric catalog as the engine reads it: by name, and the names by index.
+#[derive(Default)]
+pub struct Catalog {
+    by_name: FxHashMap<Box<str>, Entry>,
+    names: Vec<Box<str>>,
 }
 
-impl Policy {
-    /// The tenant's rule on `metric` and where it comes from.
-    fn rule(&self, metric: &str) -> Option<(Rule, Source)> {
-        match self.overrides.get(metric) {
-            Some((Some(r), _)) => Some((*r, Source::Override)),
-            _ => plans::default_for(&self.plan, metric).map(|r| (r, Source::Plan)),
-        }
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.by_name.get(name).copied()
     }
-}
 
-struct Meters {
-    allowed: prometheus::IntCounter,
-    denied: prometheus::IntCounter,
-    unavailable: prometheus::IntCounterVec,
+    pub fn name(&self, idx: u32) -> Option<&str> {
+        self.names.get(idx as usize).map(|n| &**n)
+    }
 }
 
 pub struct Engine {
@@ -74,10 +73,10 @@ pub struct Engine {
     cell_id: String,
     relay: Relay,
     pub settings: Settings,
-    catalog: RwLock<HashMap<String, Entry>>,
+    catalog: ArcSwap<Catalog>,
     next_idx: AtomicU32,
-    tenants: RwLock<HashMap<Uuid, Arc<Policy>>>,
-    memory: Memory,
+    memory: Arc<Memory>,
+    windows: Windows,
     redis: Option<RedisLimiter>,
     meters: Meters,
 }
@@ -88,6 +87,33 @@ fn now_micros() -> i64 {
 
 fn at(us: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us)
+}
+
+/// The hash an idempotency key is remembered by (per tenant).
+pub fn key_hash(key: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+}
+
+/// What tells two requests with one key apart: the operation, the metric
+/// and the amount (the tenant scopes the key).
+pub fn fingerprint(op: Op, metric: &str, amount: i64) -> u64 {
+    let mut buf = [0u8; 9 + 64];
+    buf[0] = op as u8;
+    buf[1..9].copy_from_slice(&amount.to_le_bytes());
+    let n = metric.len().min(64);
+    buf[9..9 + n].copy_from_slice(&metric.as_bytes()[..n]);
+    xxhash_rust::xxh3::xxh3_64(&buf[..9 + n])
+}
+
+fn unlimited() -> Decision {
+    Decision {
+        allowed: true,
+        limit: None,
+        remaining: None,
+        reset_at: None,
+        retry_after_ms: None,
+        overage: 0,
+    }
 }
 
 impl Engine {
@@ -113,44 +139,50 @@ impl Engine {
                 .map_err(anyhow::Error::msg)?,
             ),
         };
-        let decisions = metrics.counter_vec(
-            "quota_decisions_total",
-            "Quota consume decisions, by outcome (allowed, denied)",
-            &["outcome"],
-        );
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let memory = Arc::new(Memory::new(
+            micros(settings.consume_key_ttl),
+            settings.consume_keys_max,
+            settings.limiter == LimiterKind::Memory,
+            micros(POLICY_TTL),
+        ));
+        let meters = Meters::new(metrics, memory.clone());
         Ok(Self {
             db,
             cell_id: cell_id.to_owned(),
             relay,
-            memory: Memory::new(settings.consume_key_ttl, settings.consume_keys_max),
+            memory,
+            windows: Windows::default(),
             redis,
             settings,
-            catalog: RwLock::new(HashMap::new()),
+            catalog: ArcSwap::from_pointee(Catalog::default()),
             next_idx: AtomicU32::new(0),
-            tenants: RwLock::new(HashMap::new()),
-            meters: Meters {
-                allowed: decisions.with_label_values(&["allowed"]),
-                denied: decisions.with_label_values(&["denied"]),
-                unavailable: metrics.counter_vec(
-                    "quota_store_unavailable_total",
-                    "Decisions taken without the shared limiter store (Redis), by metric and decision (allowed: fail-open, denied: fail-closed)",
-                    &["metric", "decision"],
-                ),
-            },
+            meters,
         })
+    }
+
+    /// Whether limiter state lives in this process (and is persisted to the database).
+    pub fn in_memory(&self) -> bool {
+        self.redis.is_none()
     }
 
     /// Reloads the catalog from this cell's database.
     pub async fn reload_catalog(&self) -> Result<()> {
         let all = store::all(&self.db).await?;
-        let mut map = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        let old = self.catalog.load_full();
+        let mut by_name = old.by_name.clone();
+        let mut names = old.names.clone();
         for s in all {
-            let idx = map
-                .get(&s.def.name)
-                .map(|e| e.idx)
-                .unwrap_or_else(|| self.next_idx.fetch_add(1, Ordering::Relaxed));
-            map.insert(
-                s.def.name.clone(),
+            let idx = match by_name.get(s.def.name.as_str()) {
+                Some(e) => e.idx,
+                None => {
+                    let i = self.next_idx.fetch_add(1, Ordering::Relaxed);
+                    names.push(s.def.name.clone().into_boxed_str());
+                    i
+                }
+            };
+            by_name.insert(
+                s.def.name.clone().into_boxed_str(),
                 Entry {
                     idx,
                     kind: s.def.kind,
@@ -158,37 +190,29 @@ impl Engine {
                 },
             );
         }
+        self.catalog.store(Arc::new(Catalog { by_name, names }));
         Ok(())
+    }
+
+    /// The catalog as the engine reads it now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
     }
 
     fn metric(&self, name: &str) -> Result<Entry> {
         self.catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .load()
             .get(name)
-            .copied()
             .ok_or_else(|| Error::bad_input("metric", format!("unknown metric `{name}`")))
     }
 
     /// Forgets the cached rules of `tenant` (after its quotas changed).
     pub fn invalidate(&self, tenant: Uuid) {
-        self.tenants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&tenant);
+        self.memory.forget_policy(tenant);
     }
 
-    /// The tenant's plan and overrides, cached.
-    pub async fn policy(&self, tenant: Uuid) -> Result<Arc<Policy>> {
-        if let Some(p) = self
-            .tenants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&tenant)
-            && p.loaded.elapsed() < POLICY_TTL
-        {
-            return Ok(p.clone());
-        }
+    /// Reads the tenant's plan and overrides and caches them.
+    async fn load_policy(&self, tenant: Uuid) -> Result<Arc<Policy>> {
         use sea_orm::EntityTrait;
         let row = crate::entity::tenant::Entity::find_by_id(tenant)
             .one(&self.db)
@@ -199,28 +223,36 @@ impl Engine {
             .into_iter()
             .map(|(m, r, v)| (m, (r, v)))
             .collect();
-        let p = Arc::new(Policy {
-            plan: row.plan,
-            deleted: row.status == TenantStatus::Deleted.as_str(),
+        let p = Arc::new(Policy::new(
+            row.plan,
+            row.status == TenantStatus::Deleted.as_str(),
             overrides,
-            loaded: Instant::now(),
-        });
-        self.tenants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant, p.clone());
+            &self.catalog.load().names,
+            now_micros(),
+        ));
+        self.memory.put_policy(tenant, p.clone());
         Ok(p)
     }
 
-    /// A check (`dry`) or a consume. A consume needs an idempotency key; a
-    /// retry with it answers the first decision and counts nothing.
+    /// The tenant's plan and overrides, cached.
+    pub async fn policy(&self, tenant: Uuid) -> Result<Arc<Policy>> {
+        match self.memory.policy(tenant, now_micros()) {
+            Some(p) => Ok(p),
+            None => self.load_policy(tenant).await,
+        }
+    }
+
+    /// A check, a consume or a release (GAUGE only). A consume or release
+    /// needs an idempotency key: a retry with it answers the first decision
+    /// and counts nothing; the same key with another metric, amount or
+    /// operation is a CONFLICT.
     pub async fn decide(
         &self,
         tenant: Uuid,
         metric: &str,
         amount: i64,
         key: Option<&str>,
-        dry: bool,
+        op: Op,
     ) -> Result<Decision> {
         if amount <= 0 {
             return Err(Error::bad_input(
@@ -228,108 +260,121 @@ impl Engine {
                 format!("amount must be positive, got {amount}"),
             ));
         }
-        let key = if dry {
-            None
-        } else {
-            match key {
-                Some(k) if !k.is_empty() && k.len() <= 128 => Some(k),
-                _ => {
-                    return Err(Error::bad_input(
-                        "idempotencyKey",
-                        "consume needs an idempotencyKey of 1 to 128 characters",
-                    ));
-                }
+        let key = match (op, key) {
+            (Op::Check, _) => None,
+            (_, Some(k)) if !k.is_empty() && k.len() <= 128 => Some(key_hash(k)),
+            _ => {
+                return Err(Error::bad_input(
+                    "idempotencyKey",
+                    "consume and release need an idempotencyKey of 1 to 128 characters",
+                ));
             }
         };
         let entry = self.metric(metric)?;
-        let policy = self.policy(tenant).await?;
-        if policy.deleted {
-            return Err(Error::NotFound(format!("tenant {tenant} is deleted")));
+        if op == Op::Release && entry.kind != Kind::Gauge {
+            return Err(Error::bad_input(
+                "metric",
+                format!("only GAUGE metrics can be released; `{metric}` is not one"),
+            ));
         }
-        let Some((rule, _)) = policy.rule(metric) else {
-            return Ok(Decision {
-                allowed: true,
-                limit: None,
-                remaining: None,
-                reset_at: None,
-                retry_after_ms: None,
-                overage: 0,
-            });
-        };
-        let (o, _) = self
-            .apply(tenant, metric, entry, &rule, amount, key, dry)
-            .await;
-        if !dry {
-            if o.allowed {
-                self.meters.allowed.inc();
-            } else {
-                self.meters.denied.inc();
-            }
+        let fp = fingerprint(op, metric, amount);
+        match self
+            .evaluate(tenant, metric, entry, amount, key, fp, op, false)
+            .await?
+        {
+            Some(o) => Ok(Decision {
+                allowed: o.allowed,
+                limit: Some(o.limit),
+                remaining: Some(o.remaining),
+                reset_at: o.reset_at.and_then(at),
+                retry_after_ms: o.retry_after_us.map(|us| (us + 999) / 1000),
+                overage: o.overage,
+            }),
+            None => Ok(unlimited()),
         }
-        Ok(Decision {
-            allowed: o.allowed,
-            limit: Some(o.limit),
-            remaining: Some(o.remaining),
-            reset_at: o.reset_at.and_then(at),
-            retry_after_ms: o.retry_after_us.map(|us| (us + 999) / 1000),
-            overage: o.overage,
-        })
     }
 
+    /// The outcome, or none when the tenant has no limit on the metric.
     #[allow(clippy::too_many_arguments)]
-    async fn apply(
+    async fn evaluate(
         &self,
         tenant: Uuid,
         metric: &str,
         entry: Entry,
-        rule: &Rule,
         amount: i64,
-        key: Option<&str>,
-        dry: bool,
-    ) -> (Outcome, bool) {
-        let now = now_micros();
-        let window = rule
-            .period
-            .filter(|_| entry.kind == Kind::Periodic)
-            .map(|p| {
-                let (s, e) = window::bounds(p, Utc::now());
-                (window::micros(s), window::micros(e))
-            });
-        let ask = Ask {
-            tenant,
-            metric: entry.idx,
-            kind: entry.kind,
-            rule,
-            amount,
-            now,
-            window,
-            key,
-            dry,
+        key: Option<u128>,
+        fingerprint: u64,
+        op: Op,
+        deleted_ok: bool,
+    ) -> Result<Option<Outcome>> {
+        for _ in 0..3 {
+            let ask = Ask {
+                tenant,
+                metric: entry.idx,
+                name: metric,
+                kind: entry.kind,
+                amount,
+                now: now_micros(),
+                key,
+                fingerprint,
+                op,
+                deleted_ok,
+            };
+            match self.memory.apply(&ask, &self.windows, self.redis.is_none()) {
+                Step::Decided { outcome, rule, .. } => {
+                    return match &self.redis {
+                        None => Ok(Some(outcome)),
+                        Some(r) => self.remote(r, &ask, entry, &rule).await.map(Some),
+                    };
+                }
+                Step::Unlimited => return Ok(None),
+                Step::Deleted => {
+                    return Err(Error::NotFound(format!("tenant {tenant} is deleted")));
+                }
+                Step::Conflict => return Err(conflict()),
+                Step::Unknown => {
+                    self.load_policy(tenant).await?;
+                }
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "the rules of tenant {tenant} keep changing; retry"
+        )))
+    }
+
+    /// A decision in Redis; the metric's fail mode decides when Redis does not answer.
+    async fn remote(
+        &self,
+        redis: &RedisLimiter,
+        ask: &Ask<'_>,
+        entry: Entry,
+        rule: &Rule,
+    ) -> Result<Outcome> {
+        let window = match (entry.kind, rule.period) {
+            (Kind::Periodic, Some(p)) => Some(self.windows.get(p, ask.now)),
+            _ => None,
         };
-        let Some(redis) = &self.redis else {
-            return self.memory.apply(&ask);
-        };
-        match redis.apply(&ask, metric).await {
-            Ok(r) => r,
+        match redis.apply(ask, rule, window).await {
+            Ok(RedisStep::Decided(o, replay)) => {
+                if ask.op != Op::Check && !replay {
+                    self.meters.decided(o.allowed);
+                }
+                Ok(o)
+            }
+            Ok(RedisStep::Conflict) => Err(conflict()),
             Err(e) => {
                 let allowed = entry.fail_mode == FailMode::Open;
-                self.meters
-                    .unavailable
-                    .with_label_values(&[metric, if allowed { "allowed" } else { "denied" }])
-                    .inc();
-                tracing::debug!(error = %e.0, metric, allowed, "limiter store unreachable");
-                (
-                    Outcome {
-                        allowed,
-                        limit: rule.limit,
-                        remaining: 0,
-                        reset_at: None,
-                        retry_after_us: (!allowed).then_some(1_000_000),
-                        overage: 0,
-                        used: 0,
-                    },
-                    false,
-                )
+                self.meters.unavailable(ask.name, allowed);
+                tracing::debug!(error = %e.0, metric = ask.name, allowed, "limiter store unreachable");
+                Ok(Outcome {
+                    allowed,
+                    limit: rule.limit,
+                    remaining: 0,
+                    reset_at: None,
+                    retry_after_us: (!allowed).then_some(1_000_000),
+                    overage: 0,
+                    used: 0,
+                })
             }
         }
     }
@@ -341,13 +386,18 @@ impl Engine {
         let mut out = Vec::new();
         for s in store::all(&self.db).await? {
             let MetricDef { name, kind, .. } = s.def;
-            let Some((rule, source)) = policy.rule(&name) else {
-                continue;
-            };
             let Ok(entry) = self.metric(&name) else {
                 continue;
             };
-            let (o, _) = self.apply(tenant, &name, entry, &rule, 0, None, true).await;
+            let Some((rule, source)) = policy.rule(entry.idx, &name) else {
+                continue;
+            };
+            let Some(o) = self
+                .evaluate(tenant, &name, entry, 0, None, 0, Op::Check, true)
+                .await?
+            else {
+                continue;
+            };
             out.push(Quota {
                 kind,
                 limit: rule.limit,
@@ -366,6 +416,10 @@ impl Engine {
     }
 }
 
+fn conflict() -> Error {
+    Error::Conflict("this idempotency key was used with another metric, amount or operation".into())
+}
+
 /// Starts the catalog consumer and resync, and the purge of expired usage keys.
 pub fn spawn(
     st: crate::State,
@@ -374,18 +428,41 @@ pub fn spawn(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = catalog::spawn(st.clone(), global, claim_idle, shutdown.clone());
+    let (engine, stop) = (st.quota.clone(), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         loop {
-            match st.quota.purge_keys().await {
+            match engine.purge_keys().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "expired usage keys forgotten"),
                 Err(e) => tracing::warn!(error = %e, "usage key purge failed"),
             }
+            if engine.in_memory()
+                && let Err(e) = engine.purge_limiter_rows().await
+            {
+                tracing::warn!(error = %e, "limiter row purge failed");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                _ = shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }));
+    if st.quota.in_memory() {
+        let (engine, stop) = (st.quota.clone(), shutdown);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(engine.settings.persist_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    // The last flush runs when the cell stops (`App::stop`), after requests drained.
+                    _ = stop.cancelled() => return,
+                }
+                if let Err(e) = engine.flush().await {
+                    tracing::warn!(error = %e, "limiter state not persisted; retried at the next flush");
+                }
+            }
+        }));
+    }
     tasks
 }

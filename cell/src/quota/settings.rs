@@ -25,8 +25,12 @@ pub struct Settings {
     pub redis_timeout: Duration,
     /// How long a consume's idempotency key answers its first decision.
     pub consume_key_ttl: Duration,
-    /// Most consume keys an in-memory limiter remembers per generation.
+    /// Most consume keys an in-memory limiter remembers per generation (and
+    /// queues for the database between two flushes).
     pub consume_keys_max: usize,
+    /// How often the in-memory limiter writes counters and consume keys to
+    /// the database: what a crash can lose at most.
+    pub persist_interval: Duration,
     /// How long a usage event's idempotency key is remembered.
     pub usage_dedup_window: Duration,
     /// Events older than this are rejected.
@@ -43,7 +47,8 @@ impl Default for Settings {
             redis_prefix: "tcp".into(),
             redis_timeout: Duration::from_millis(250),
             consume_key_ttl: Duration::from_secs(600),
-            consume_keys_max: 2_000_000,
+            consume_keys_max: 1_000_000,
+            persist_interval: Duration::from_millis(100),
             usage_dedup_window: Duration::from_secs(7 * 86_400),
             usage_max_lateness: Duration::from_secs(86_400),
             usage_max_skew: Duration::from_secs(60),

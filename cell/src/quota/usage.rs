@@ -4,16 +4,17 @@
 //! twice nor lose one the client was told was accepted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 use shared::quota::hooks::{MAX_EVENTS, Status, UsageAnswer, UsageEvent, UsageResult};
-use shared::quota::{self, Period, Rollup, window};
+use shared::quota::{self, Kind, Period, Rollup, window};
 use shared::sync::{Event, outbox};
 use shared::{Error, Result};
 use uuid::Uuid;
 
-use super::Engine;
+use super::{Engine, Policy};
 
 /// Checks the batch's shape; any problem refuses the whole batch. Returns
 /// each event's tenant.
@@ -66,42 +67,63 @@ struct Fresh<'a> {
     tenant: Uuid,
     event: &'a UsageEvent,
     hour: i64,
+    /// The PERIODIC counter it adds to: (metric index, window start, end),
+    /// when the event falls in the tenant's current window.
+    counter: Option<(u32, i64, i64)>,
 }
 
 impl Engine {
-    /// Why an event cannot count, if it cannot.
-    async fn reject(&self, tenant: Uuid, e: &UsageEvent, now: DateTime<Utc>) -> Option<String> {
+    /// Why an event cannot count, if it cannot; else the tenant's rules.
+    async fn reject(
+        &self,
+        tenant: Uuid,
+        e: &UsageEvent,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Arc<Policy>, String> {
         if self.metric(&e.metric).is_err() {
-            return Some(format!("unknown metric `{}`", e.metric));
+            return Err(format!("unknown metric `{}`", e.metric));
         }
-        match self.policy(tenant).await {
-            Ok(p) if p.deleted => return Some(format!("tenant {tenant} is deleted")),
-            Ok(_) => {}
-            Err(Error::NotFound(_)) => return Some(format!("tenant {tenant} is not in this cell")),
-            Err(e) => return Some(format!("tenant {tenant} cannot be read: {e}")),
-        }
+        let policy = match self.policy(tenant).await {
+            Ok(p) if p.deleted => return Err(format!("tenant {tenant} is deleted")),
+            Ok(p) => p,
+            Err(Error::NotFound(_)) => return Err(format!("tenant {tenant} is not in this cell")),
+            Err(e) => return Err(format!("tenant {tenant} cannot be read: {e}")),
+        };
         let skew = chrono::Duration::from_std(self.settings.usage_max_skew).unwrap_or_default();
         let late = chrono::Duration::from_std(self.settings.usage_max_lateness).unwrap_or_default();
         if e.timestamp > now + skew {
-            return Some(format!(
+            return Err(format!(
                 "timestamp {} is in the future beyond the allowed skew of {}s",
                 e.timestamp,
                 skew.num_seconds()
             ));
         }
         if e.timestamp < now - late {
-            return Some(format!(
+            return Err(format!(
                 "timestamp {} is later than the allowed lateness of {}s",
                 e.timestamp,
                 late.num_seconds()
             ));
         }
-        None
+        Ok(policy)
+    }
+
+    /// The PERIODIC counter an event adds to, if it falls in the current window.
+    fn counter_of(&self, p: &Policy, e: &UsageEvent, now: i64) -> Option<(u32, i64, i64)> {
+        let entry = self.metric(&e.metric).ok()?;
+        if entry.kind != Kind::Periodic {
+            return None;
+        }
+        let period = p.rule(entry.idx, &e.metric)?.0.period?;
+        let (start, end) = self.windows.get(period, now);
+        let ts = window::micros(e.timestamp);
+        (start <= ts && ts < end).then_some((entry.idx, start, end))
     }
 
     /// Counts a validated batch; answers each event in order.
     pub async fn ingest(&self, events: &[UsageEvent], tenants: &[Uuid]) -> Result<UsageAnswer> {
         let now = Utc::now();
+        let now_us = window::micros(now);
         let mut results: Vec<UsageResult> = Vec::with_capacity(events.len());
         let mut fresh: Vec<Fresh<'_>> = Vec::new();
         let mut in_batch: HashSet<(Uuid, &str)> = HashSet::new();
@@ -112,19 +134,22 @@ impl Engine {
                 status: Status::Accepted,
                 reason: None,
             };
-            if let Some(reason) = self.reject(*t, e, now).await {
-                result.status = Status::Rejected;
-                result.reason = Some(reason);
-            } else if !in_batch.insert((*t, key)) {
-                result.status = Status::Duplicate;
-                result.reason = Some("the same key came earlier in this batch".into());
-            } else {
-                fresh.push(Fresh {
+            match self.reject(*t, e, now).await {
+                Err(reason) => {
+                    result.status = Status::Rejected;
+                    result.reason = Some(reason);
+                }
+                Ok(_) if !in_batch.insert((*t, key)) => {
+                    result.status = Status::Duplicate;
+                    result.reason = Some("the same key came earlier in this batch".into());
+                }
+                Ok(policy) => fresh.push(Fresh {
                     index: i,
                     tenant: *t,
                     event: e,
                     hour: window::bounds(Period::Hour, e.timestamp).0.timestamp(),
-                });
+                    counter: self.counter_of(&policy, e, now_us),
+                }),
             }
             results.push(result);
         }
@@ -139,12 +164,18 @@ impl Engine {
         let txn = self.db.begin().await?;
         let inserted = self.insert_keys(&txn, &fresh, now).await?;
         let mut totals: BTreeMap<(Uuid, &str, i64), i64> = BTreeMap::new();
+        let mut counters: BTreeMap<(Uuid, &str, u32, i64, i64), i64> = BTreeMap::new();
         for f in &fresh {
             let key = f.event.idempotency_key.as_deref().unwrap_or_default();
             if inserted.contains(&(f.tenant, key.to_owned())) {
                 *totals
                     .entry((f.tenant, &f.event.metric, f.hour))
                     .or_default() += f.event.amount;
+                if let Some((idx, start, end)) = f.counter {
+                    *counters
+                        .entry((f.tenant, &f.event.metric, idx, start, end))
+                        .or_default() += f.event.amount;
+                }
             } else {
                 results[f.index].status = Status::Duplicate;
                 results[f.index].reason = Some("already counted".into());
@@ -153,8 +184,31 @@ impl Engine {
         for ((tenant, metric, hour), amount) in totals {
             self.add(&txn, tenant, metric, hour, amount).await?;
         }
+        if self.in_memory() {
+            // Metered usage counts against PERIODIC limits, durably with the event.
+            let rows: Vec<(String, String, i64, i64)> = counters
+                .iter()
+                .map(|((t, m, _, start, _), a)| (t.to_string(), (*m).to_owned(), *start, *a))
+                .collect();
+            super::persist::add_counters(&txn, &rows).await?;
+        }
         txn.commit().await?;
         self.relay.nudge();
+        for ((tenant, metric, idx, start, end), amount) in counters {
+            match &self.redis {
+                None => self.memory.add_usage(tenant, idx, start, amount),
+                Some(r) => {
+                    if let Err(e) = r
+                        .add_usage(tenant, metric, (start, end), amount, now_us)
+                        .await
+                    {
+                        self.meters.usage_unapplied(metric);
+                        tracing::warn!(error = %e.0, metric, %tenant,
+                            "metered usage not added to the shared limiter (Redis unreachable)");
+                    }
+                }
+            }
+        }
         Ok(UsageAnswer { results })
     }
 

@@ -18,8 +18,10 @@ use crate::entity::tenant;
 
 /// Every tenant-scoped table of the cell and the column naming the tenant
 /// (a UUID column, or text for the quota and metering tables).
-pub const TENANT_TABLES: [(&str, &str); 12] = [
+pub const TENANT_TABLES: [(&str, &str); 14] = [
     ("quota_overrides", "tenant_id"),
+    ("quota_counters", "tenant_id"),
+    ("quota_consume_keys", "tenant_id"),
     ("quota_changes", "tenant_id"),
     ("usage_dedup", "tenant_id"),
     ("usage_totals", "tenant_id"),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::hooks::{
-    CHECK, CONSUME, Decision, ErrorBody, QuotaRequest, USAGE, UsageAnswer, UsageBatch,
+    CHECK, CONSUME, Decision, ErrorBody, QuotaRequest, RELEASE, USAGE, UsageAnswer, UsageBatch,
 };
 use crate::error::{Code, Error};
 
@@ -56,6 +56,24 @@ impl HooksClient {
             idempotency_key: Some(idempotency_key.to_owned()),
         };
         self.post(CONSUME, &req).await
+    }
+
+    /// Lowers a GAUGE level by `amount` (never below zero); a retry with the
+    /// same key answers the first decision and releases nothing more.
+    pub async fn release(
+        &self,
+        tenant: &str,
+        metric: &str,
+        amount: i64,
+        idempotency_key: &str,
+    ) -> crate::Result<Decision> {
+        let req = QuotaRequest {
+            tenant_id: tenant.to_owned(),
+            metric: metric.to_owned(),
+            amount,
+            idempotency_key: Some(idempotency_key.to_owned()),
+        };
+        self.post(RELEASE, &req).await
     }
 
     /// Reports usage; each event is answered accepted, duplicate or rejected.

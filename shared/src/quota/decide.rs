@@ -15,7 +15,7 @@ pub struct Slot {
 }
 
 /// A decision, times in µs since the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub allowed: bool,
     pub limit: i64,
@@ -51,6 +51,20 @@ pub fn decide(
             counter(rule, slot, amount, Some(end), now, dry)
         }
         Kind::Gauge => counter(rule, slot, amount, None, now, dry),
+    }
+}
+
+/// Lowers a GAUGE level by `amount`, never below zero; always allowed.
+pub fn release(rule: &Rule, slot: &mut Slot, amount: i64) -> Outcome {
+    slot.used = slot.used.saturating_sub(amount).max(0);
+    Outcome {
+        allowed: true,
+        limit: rule.limit,
+        remaining: (rule.limit - slot.used).max(0),
+        reset_at: None,
+        retry_after_us: None,
+        overage: 0,
+        used: slot.used,
     }
 }
 

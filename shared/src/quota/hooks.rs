@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 pub const CHECK: &str = "/v1/quota/check";
 pub const CONSUME: &str = "/v1/quota/consume";
 pub const USAGE: &str = "/v1/usage";
+/// Lowers a GAUGE level (`amount` at most, never below zero), idempotent by key.
+pub const RELEASE: &str = "/v1/quota/release";
 
 /// Most events one `/v1/usage` request may carry.
 pub const MAX_EVENTS: usize = 1000;
@@ -17,7 +19,7 @@ pub struct QuotaRequest {
     pub tenant_id: String,
     pub metric: String,
     pub amount: i64,
-    /// Required by consume; a check ignores it.
+    /// Required by consume and release; a check ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }

@@ -1,0 +1,324 @@
+//! What keeps the in-memory limiter (one replica) across a restart.
+//!
+//! - PERIODIC counters and GAUGE levels: each consume's change is queued in
+//!   its shard and written by `flush` (every `persist_interval`, and once
+//!   more when the cell stops) as an increment of `quota_counters`; metered
+//!   usage adds to the same row inside the usage transaction, so it is never
+//!   lost once accepted.
+//! - Consume keys, with the request's fingerprint and the answer, in
+//!   `quota_consume_keys` until they expire (`consume_key_ttl`).
+//!
+//! At start, `restore` reads both back before the cell serves. A crash
+//! (not a stop) loses what waited for the next flush: at most
+//! `persist_interval` of consumes, whose keys and counts go together.
+//! RATE state is not kept: after a restart a tenant starts with a full burst.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use shared::quota::decide::Outcome;
+use shared::quota::window;
+use shared::{Error, Result};
+use uuid::Uuid;
+
+use super::Engine;
+use super::memory::{CounterKey, FreshKey, Remembered};
+
+/// Rows per INSERT statement.
+const CHUNK: usize = 1000;
+
+/// Counters older than this (µs) are forgotten; GAUGE levels (window 0) never.
+const COUNTER_KEEP_US: i64 = 32 * 86_400 * 1_000_000;
+
+fn placeholders(backend: DbBackend, n: &mut usize, count: usize) -> String {
+    let mut out = String::from("(");
+    for i in 0..count {
+        if i > 0 {
+            out.push(',');
+        }
+        *n += 1;
+        match backend {
+            DbBackend::Postgres => out.push_str(&format!("${n}")),
+            _ => out.push('?'),
+        }
+    }
+    out.push(')');
+    out
+}
+
+/// Adds `used` to each `(tenant, metric, window start)` counter.
+pub async fn add_counters<C: ConnectionTrait>(
+    db: &C,
+    rows: &[(String, String, i64, i64)],
+) -> Result<()> {
+    let backend = db.get_database_backend();
+    for chunk in rows.chunks(CHUNK) {
+        let mut n = 0;
+        let mut sql = String::from(
+            "INSERT INTO quota_counters (tenant_id, metric, window_start, used) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+        for (i, (t, m, ws, used)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&placeholders(backend, &mut n, 4));
+            values.extend([
+                t.clone().into(),
+                m.clone().into(),
+                (*ws).into(),
+                (*used).into(),
+            ]);
+        }
+        sql.push_str(
+            " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = quota_counters.used + excluded.used",
+        );
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    Ok(())
+}
+
+fn encode(r: &Remembered) -> String {
+    let o = &r.outcome;
+    format!(
+        "{},{},{},{},{},{},{},{}",
+        r.fingerprint,
+        u8::from(o.allowed),
+        o.limit,
+        o.remaining,
+        o.reset_at.unwrap_or(-1),
+        o.retry_after_us.unwrap_or(-1),
+        o.overage,
+        o.used
+    )
+}
+
+fn decode(s: &str) -> Option<Remembered> {
+    let mut it = s.split(',');
+    let fingerprint = it.next()?.parse().ok()?;
+    let mut n = [0i64; 7];
+    for v in n.iter_mut() {
+        *v = it.next()?.parse().ok()?;
+    }
+    let opt = |x: i64| (x >= 0).then_some(x);
+    Some(Remembered {
+        fingerprint,
+        outcome: Outcome {
+            allowed: n[0] == 1,
+            limit: n[1],
+            remaining: n[2],
+            reset_at: opt(n[3]),
+            retry_after_us: opt(n[4]),
+            overage: n[5],
+            used: n[6],
+        },
+    })
+}
+
+impl Engine {
+    /// Writes what the in-memory limiter changed since the last flush, in
+    /// one transaction; what fails is queued again. Returns the counters
+    /// and keys written.
+    pub async fn flush(&self) -> Result<(usize, usize)> {
+        if !self.in_memory() {
+            return Ok((0, 0));
+        }
+        let (deltas, keys) = self.memory.drain();
+        if deltas.is_empty() && keys.is_empty() {
+            return Ok((0, 0));
+        }
+        match self.write(&deltas, &keys).await {
+            Ok(()) => Ok((deltas.len(), keys.len())),
+            Err(e) => {
+                self.memory.requeue(deltas, keys);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write(&self, deltas: &[(CounterKey, i64)], keys: &[FreshKey]) -> Result<()> {
+        let catalog = self.catalog();
+        let rows: Vec<(String, String, i64, i64)> = deltas
+            .iter()
+            .filter_map(|((t, idx, ws), d)| {
+                Some((t.to_string(), catalog.name(*idx)?.to_owned(), *ws, *d))
+            })
+            .collect();
+        let ttl = i64::try_from(self.settings.consume_key_ttl.as_micros()).unwrap_or(i64::MAX);
+        let txn = shared::db::begin_write(&self.db).await?;
+        add_counters(&txn, &rows).await?;
+        let backend = txn.get_database_backend();
+        for chunk in keys.chunks(CHUNK) {
+            let mut n = 0;
+            let mut sql = String::from(
+                "INSERT INTO quota_consume_keys (tenant_id, key_hash, answer, expires_at) VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+            for (i, k) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&placeholders(backend, &mut n, 4));
+                values.extend([
+                    k.tenant.to_string().into(),
+                    format!("{:032x}", k.key).into(),
+                    encode(&k.remembered).into(),
+                    k.at.saturating_add(ttl).into(),
+                ]);
+            }
+            sql.push_str(" ON CONFLICT (tenant_id, key_hash) DO NOTHING");
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Reads the counters of current windows, GAUGE levels and unexpired
+    /// consume keys back into the in-memory limiter. Returns how many of each.
+    pub async fn restore(&self) -> Result<(usize, usize)> {
+        if !self.in_memory() {
+            return Ok((0, 0));
+        }
+        let now = window::micros(Utc::now());
+        let catalog = self.catalog();
+        let backend = self.db.get_database_backend();
+        let p1 = if backend == DbBackend::Postgres {
+            "$1"
+        } else {
+            "?"
+        };
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT tenant_id, metric, window_start, used FROM quota_counters \
+                     WHERE window_start = 0 OR window_start >= {p1}"
+                ),
+                [(now - COUNTER_KEEP_US).into()],
+            ))
+            .await?;
+        let mut counters = 0;
+        for r in rows {
+            let t: String = r.try_get("", "tenant_id")?;
+            let m: String = r.try_get("", "metric")?;
+            let (Ok(t), Some(e)) = (t.parse::<Uuid>(), catalog.get(&m)) else {
+                continue;
+            };
+            self.memory.restore_counter(
+                t,
+                e.idx,
+                r.try_get("", "window_start")?,
+                r.try_get("", "used")?,
+            );
+            counters += 1;
+        }
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT tenant_id, key_hash, answer FROM quota_consume_keys WHERE expires_at > {p1}"
+                ),
+                [now.into()],
+            ))
+            .await?;
+        let mut keys = 0;
+        for r in rows {
+            let t: String = r.try_get("", "tenant_id")?;
+            let k: String = r.try_get("", "key_hash")?;
+            let a: String = r.try_get("", "answer")?;
+            if let (Ok(t), Ok(k), Some(a)) =
+                (t.parse::<Uuid>(), u128::from_str_radix(&k, 16), decode(&a))
+            {
+                self.memory.restore_key(t, k, a);
+                keys += 1;
+            }
+        }
+        Ok((counters, keys))
+    }
+
+    /// Forgets expired consume keys and counters of windows long past.
+    pub async fn purge_limiter_rows(&self) -> Result<u64> {
+        let now = window::micros(Utc::now());
+        let backend = self.db.get_database_backend();
+        let p1 = if backend == DbBackend::Postgres {
+            "$1"
+        } else {
+            "?"
+        };
+        let keys = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("DELETE FROM quota_consume_keys WHERE expires_at <= {p1}"),
+                [now.into()],
+            ))
+            .await?;
+        let counters = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "DELETE FROM quota_counters WHERE window_start > 0 AND window_start < {p1}"
+                ),
+                [(now - COUNTER_KEEP_US).into()],
+            ))
+            .await?;
+        Ok(keys.rows_affected() + counters.rows_affected())
+    }
+
+    /// The persisted counters of a tenant: metric → (window start, used). For tests and checks.
+    pub async fn stored_counters(&self, tenant: Uuid) -> Result<HashMap<String, (i64, i64)>> {
+        let backend = self.db.get_database_backend();
+        let p1 = if backend == DbBackend::Postgres {
+            "$1"
+        } else {
+            "?"
+        };
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT metric, window_start, used FROM quota_counters WHERE tenant_id = {p1} ORDER BY window_start"
+                ),
+                [tenant.to_string().into()],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("", "metric")?,
+                    (r.try_get("", "window_start")?, r.try_get("", "used")?),
+                ))
+            })
+            .collect::<std::result::Result<_, sea_orm::DbErr>>()
+            .map_err(Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_survive_encoding() {
+        let r = Remembered {
+            fingerprint: u64::MAX - 3,
+            outcome: Outcome {
+                allowed: false,
+                limit: 10,
+                remaining: 0,
+                reset_at: Some(1_800_000_000_000_000),
+                retry_after_us: None,
+                overage: 0,
+                used: 10,
+            },
+        };
+        assert_eq!(decode(&encode(&r)), Some(r));
+    }
+}
