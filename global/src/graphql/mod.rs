@@ -81,6 +81,11 @@ pub fn schema(
                 loader::CellRecords(s.clone()),
                 tokio::spawn,
             ))
+            .data(DataLoader::new(
+                loader::CellProjects(s.clone()),
+                tokio::spawn,
+            ))
+            .data(DataLoader::new(loader::CellPlans(s.clone()), tokio::spawn))
             .data(s);
     }
     b.finish()

@@ -30,7 +30,11 @@ pub fn judge(d: &mut Rollout, cells: &[String]) -> Change {
     let missing: Vec<String> = d
         .target_cells
         .iter()
-        .filter(|id| d.cells.get(*id).is_none_or(|a| a.stage < stage))
+        .filter(|id| {
+            d.cells
+                .get(*id)
+                .is_none_or(|a| a.stage < stage || a.state == Some(RolloutState::Pending))
+        })
         .cloned()
         .collect();
     let stuck = |d: &mut Rollout, c: &mut Change, reason: String, cells: Vec<String>| {
@@ -120,6 +124,9 @@ async fn tick(st: &State) -> Result<()> {
     let cells: Vec<String> = st.cells.all().into_iter().map(|c| c.id).collect();
     for r in rollouts::active(st).await? {
         rollouts::modify(st, r.doc.plan.id, None, |d| {
+            if d.plan.state == RolloutState::Pending {
+                return Ok(rollouts::begin_if_due(d, &cells));
+            }
             if !matches!(d.plan.state, RolloutState::Running | RolloutState::Stuck) {
                 return Ok(Change::default());
             }
@@ -134,18 +141,35 @@ pub async fn on_ack(st: &State, a: &Ack, version: i64) -> Result<()> {
     let entity = ack_entity(a.rollout_id, &a.cell);
     let res = rollouts::modify(st, a.rollout_id, Some((&entity, version)), |d| {
         let mut c = Change::default();
-        let prev = d.cells.get(&a.cell).map(|x| x.stage);
-        d.cells.insert(
-            a.cell.clone(),
-            CellAck {
-                stage: a.stage,
-                exposed_tenants: a.exposed_tenants,
-                excluded_tenants: a.excluded_tenants,
-                tenants: a.tenants,
-                at: Utc::now(),
-            },
-        );
-        if prev != Some(a.stage) || a.state.exposes() {
+        let prev = d.cells.get(&a.cell).cloned();
+        let now = CellAck {
+            stage: a.stage,
+            state: Some(a.state),
+            plan_version: f::report::ack_plan_version(version),
+            exposed_tenants: a.exposed_tenants,
+            excluded_tenants: a.excluded_tenants,
+            tenants: a.tenants,
+            at: Utc::now(),
+        };
+        // Cells acknowledge again when their exposure changes and now and
+        // then regardless: history records only what changed.
+        let same = prev.as_ref().is_some_and(|p| {
+            (
+                p.stage,
+                p.state,
+                p.exposed_tenants,
+                p.excluded_tenants,
+                p.tenants,
+            ) == (
+                now.stage,
+                now.state,
+                now.exposed_tenants,
+                now.excluded_tenants,
+                now.tenants,
+            )
+        });
+        d.cells.insert(a.cell.clone(), now);
+        if !same {
             c.entries.push(entry(
                 "CELL_ACKNOWLEDGED",
                 format!(
