@@ -71,6 +71,7 @@ async fn a_pending_rollout_exposes_nobody_until_its_start_time() {
         .unwrap()
         .iter()
         .map(|h| h["event"].as_str().unwrap())
+        .filter(|e| *e != "CELL_ACKNOWLEDGED")
         .collect();
     assert_eq!(
         &events[..3],
