@@ -152,24 +152,15 @@ pub async fn on_ack(st: &State, a: &Ack, version: i64) -> Result<()> {
             at: Utc::now(),
         };
         // Cells acknowledge again when their exposure changes and now and
-        // then regardless: history records only what changed.
-        let same = prev.as_ref().is_some_and(|p| {
-            (
-                p.stage,
-                p.state,
-                p.exposed_tenants,
-                p.excluded_tenants,
-                p.tenants,
-            ) == (
-                now.stage,
-                now.state,
-                now.exposed_tenants,
-                now.excluded_tenants,
-                now.tenants,
-            )
+        // then regardless: history records a new stage, and what changed
+        // while the stage is served (not the end of a finished rollout).
+        let new_stage = prev.as_ref().is_none_or(|p| p.stage != a.stage);
+        let changed = prev.as_ref().is_none_or(|p| {
+            (p.state, p.exposed_tenants, p.excluded_tenants, p.tenants)
+                != (now.state, now.exposed_tenants, now.excluded_tenants, now.tenants)
         });
         d.cells.insert(a.cell.clone(), now);
-        if !same {
+        if new_stage || (changed && a.state.exposes()) {
             c.entries.push(entry(
                 "CELL_ACKNOWLEDGED",
                 format!(
