@@ -189,6 +189,8 @@ async fn role_matrix() {
     ];
     let ops = [
         "tenant",
+        "tenantBySlug",
+        "tenants",
         "members",
         "projects",
         "effectiveConfig",
@@ -218,8 +220,8 @@ async fn role_matrix() {
             .position(|r| *r == role)
             .unwrap();
         match op {
-            "tenant" | "members" | "projects" | "effectiveConfig" | "configHistory"
-            | "secretRefs" | "planDetails" => rank >= 1,
+            "tenant" | "tenantBySlug" | "tenants" | "members" | "projects" | "effectiveConfig"
+            | "configHistory" | "secretRefs" | "planDetails" => rank >= 1,
             "createProject" | "createEnvironment" | "setSecretRef" => rank >= 2,
             "addMember" | "changeMemberRole" | "removeMember" => rank >= 3,
             "changePlan"
@@ -238,6 +240,8 @@ async fn role_matrix() {
             let st = state(&s, &id).await;
             let (q, vars): (String, Value) = match op {
                 "tenant" => ("query($id: ID!) { tenant(id: $id) { id status } }".into(), json!({ "id": id })),
+                "tenantBySlug" => ("{ tenantBySlug(slug: \"matrix\") { id } }".into(), json!({})),
+                "tenants" => ("{ tenants(first: 100) { edges { node { id } } } }".into(), json!({})),
                 "members" => ("query($id: ID!) { tenant(id: $id) { members { subject } } }".into(), json!({ "id": id })),
                 "projects" => ("query($id: ID!) { tenant(id: $id) { projects { id } } }".into(), json!({ "id": id })),
                 "planDetails" => ("query($id: ID!) { tenant(id: $id) { planDetails { plan } } }".into(), json!({ "id": id })),
@@ -301,7 +305,21 @@ async fn role_matrix() {
                 other => unreachable!("{other}"),
             };
             let v = s.gql(&tok, &q, vars).await;
-            let got = outcome(&v);
+            // A listing does not fail: a tenant the caller may not see is left out.
+            let got = if op == "tenants" {
+                let listed = v["data"]["tenants"]["edges"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{v}"))
+                    .iter()
+                    .any(|e| e["node"]["id"] == id.as_str());
+                if listed {
+                    "OK".into()
+                } else {
+                    "NOT_FOUND".into()
+                }
+            } else {
+                outcome(&v)
+            };
             let tenant_scoped = !matches!(op, "createTenant" | "placementPreview" | "setCellState");
             let want = if allowed(role, op) {
                 "OK"

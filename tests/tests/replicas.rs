@@ -152,7 +152,11 @@ async fn rollout_progress_reaches_subscribers_of_every_replica() {
     // repeated until the subscription is live.
     let mut heard = None;
     'ops: for i in 0..10 {
-        let name = if i % 2 == 0 { "pauseRollout" } else { "resumeRollout" };
+        let name = if i % 2 == 0 {
+            "pauseRollout"
+        } else {
+            "resumeRollout"
+        };
         let r = s
             .gql(
                 &s.admin(),
@@ -172,7 +176,11 @@ async fn rollout_progress_reaches_subscribers_of_every_replica() {
         }
     }
     let heard = heard.expect("the other replica's subscriber heard an operator's step");
-    let want = if heard["event"] == "PAUSED" { "PAUSED" } else { "RUNNING" };
+    let want = if heard["event"] == "PAUSED" {
+        "PAUSED"
+    } else {
+        "RUNNING"
+    };
     assert_eq!(heard["state"], want, "{heard}");
     replica.stop().await;
     s.stop().await;

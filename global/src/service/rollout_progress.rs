@@ -157,7 +157,12 @@ pub async fn on_ack(st: &State, a: &Ack, version: i64) -> Result<()> {
         let new_stage = prev.as_ref().is_none_or(|p| p.stage != a.stage);
         let changed = prev.as_ref().is_none_or(|p| {
             (p.state, p.exposed_tenants, p.excluded_tenants, p.tenants)
-                != (now.state, now.exposed_tenants, now.excluded_tenants, now.tenants)
+                != (
+                    now.state,
+                    now.exposed_tenants,
+                    now.excluded_tenants,
+                    now.tenants,
+                )
         });
         d.cells.insert(a.cell.clone(), now);
         if new_stage || (changed && a.state.exposes()) {

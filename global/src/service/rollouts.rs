@@ -301,7 +301,7 @@ async fn create(
     n: NewRollout,
     req: Option<semver::VersionReq>,
 ) -> Result<Stored> {
-    let txn = st.db.begin().await?;
+    let txn = shared::db::begin_write(&st.db).await?;
     // Lock the flag row: two rollouts of one flag cannot start at once.
     let flag = store::flag::Entity::find_by_id(n.flag_key.clone())
         .lock_exclusive()
@@ -458,8 +458,7 @@ pub struct Change {
 }
 
 /// Applies `f` to the rollout and writes it if it changed anything, under
-/// optimistic concurrency (retried when another writer got there first, or
-/// when SQLite refuses to upgrade a reader to a writer: `database is locked`).
+/// optimistic concurrency (retried when another writer got there first).
 /// `applied` is a stream entity version to advance in the same transaction:
 /// when it is not newer, nothing is done.
 pub async fn modify(
@@ -468,23 +467,14 @@ pub async fn modify(
     applied: Option<(&str, i64)>,
     mut f: impl FnMut(&mut Rollout) -> Result<Change>,
 ) -> Result<Stored> {
-    for attempt in 0..20u64 {
-        match try_modify(st, id, applied, &mut f).await {
-            Ok(Some(s)) => return Ok(s),
-            Ok(None) => {}
-            Err(e) if is_busy(&e) => {
-                tokio::time::sleep(std::time::Duration::from_millis(5 * (attempt + 1))).await;
-            }
-            Err(e) => return Err(e),
+    for _ in 0..20 {
+        if let Some(s) = try_modify(st, id, applied, &mut f).await? {
+            return Ok(s);
         }
     }
     Err(Error::Unavailable(format!(
         "rollout {id} is changing too often; retry"
     )))
-}
-
-fn is_busy(e: &Error) -> bool {
-    matches!(e, Error::Internal(inner) if format!("{inner:#}").contains("database is locked"))
 }
 
 /// One attempt; `None` when another writer changed the rollout first.
@@ -494,7 +484,9 @@ async fn try_modify(
     applied: Option<(&str, i64)>,
     f: &mut impl FnMut(&mut Rollout) -> Result<Change>,
 ) -> Result<Option<Stored>> {
-    let txn = st.db.begin().await?;
+    // Reads, then writes: IMMEDIATE on SQLite, so the write cannot fail
+    // because another connection wrote after the read.
+    let txn = shared::db::begin_write(&st.db).await?;
     let cur = get(&txn, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("rollout {id} not found")))?;
