@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod purged;
 mod quota;
 
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreatePlans),
             Box::new(shared::sync::migration::PendingOutboxIndex),
             Box::new(quota::CreateLimiterTables),
+            Box::new(purged::CreatePurgedTenants),
         ]
     }
 }

@@ -168,6 +168,66 @@ impl CellClient {
             .collect()
     }
 
+    /// The projects of several tenants of `cell`, in one call.
+    pub async fn projects_of(
+        &self,
+        cell: &cell::Model,
+        ids: &[TenantId],
+    ) -> Result<Vec<(TenantId, Vec<shared::projects::Project>)>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            projects_of: Vec<shared::projects::TenantProjects>,
+        }
+        let query = format!(
+            "query($ids: [ID!]!) {{ projectsOf(tenantIds: $ids) {{ {} }} }}",
+            shared::projects::TENANT_PROJECTS_FIELDS
+        );
+        let out: Out = self
+            .gql
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                &query,
+                json!({ "ids": ids }),
+            )
+            .await?;
+        out.projects_of
+            .into_iter()
+            .map(|t| Ok((parse_id(cell, &t.tenant_id)?, t.projects)))
+            .collect()
+    }
+
+    /// The plans of several tenants of `cell`, in one call.
+    pub async fn plans_of(
+        &self,
+        cell: &cell::Model,
+        ids: &[TenantId],
+    ) -> Result<Vec<(TenantId, shared::plans::TenantPlan)>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            tenant_plans: Vec<shared::plans::TenantPlanOf>,
+        }
+        let query = format!(
+            "query($ids: [ID!]!) {{ tenantPlans(tenantIds: $ids) {{ tenantId plan {{ {} }} }} }}",
+            shared::plans::TENANT_PLAN_FIELDS
+        );
+        let out: Out = self
+            .gql
+            .call(
+                &format!("cell {}", cell.id),
+                &cell.endpoint,
+                &query,
+                json!({ "ids": ids }),
+            )
+            .await?;
+        out.tenant_plans
+            .into_iter()
+            .map(|t| Ok((parse_id(cell, &t.tenant_id)?, t.plan)))
+            .collect()
+    }
+
     pub async fn tenants(&self, cell: &cell::Model, ids: &[TenantId]) -> Result<Vec<CellTenant>> {
         let query =
             format!("query($ids: [ID!]!) {{ tenants(ids: $ids) {{ {CELL_TENANT_FIELDS} }} }}");
@@ -182,4 +242,13 @@ impl CellClient {
             .await?;
         Ok(out.tenants)
     }
+}
+
+fn parse_id(cell: &cell::Model, id: &str) -> Result<TenantId> {
+    id.parse().map_err(|_| {
+        shared::Error::internal(anyhow::anyhow!(
+            "cell {} answered a tenant id that is not one: {id}",
+            cell.id
+        ))
+    })
 }

@@ -46,8 +46,10 @@ pub struct State {
     /// The sync transport, read for `syncStatus`.
     pub transport: Arc<dyn Transport>,
     pub sync: config::SyncSettings,
-    /// Rollout progress, for `rolloutProgress` subscribers.
-    pub rollout_events: tokio::sync::broadcast::Sender<service::rollouts::Progress>,
+    /// Rollout progress, for `rolloutProgress` subscribers, fanned out to
+    /// every replica like `events` (the replica whose loop made a step is
+    /// not necessarily the one a subscriber is connected to).
+    pub rollout_events: Arc<Bus<service::rollouts::Progress>>,
     /// Provisioning saga steps as they happen, fanned out like `events`.
     pub lifecycle: Arc<Bus<LifecycleEvent>>,
     pub provisioning: config::Provisioning,
@@ -125,6 +127,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(anyhow::Error::msg)?,
         None => Bus::local(),
     };
+    let rollout_events = match &settings.redis_url {
+        Some(url) => Bus::redis(
+            url,
+            format!("{}:global:rollout-progress", settings.redis_prefix),
+            shutdown.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => Bus::local(),
+    };
     let cache = cells::Cache::default();
     cache
         .reload(&db)
@@ -150,7 +161,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         transport,
         sync: settings.sync,
-        rollout_events: tokio::sync::broadcast::channel(1024).0,
+        rollout_events,
         lifecycle,
         provisioning: settings.provisioning.clone(),
         ops: settings.ops.clone(),

@@ -2,6 +2,7 @@
 
 mod ops;
 mod sync;
+mod versions;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::sync::migration::PendingOutboxIndex),
             Box::new(AddTenantPlan),
             Box::new(ops::CreateOpsRecords),
+            Box::new(versions::AddCellVersionAndAnswers),
         ]
     }
 }

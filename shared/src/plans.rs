@@ -122,3 +122,11 @@ pub struct SetEntitlementOverrideInput {
     pub enabled: Option<bool>,
     pub expected_version: i64,
 }
+
+/// One tenant's plan, in a batch read of several tenants.
+#[derive(SimpleObject, Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPlanOf {
+    pub tenant_id: ID,
+    pub plan: TenantPlan,
+}

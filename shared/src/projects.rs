@@ -40,3 +40,15 @@ pub struct CreateEnvironmentInput {
     /// The project's version; a stale one is a CONFLICT.
     pub expected_version: Option<i64>,
 }
+
+/// One tenant's projects, in a batch read of several tenants.
+#[derive(SimpleObject, Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantProjects {
+    pub tenant_id: ID,
+    pub projects: Vec<Project>,
+}
+
+/// The selection of `TenantProjects` in GraphQL syntax.
+pub const TENANT_PROJECTS_FIELDS: &str =
+    "tenantId projects { id name version environments { name } }";

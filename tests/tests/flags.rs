@@ -447,7 +447,7 @@ async fn the_tenant_version_flags_see_follows_the_directory() {
             .gql(
                 &admin,
                 &q,
-                json!({ "i": { "tenantId": id, "expectedVersion": expected } }),
+                json!({ "i": { "tenantId": id, "expectedVersion": expected, "idempotencyKey": format!("{m}-{expected}") } }),
             )
             .await;
         assert_eq!(r["data"][m]["version"], expected + 1, "{r}");
@@ -455,5 +455,45 @@ async fn the_tenant_version_flags_see_follows_the_directory() {
     // Version 3 in the directory, so in the cell: the rule now matches.
     let on = wait_variant(&cell, &tok, &id, "v-gated", "prod", "on").await;
     assert_eq!(on["reason"], "TARGETING_MATCH", "{on}");
+    s.stop().await;
+}
+
+/// Provisioning allocates the tenant's flag state in its cell: the moment
+/// createTenant answers ACTIVE, the cell evaluates flags for it (no wait).
+#[tokio::test]
+async fn a_freshly_provisioned_tenant_evaluates_flags_at_once() {
+    let s = Stack::start(Backend::Sqlite).await;
+    let admin = s.admin();
+    let (cell, tok) = (s.cell("eu-west-1-a").url(), data_plane(&s, "eu-west-1-a"));
+    let first = s.create_tenant("flag-first", "eu-west-1").await;
+    boolean_flag(&s, "for-pro").await;
+    let rules = json!([{ "variant": "on", "constraints": [{ "attribute": "plan", "operator": "IN", "values": ["pro"] }] }]);
+    let set = s
+        .gql(
+            &admin,
+            &set_targeting(),
+            targeting("for-pro", 1, "fp", rules),
+        )
+        .await;
+    assert!(set.get("errors").is_none(), "{set}");
+    // The cell has the targeting (an existing tenant is served by it) ...
+    wait_variant(
+        &cell,
+        &tok,
+        first["id"].as_str().unwrap(),
+        "for-pro",
+        "prod",
+        "on",
+    )
+    .await;
+    // ... and each new tenant is evaluated on its first request.
+    for i in 0..3 {
+        let t = s.create_tenant(&format!("flag-new-{i}"), "eu-west-1").await;
+        assert_eq!(t["status"], "ACTIVE", "{t}");
+        let (status, e) = evaluate(&cell, &tok, t["id"].as_str().unwrap(), "for-pro", "prod").await;
+        assert_eq!(status, 200, "{e}");
+        assert_eq!(e["variant"], "on", "{e}");
+        assert_eq!(e["reason"], "TARGETING_MATCH", "{e}");
+    }
     s.stop().await;
 }

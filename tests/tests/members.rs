@@ -189,6 +189,8 @@ async fn role_matrix() {
     ];
     let ops = [
         "tenant",
+        "tenantBySlug",
+        "tenants",
         "members",
         "projects",
         "effectiveConfig",
@@ -218,8 +220,8 @@ async fn role_matrix() {
             .position(|r| *r == role)
             .unwrap();
         match op {
-            "tenant" | "members" | "projects" | "effectiveConfig" | "configHistory"
-            | "secretRefs" | "planDetails" => rank >= 1,
+            "tenant" | "tenantBySlug" | "tenants" | "members" | "projects" | "effectiveConfig"
+            | "configHistory" | "secretRefs" | "planDetails" => rank >= 1,
             "createProject" | "createEnvironment" | "setSecretRef" => rank >= 2,
             "addMember" | "changeMemberRole" | "removeMember" => rank >= 3,
             "changePlan"
@@ -238,6 +240,8 @@ async fn role_matrix() {
             let st = state(&s, &id).await;
             let (q, vars): (String, Value) = match op {
                 "tenant" => ("query($id: ID!) { tenant(id: $id) { id status } }".into(), json!({ "id": id })),
+                "tenantBySlug" => ("{ tenantBySlug(slug: \"matrix\") { id } }".into(), json!({})),
+                "tenants" => ("{ tenants(first: 100) { edges { node { id } } } }".into(), json!({})),
                 "members" => ("query($id: ID!) { tenant(id: $id) { members { subject } } }".into(), json!({ "id": id })),
                 "projects" => ("query($id: ID!) { tenant(id: $id) { projects { id } } }".into(), json!({ "id": id })),
                 "planDetails" => ("query($id: ID!) { tenant(id: $id) { planDetails { plan } } }".into(), json!({ "id": id })),
@@ -283,7 +287,7 @@ async fn role_matrix() {
                 ),
                 "restoreTenant" | "suspendTenant" | "resumeTenant" => (
                     format!("mutation($i: ChangeTenantStatusInput!) {{ {op}(input: $i) {{ status }} }}"),
-                    json!({ "i": { "tenantId": id, "expectedVersion": st["version"] } }),
+                    json!({ "i": { "tenantId": id, "expectedVersion": st["version"], "idempotencyKey": format!("{op}-{sub}") } }),
                 ),
                 "createTenant" => (
                     CREATE.into(),
@@ -294,14 +298,28 @@ async fn role_matrix() {
                     json!({}),
                 ),
                 "setCellState" => (
-                    "mutation { setCellState(cellId: \"us-east-1-a\", state: ACCEPTING) { id } }".into(),
+                    "mutation { setCellState(cellId: \"us-east-1-a\", state: ACCEPTING, expectedVersion: 1) { id } }".into(),
                     json!({}),
                 ),
                 "transferOwnership" => (TRANSFER.into(), json!({ "i": { "tenantId": id, "to": "adam", "expectedVersion": member_version(&st, "adam") } })),
                 other => unreachable!("{other}"),
             };
             let v = s.gql(&tok, &q, vars).await;
-            let got = outcome(&v);
+            // A listing does not fail: a tenant the caller may not see is left out.
+            let got = if op == "tenants" {
+                let listed = v["data"]["tenants"]["edges"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{v}"))
+                    .iter()
+                    .any(|e| e["node"]["id"] == id.as_str());
+                if listed {
+                    "OK".into()
+                } else {
+                    "NOT_FOUND".into()
+                }
+            } else {
+                outcome(&v)
+            };
             let tenant_scoped = !matches!(op, "createTenant" | "placementPreview" | "setCellState");
             let want = if allowed(role, op) {
                 "OK"
@@ -314,5 +332,60 @@ async fn role_matrix() {
             assert_eq!(got, want, "{role} {op}: {v}\n{}", table.join("\n"));
         }
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn members_beyond_the_plans_limit_are_refused() {
+    let s = Stack::start(Backend::Sqlite).await;
+    let t = s
+        .gql(
+            &s.admin(),
+            CREATE,
+            json!({ "input": { "idempotencyKey": "small", "slug": "small", "name": "Small", "region": "eu-west-1", "plan": "free", "owner": "olive" } }),
+        )
+        .await;
+    let id = t["data"]["createTenant"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_owned();
+    let olive = user(&s, "olive");
+    let add = |sub: &str| json!({ "i": { "tenantId": id, "subject": sub, "role": "viewer", "idempotencyKey": format!("add-{sub}") } });
+    // free allows 3 members: olive and two more.
+    for sub in ["ann", "bob"] {
+        let v = s.gql(&olive, ADD, add(sub)).await;
+        assert_eq!(v["data"]["addMember"]["role"], "viewer", "{v}");
+    }
+    let over = s.gql(&olive, ADD, add("cyd")).await;
+    assert_eq!(code(&over), Some("CONFLICT"), "{over}");
+    let msg = over["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("max_members") && msg.contains("free"),
+        "{over}"
+    );
+    assert_eq!(state(&s, &id).await["members"].as_array().unwrap().len(), 3);
+    // A retry of an add that was made still answers it.
+    let again = s.gql(&olive, ADD, add("bob")).await;
+    assert_eq!(again["data"]["addMember"]["subject"], "bob", "{again}");
+
+    // On pro there is room; back to free with four members is refused.
+    let st = state(&s, &id).await;
+    let to = |plan: &str, v: &Value| json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": v } });
+    let change = "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan version } }";
+    let pro = s
+        .gql(&olive, change, to("pro", &st["planDetails"]["version"]))
+        .await;
+    assert_eq!(pro["data"]["changePlan"]["plan"], "pro", "{pro}");
+    let now = s.gql(&olive, ADD, add("cyd")).await;
+    assert_eq!(now["data"]["addMember"]["subject"], "cyd", "{now}");
+    let down = s
+        .gql(
+            &olive,
+            change,
+            to("free", &pro["data"]["changePlan"]["version"]),
+        )
+        .await;
+    assert_eq!(code(&down), Some("BAD_USER_INPUT"), "{down}");
+    assert_eq!(state(&s, &id).await["planDetails"]["plan"], "pro");
     s.stop().await;
 }

@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 use shared::auth::Role;
 
 const PREVIEW: &str = "query($r: String!, $p: String!) { placementPreview(region: $r, plan: $p) { cell { id } rejected { cell { id } rule } } }";
-const SET_STATE: &str =
-    "mutation($c: ID!, $s: CellState!) { setCellState(cellId: $c, state: $s) { id state } }";
+const SET_STATE: &str = "mutation($c: ID!, $s: CellState!, $v: Int!) { setCellState(cellId: $c, state: $s, expectedVersion: $v) { id state version } }";
 
 fn spec(id: &'static str, region: &'static str) -> CellSpec {
     CellSpec {
@@ -98,17 +97,48 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         ])
     );
 
+    // A stale version is a CONFLICT and changes nothing.
+    let stale = s
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7 }),
+        )
+        .await;
+    assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
+    let still = s
+        .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
+        .await;
+    assert!(!rejected(&still).contains(&("us-east-1-a".into(), "DRAINING".into())));
     let drained = s
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "DRAINING" }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
         )
         .await;
     assert_eq!(
         drained["data"]["setCellState"]["state"], "DRAINING",
         "{drained}"
     );
+    assert_eq!(drained["data"]["setCellState"]["version"], 2, "{drained}");
+    // The version it was set from is stale now; the state it has is a no-op.
+    let again = s
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
+        )
+        .await;
+    assert_eq!(code(&again), Some("CONFLICT"), "{again}");
+    let same = s
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 2 }),
+        )
+        .await;
+    assert_eq!(same["data"]["setCellState"]["version"], 2, "{same}");
     let pro = s
         .gql(&admin, PREVIEW, json!({ "r": "us-east-1", "p": "pro" }))
         .await;
@@ -182,7 +212,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "ap-south-1-z", "s": "DRAINING" }),
+            json!({ "c": "ap-south-1-z", "s": "DRAINING", "v": 1 }),
         )
         .await;
     assert_eq!(code(&missing), Some("NOT_FOUND"), "{missing}");
@@ -196,7 +226,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &sre,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "ACCEPTING" }),
+            json!({ "c": "us-east-1-a", "s": "ACCEPTING", "v": 2 }),
         )
         .await;
     assert_eq!(code(&denied), Some("FORBIDDEN"), "{denied}");

@@ -107,3 +107,81 @@ async fn replicas_starting_together_migrate_once() {
     }
     backing::drop_databases(&[name]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollout_progress_reaches_subscribers_of_every_replica() {
+    let s = Stack::start(Backend::Postgres).await;
+    let replica = global::build(global_settings(
+        &s.global_database_url,
+        &s.keys,
+        &s.options,
+        &s.redis_prefix,
+    ))
+    .await
+    .expect("second replica starts");
+    let t = s.create_tenant("progress-x", "eu-west-1").await;
+    e2e::flags::boolean_flag(&s, "fanned").await;
+    let started = s
+        .gql(
+            &s.admin(),
+            &e2e::flags::start_rollout(),
+            json!({ "i": { "flagKey": "fanned", "environment": "prod", "variant": "on",
+                "stages": [{ "name": "canary", "cohort": { "tenantIds": [t["id"]] }, "soakSeconds": 3600 }],
+                "idempotencyKey": "fan-1" } }),
+        )
+        .await;
+    let id = started["data"]["startRollout"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    let (mut ws, ack) = connect(
+        &replica.url(),
+        "graphql-transport-ws",
+        json!({ "Authorization": format!("Bearer {}", s.admin()) }),
+    )
+    .await;
+    assert_eq!(ack["type"], "connection_ack");
+    subscribe(
+        &mut ws,
+        "graphql-transport-ws",
+        "1",
+        &format!("subscription {{ rolloutProgress(id: \"{id}\") {{ event state }} }}"),
+    )
+    .await;
+    // Operated on the first replica (only it publishes PAUSED and RESUMED);
+    // repeated until the subscription is live.
+    let mut heard = None;
+    'ops: for i in 0..10 {
+        let name = if i % 2 == 0 {
+            "pauseRollout"
+        } else {
+            "resumeRollout"
+        };
+        let r = s
+            .gql(
+                &s.admin(),
+                &format!("mutation($id: ID!) {{ {name}(id: $id) {{ state }} }}"),
+                json!({ "id": id }),
+            )
+            .await;
+        assert!(r.get("errors").is_none(), "{r}");
+        while let Ok(m) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), next_json(&mut ws)).await
+        {
+            let p = m["payload"]["data"]["rolloutProgress"].clone();
+            if p["event"] == "PAUSED" || p["event"] == "RESUMED" {
+                heard = Some(p);
+                break 'ops;
+            }
+        }
+    }
+    let heard = heard.expect("the other replica's subscriber heard an operator's step");
+    let want = if heard["event"] == "PAUSED" {
+        "PAUSED"
+    } else {
+        "RUNNING"
+    };
+    assert_eq!(heard["state"], want, "{heard}");
+    replica.stop().await;
+    s.stop().await;
+}

@@ -21,7 +21,11 @@ const PROJECT: &str = "mutation($i: CreateProjectInput!) { createProject(input: 
 const READ: &str = "query($id: ID!) { tenant(id: $id) { status version name projects { id } } }";
 
 fn v(id: &str, expected: i64) -> Value {
-    json!({ "i": { "tenantId": id, "expectedVersion": expected } })
+    keyed(id, expected, &format!("k-{expected}"))
+}
+
+fn keyed(id: &str, expected: i64, key: &str) -> Value {
+    json!({ "i": { "tenantId": id, "expectedVersion": expected, "idempotencyKey": key } })
 }
 
 fn project(id: &str, name: &str) -> Value {
@@ -100,6 +104,35 @@ async fn a_suspended_tenant_refuses_writes_and_still_reads() {
     cell_status(&s, "eu-west-1-a", &id, "ACTIVE").await;
     let made = s.gql(&admin, PROJECT, project(&id, "web")).await;
     assert!(made.get("errors").is_none(), "{made}");
+
+    // The key is required; a retry with it gets the first answer (the
+    // SUSPENDED tenant), not the tenant as it is since, and changes nothing.
+    let keyless = s
+        .gql(
+            &admin,
+            SUSPEND,
+            json!({ "i": { "tenantId": id, "expectedVersion": version + 2 } }),
+        )
+        .await;
+    assert_eq!(code(&keyless), Some("BAD_USER_INPUT"), "{keyless}");
+    let retry = s.gql(&admin, SUSPEND, v(&id, version)).await;
+    assert_eq!(
+        retry["data"]["suspendTenant"],
+        json!({ "status": "SUSPENDED", "version": version + 1 }),
+        "{retry}"
+    );
+    let read = s.gql(&admin, READ, json!({ "id": id })).await;
+    assert_eq!(read["data"]["tenant"]["status"], "ACTIVE", "{read}");
+    assert_eq!(read["data"]["tenant"]["version"], version + 2, "{read}");
+    // The key with other input is a CONFLICT.
+    let reused = s
+        .gql(
+            &admin,
+            SUSPEND,
+            keyed(&id, version + 2, &format!("k-{version}")),
+        )
+        .await;
+    assert_eq!(code(&reused), Some("CONFLICT"), "{reused}");
     s.stop().await;
 }
 

@@ -3,6 +3,7 @@ pub mod config_history;
 pub mod entitlement_override;
 pub mod environment;
 pub mod project;
+pub mod purged_tenant;
 pub mod quota_change;
 pub mod quota_override;
 pub mod secret_ref;

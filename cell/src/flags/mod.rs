@@ -23,6 +23,8 @@ pub struct Runtime {
     engine: Arc<ArcSwap<Engine>>,
     /// Wakes the rollout acknowledger after a rebuild.
     pub rebuilt: Arc<Notify>,
+    /// What this cell last acknowledged of each rollout (`sync::acknowledge`).
+    pub acked: Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, sync::Acked>>>,
 }
 
 impl Runtime {
@@ -35,9 +37,23 @@ impl Runtime {
     pub async fn rebuild<C: ConnectionTrait>(&self, db: &C, cell: &str) -> Result<()> {
         let snap = load(db, cell).await?;
         self.engine.store(Arc::new(Engine::compile(&snap)));
-        self.rebuilt.notify_waiters();
+        // A stored permit: the acknowledger sees a rebuild made while it was busy.
+        self.rebuilt.notify_one();
         Ok(())
     }
+}
+
+/// Provisioning's flag state for a tenant: rebuilds the snapshot from the
+/// database (flags, rollout plans and now this tenant) and checks the
+/// tenant is in it, so evaluation for it answers from the first request.
+pub async fn allocate(st: &crate::State, tenant: shared::ids::TenantId) -> Result<()> {
+    st.flags.rebuild(&st.db, st.cell_id.as_str()).await?;
+    if st.flags.engine().tenant(tenant.0).is_none() {
+        return Err(shared::Error::NotFound(format!(
+            "tenant {tenant} is not in this cell's flag snapshot"
+        )));
+    }
+    Ok(())
 }
 
 /// The cell's snapshot as stored: every flag and rollout plan, and the

@@ -71,41 +71,137 @@ pub async fn apply(st: &State, changes: &[Change]) -> shared::Result<usize> {
         st.flags.rebuild(&st.db, st.cell_id.as_str()).await?;
     }
     if !plans.is_empty() {
-        acknowledge(st, &plans).await?;
+        acknowledge(st, &plans, true).await?;
     }
     Ok(n)
 }
 
+/// What the cell last told the global tier of one rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acked {
+    pub plan_version: i64,
+    pub stage: usize,
+    pub state: f::RolloutState,
+    pub exposed: i64,
+    pub excluded: i64,
+    pub tenants: i64,
+    /// The event version it went out with.
+    pub version: i64,
+    pub at: std::time::Instant,
+}
+
+/// How often an unfinished rollout is acknowledged again even when nothing
+/// changed, so the global tier's figures converge after a lost report.
+const REACK_EVERY: Duration = Duration::from_secs(30);
+
 /// Tells the global tier which stage of each rollout this cell now serves
-/// and how many of its tenants that exposes.
-async fn acknowledge(st: &State, plans: &[(&RolloutPlan, i64)]) -> shared::Result<()> {
+/// and how many of its tenants that exposes: every plan it just applied
+/// (`force`), and otherwise only what changed since the last report or is
+/// older than [`REACK_EVERY`].
+async fn acknowledge(st: &State, plans: &[(&RolloutPlan, i64)], force: bool) -> shared::Result<()> {
     let engine = st.flags.engine();
     let tenants = engine.tenant_ids().count() as i64;
+    let mut events = Vec::new();
+    let mut sent = Vec::new();
+    {
+        let acked = st.flags.acked.lock().unwrap_or_else(|p| p.into_inner());
+        for (p, v) in plans {
+            let (exposed, excluded) = engine.rollout_exposure(&p.flag_key, &p.environment);
+            let last = acked.get(&p.id);
+            let now = Acked {
+                plan_version: *v,
+                stage: p.stage,
+                state: p.state,
+                exposed: exposed as i64,
+                excluded: excluded as i64,
+                tenants,
+                version: shared::flags::report::ack_version(*v, last.map(|a| a.version)),
+                at: std::time::Instant::now(),
+            };
+            let changed = last.is_none_or(|a| {
+                (
+                    a.plan_version,
+                    a.stage,
+                    a.state,
+                    a.exposed,
+                    a.excluded,
+                    a.tenants,
+                ) != (
+                    now.plan_version,
+                    now.stage,
+                    now.state,
+                    now.exposed,
+                    now.excluded,
+                    now.tenants,
+                )
+            });
+            let due = last.is_none_or(|a| a.at.elapsed() >= REACK_EVERY);
+            if !(force || changed || due) {
+                continue;
+            }
+            let ack = Ack {
+                rollout_id: p.id,
+                cell: st.cell_id.to_string(),
+                stage: p.stage,
+                state: p.state,
+                exposed_tenants: now.exposed,
+                excluded_tenants: now.excluded,
+                tenants,
+            };
+            let payload = serde_json::to_value(&ack).map_err(shared::Error::internal)?;
+            events.push(Event::new(
+                f::ACK_STREAM,
+                &ack_entity(p.id, st.cell_id.as_str()),
+                now.version,
+                st.cell_id.as_str(),
+                payload,
+            ));
+            sent.push((p.id, now));
+        }
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
     let txn = st.db.begin().await?;
-    for (p, v) in plans {
-        let (exposed, excluded) = engine.rollout_exposure(&p.flag_key, &p.environment);
-        let ack = Ack {
-            rollout_id: p.id,
-            cell: st.cell_id.to_string(),
-            stage: p.stage,
-            state: p.state,
-            exposed_tenants: exposed as i64,
-            excluded_tenants: excluded as i64,
-            tenants,
-        };
-        let payload = serde_json::to_value(&ack).map_err(shared::Error::internal)?;
-        let event = Event::new(
-            f::ACK_STREAM,
-            &ack_entity(p.id, st.cell_id.as_str()),
-            *v,
-            st.cell_id.as_str(),
-            payload,
-        );
-        outbox::enqueue(&txn, &event).await?;
+    for e in &events {
+        outbox::enqueue(&txn, e).await?;
     }
     txn.commit().await?;
     st.relay.nudge();
+    let mut acked = st.flags.acked.lock().unwrap_or_else(|p| p.into_inner());
+    for (id, a) in sent {
+        acked.insert(id, a);
+    }
     Ok(())
+}
+
+/// Level-triggered acknowledgements: after every snapshot rebuild (a plan,
+/// flag or tenant of this cell changed) and every few seconds, each
+/// unfinished rollout whose exposure here differs from the last report is
+/// acknowledged again, so the global tier's exposure figures converge.
+async fn reacknowledge(st: State, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = st.flags.rebuilt.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let plans = match store::plans(&st.db).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "rollout plans unreadable; acknowledgements wait");
+                continue;
+            }
+        };
+        let open: Vec<(&RolloutPlan, i64)> = plans
+            .iter()
+            .filter(|(p, _)| !p.state.finished())
+            .map(|(p, v)| (p, *v))
+            .collect();
+        if let Err(e) = acknowledge(&st, &open, false).await {
+            tracing::warn!(error = %e, "rollout acknowledgement failed; retried at the next pass");
+        }
+    }
 }
 
 pub fn spawn(
@@ -154,6 +250,7 @@ pub fn spawn(
         )));
     }
     tasks.push(tokio::spawn(follow_tenants(st.clone(), shutdown.clone())));
+    tasks.push(tokio::spawn(reacknowledge(st.clone(), shutdown.clone())));
     if let Some((client, url)) = global {
         tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
     }

@@ -19,7 +19,7 @@ impl Mutation {
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = reader(ctx).gql()?;
         let detail = serde_json::json!({ "id": input.id.as_str(), "slug": input.slug, "region": input.region, "plan": input.plan });
-        let tenant_id = input.id.parse::<TenantId>().ok().map(|t| t.0);
+        let target = Some(input.id.to_string());
         let result = async {
             if !(p.is_control_plane() || p.has(Role::PlatformAdmin)) {
                 return Err(shared::Error::Forbidden(
@@ -29,9 +29,20 @@ impl Mutation {
             tenants::create(&st.db, &st.region, parse(input)?).await
         }
         .await;
-        audit::outcome(&st.db, p, "createTenant", tenant_id, None, detail, &result)
-            .await
-            .gql()?;
+        // A refused create (e.g. of a purged tenant) is recorded without the
+        // tenant id: it must leave no tenant-scoped row behind.
+        let tenant_id = result.as_ref().ok().map(|t| t.id.0);
+        audit::outcome(
+            &st.db,
+            p,
+            "createTenant",
+            tenant_id,
+            target,
+            detail,
+            &result,
+        )
+        .await
+        .gql()?;
         let created = result.gql()?;
         shared::server::record_tenant(ctx, &created.id);
         let _ = st.events.send(created.clone());

@@ -22,6 +22,26 @@ impl PlansQuery {
         let t = readable(p, &tenant_id).gql()?;
         plans::get(&st.db, t).await.gql()
     }
+
+    /// The plans of those of `tenantIds` (at most 500) this cell holds and
+    /// the caller may read: one call for a page of tenants.
+    async fn tenant_plans(
+        &self,
+        ctx: &Context<'_>,
+        tenant_ids: Vec<ID>,
+    ) -> Result<Vec<shared::plans::TenantPlanOf>> {
+        let (st, p) = reader(ctx).gql()?;
+        let ids = super::projects::visible(p, &tenant_ids).gql()?;
+        Ok(plans::get_many(&st.db, &ids)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|(t, plan)| shared::plans::TenantPlanOf {
+                tenant_id: ID(t.to_string()),
+                plan,
+            })
+            .collect())
+    }
 }
 
 #[Object]

@@ -43,8 +43,45 @@ fn control_plane(p: &Principal, action: &str) -> shared::Result<()> {
     }
 }
 
+/// Parses a batch of tenant ids (at most 500) and keeps those `p` may read.
+pub(super) fn visible(p: &Principal, ids: &[ID]) -> shared::Result<Vec<TenantId>> {
+    if ids.len() > 500 {
+        return Err(shared::Error::bad_input(
+            "tenantIds",
+            "at most 500 ids per call",
+        ));
+    }
+    Ok(ids
+        .iter()
+        .map(|i| i.parse::<TenantId>().field("tenantIds"))
+        .collect::<shared::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|t| p.can_read_tenant(*t))
+        .collect())
+}
+
 #[Object]
 impl ProjectsQuery {
+    /// The projects of each of `tenantIds` (at most 500) the caller may
+    /// read: one call for a page of tenants.
+    async fn projects_of(
+        &self,
+        ctx: &Context<'_>,
+        tenant_ids: Vec<ID>,
+    ) -> Result<Vec<shared::projects::TenantProjects>> {
+        let (st, p) = reader(ctx).gql()?;
+        let ids = visible(p, &tenant_ids).gql()?;
+        Ok(projects::list_many(&st.db, &ids)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|(t, ps)| shared::projects::TenantProjects {
+                tenant_id: ID(t.to_string()),
+                projects: ps.into_iter().map(view).collect(),
+            })
+            .collect())
+    }
+
     /// The tenant's projects and their environments.
     async fn projects(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<Project>> {
         let (st, p) = reader(ctx).gql()?;
@@ -60,8 +97,10 @@ impl ProjectsQuery {
 
 #[Object]
 impl ProjectsMutation {
-    /// Makes the tenant's default project with dev, stage and prod
-    /// (provisioning); a no-op when they exist.
+    /// Makes the tenant's default project with dev, stage and prod, and its
+    /// flag state: the compiled snapshot holds the tenant before this
+    /// answers, so it evaluates flags as soon as it is ACTIVE (provisioning).
+    /// A no-op when they exist.
     async fn allocate_tenant_resources(
         &self,
         ctx: &Context<'_>,
@@ -72,6 +111,7 @@ impl ProjectsMutation {
         let result = async {
             control_plane(p, "allocateTenantResources")?;
             projects::allocate_defaults(&st.db, t).await?;
+            crate::flags::allocate(st, t).await?;
             projects::list(&st.db, t).await
         }
         .await;

@@ -5,8 +5,7 @@
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set,
 };
 use shared::ids::TenantId;
 use shared::plans::{self, ENTITLEMENTS, Entitlement, EntitlementSource, Spec, TenantPlan};
@@ -41,13 +40,48 @@ async fn record<C: ConnectionTrait>(db: &C, id: TenantId) -> Result<tenant::Mode
 /// The tenant's plan, quotas and effective entitlements.
 pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<TenantPlan> {
     let t = record(db, id).await?;
-    let spec = spec_of(&t.plan).map_err(|_| {
-        Error::internal(anyhow::anyhow!("tenant {id} is on unknown plan {}", t.plan))
-    })?;
     let overrides = entitlement_override::Entity::find()
         .filter(entitlement_override::Column::TenantId.eq(id.0))
         .all(db)
         .await?;
+    view(&t, &overrides)
+}
+
+/// The plans of those of `ids` this cell holds, in two queries.
+pub async fn get_many(
+    db: &DatabaseConnection,
+    ids: &[TenantId],
+) -> Result<Vec<(TenantId, TenantPlan)>> {
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|t| t.0).collect();
+    let tenants = tenant::Entity::find()
+        .filter(tenant::Column::Id.is_in(uuids.clone()))
+        .all(db)
+        .await?;
+    let overrides = entitlement_override::Entity::find()
+        .filter(entitlement_override::Column::TenantId.is_in(uuids))
+        .all(db)
+        .await?;
+    tenants
+        .iter()
+        .map(|t| {
+            let mine: Vec<_> = overrides
+                .iter()
+                .filter(|o| o.tenant_id == t.id)
+                .cloned()
+                .collect();
+            Ok((TenantId(t.id), view(t, &mine)?))
+        })
+        .collect()
+}
+
+fn view(t: &tenant::Model, overrides: &[entitlement_override::Model]) -> Result<TenantPlan> {
+    let spec = spec_of(&t.plan).map_err(|_| {
+        Error::internal(anyhow::anyhow!(
+            "tenant {} is on unknown plan {}",
+            t.id,
+            t.plan
+        ))
+    })?;
     let entitlements = ENTITLEMENTS
         .iter()
         .map(|name| match overrides.iter().find(|o| o.name == *name) {
@@ -64,7 +98,7 @@ pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<TenantPlan> {
         })
         .collect();
     Ok(TenantPlan {
-        plan: t.plan,
+        plan: t.plan.clone(),
         version: t.plan_version,
         limits: spec.limits(),
         entitlements,
@@ -140,6 +174,8 @@ pub async fn change(st: &State, id: TenantId, plan: &str, expected: i64) -> Resu
     outbox::enqueue(&txn, &event).await?;
     txn.commit().await?;
     st.relay.nudge();
+    // The plan is a tenant attribute flags and rollouts target.
+    st.flags.rebuild(db, st.cell_id.as_str()).await?;
     get(db, id).await
 }
 
@@ -161,7 +197,7 @@ pub async fn set_override(
         ));
     }
     writable_tenant(db, id).await?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     bump(&txn, id, expected, None).await?;
     match enabled {
         Some(on) => {

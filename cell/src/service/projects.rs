@@ -6,8 +6,8 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
+use shared::db::begin_write;
 use shared::ids::{CellId, TenantId};
 use shared::{Error, Result};
 
@@ -82,10 +82,49 @@ pub async fn allocate_defaults(db: &DatabaseConnection, tenant: TenantId) -> Res
     tenants::get(db, tenant)
         .await?
         .ok_or_else(|| Error::NotFound(format!("tenant {tenant} not found")))?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     insert_project(&txn, tenant, DEFAULT_PROJECT, None).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// The projects of each of `tenants` (at most 500), in two queries; a
+/// tenant without projects gets an empty list.
+pub async fn list_many(
+    db: &DatabaseConnection,
+    tenants: &[TenantId],
+) -> Result<Vec<(TenantId, Vec<Project>)>> {
+    let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
+    let projects = project::Entity::find()
+        .filter(project::Column::TenantId.is_in(ids.clone()))
+        .order_by_asc(project::Column::Name)
+        .all(db)
+        .await?;
+    let envs = environment::Entity::find()
+        .filter(environment::Column::TenantId.is_in(ids))
+        .order_by_asc(environment::Column::CreatedAt)
+        .order_by_asc(environment::Column::Name)
+        .all(db)
+        .await?;
+    Ok(tenants
+        .iter()
+        .map(|t| {
+            let mine = projects
+                .iter()
+                .filter(|p| p.tenant_id == t.0)
+                .map(|p| Project {
+                    environments: envs
+                        .iter()
+                        .filter(|e| e.tenant_id == t.0 && e.project == p.name)
+                        .map(|e| e.name.clone())
+                        .collect(),
+                    name: p.name.clone(),
+                    version: p.version,
+                })
+                .collect();
+            (*t, mine)
+        })
+        .collect())
 }
 
 pub async fn list(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<Project>> {
@@ -144,7 +183,7 @@ pub async fn create_project(
         };
     }
     writable_tenant(db, tenant).await?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     if project::Entity::find_by_id((tenant.0, name.to_owned()))
         .one(&txn)
         .await?
@@ -192,7 +231,7 @@ pub async fn create_environment(
         };
     }
     writable_tenant(db, tenant).await?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let p = project::Entity::find_by_id((tenant.0, project_name.to_owned()))
         .one(&txn)
         .await?

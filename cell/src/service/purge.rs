@@ -4,17 +4,19 @@
 //! its purge commits, so an interrupted purge resumes.
 
 use chrono::Utc;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Set,
+    Statement,
 };
 use shared::Result;
+use shared::db::begin_write;
 use shared::ids::TenantId;
 use shared::lifecycle::{RECORDS_STREAM, RecordChange, record_entity};
 use shared::model::TenantStatus;
 use shared::sync::{Event, outbox};
 
-use crate::entity::tenant;
+use crate::entity::{purged_tenant, tenant};
 
 /// Every tenant-scoped table of the cell and the column naming the tenant
 /// (a UUID column, or text for the quota and metering tables).
@@ -35,15 +37,52 @@ pub const TENANT_TABLES: [(&str, &str); 14] = [
     ("tenants", "id"),
 ];
 
-/// Deletes the tenant's rows from every tenant-scoped table; returns how many.
+/// Deletes the tenant's rows from every tenant-scoped table; returns how
+/// many. The id is remembered in `purged_tenants` in the same transaction,
+/// so a `createTenant` for it arriving later is refused.
 pub async fn purge(db: &DatabaseConnection, tenant: TenantId) -> Result<u64> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let total = delete_rows(&txn, tenant).await?;
     txn.commit().await?;
     Ok(total)
 }
 
+/// Serialises the transactions that create or purge one tenant: on
+/// PostgreSQL a transaction-scoped advisory lock on the tenant id; SQLite
+/// transactions begun with `begin_write` already hold the database's write lock.
+pub async fn lock_tenant<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+            [tenant.0.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether this cell purged `tenant` (it may not hold it again).
+pub async fn was_purged<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<bool> {
+    Ok(purged_tenant::Entity::find_by_id(tenant.0)
+        .one(db)
+        .await?
+        .is_some())
+}
+
 async fn delete_rows<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64> {
+    lock_tenant(db, tenant).await?;
+    purged_tenant::Entity::insert(purged_tenant::ActiveModel {
+        id: Set(tenant.0),
+        purged_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(purged_tenant::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
     let backend = db.get_database_backend();
     let mut total = 0;
     for (table, column) in TENANT_TABLES {
@@ -75,7 +114,7 @@ pub async fn purge_due(db: &DatabaseConnection, cell_id: &str) -> Result<Vec<Ten
         .await?;
     let mut purged = Vec::new();
     for t in due {
-        let txn = db.begin().await?;
+        let txn = begin_write(db).await?;
         // Restored meanwhile? Then it stays.
         let still = tenant::Entity::find_by_id(t.id)
             .filter(tenant::Column::Status.eq(TenantStatus::Deprovisioning.as_str()))

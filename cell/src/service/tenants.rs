@@ -11,6 +11,7 @@ use shared::model::{CellTenant, TenantStatus};
 use shared::{Error, Result};
 
 use crate::entity::tenant;
+use crate::service::purge;
 
 /// What the global tier asks a cell to create.
 #[derive(Debug, Clone)]
@@ -57,7 +58,18 @@ pub async fn create(
             format!("this cell serves region {cell_region}, not {}", t.region),
         ));
     }
-    if let Some(existing) = tenant::Entity::find_by_id(t.id.0).one(db).await? {
+    let txn = shared::db::begin_write(db).await?;
+    // A purge of this id (a saga that gave up and compensated) and this
+    // create take the same lock: whichever comes second sees the first.
+    purge::lock_tenant(&txn, t.id).await?;
+    if purge::was_purged(&txn, t.id).await? {
+        return Err(Error::Conflict(format!(
+            "tenant {} was purged from this cell (its provisioning was undone); \
+             it cannot be created again",
+            t.id
+        )));
+    }
+    if let Some(existing) = tenant::Entity::find_by_id(t.id.0).one(&txn).await? {
         return if same_request(&existing, &t) {
             to_record(existing)
         } else {
@@ -81,9 +93,13 @@ pub async fn create(
         purge_at: Set(None),
         plan_version: Set(1),
     };
-    match row.insert(db).await {
-        Ok(m) => to_record(m),
+    match row.insert(&txn).await {
+        Ok(m) => {
+            txn.commit().await?;
+            to_record(m)
+        }
         Err(e) if is_unique_violation(&e) => {
+            drop(txn);
             // A concurrent retry may have won the race on the id.
             match tenant::Entity::find_by_id(t.id.0).one(db).await? {
                 Some(existing) if same_request(&existing, &t) => to_record(existing),

@@ -20,6 +20,8 @@ pub struct Model {
     pub labels: String,
     /// ACCEPTING or DRAINING (no new tenants), set by an operator.
     pub state: String,
+    /// Increases with every operator change (`setCellState`).
+    pub version: i64,
 }
 
 impl Model {

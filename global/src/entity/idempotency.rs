@@ -14,6 +14,9 @@ pub struct Model {
     /// PENDING or DONE.
     pub status: String,
     pub created_at: DateTimeUtc,
+    /// The first answer (JSON), for mutations that replay it.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub answer: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -89,6 +89,12 @@ pub fn schema(
             .data(DataLoader::new(loader::CellRecords(s.clone()), |fut| {
                 tokio::spawn(shared::telemetry::in_current_context(fut))
             }))
+            .data(DataLoader::new(loader::CellProjects(s.clone()), |fut| {
+                tokio::spawn(shared::telemetry::in_current_context(fut))
+            }))
+            .data(DataLoader::new(loader::CellPlans(s.clone()), |fut| {
+                tokio::spawn(shared::telemetry::in_current_context(fut))
+            }))
             .data(s);
     }
     b.finish()

@@ -88,20 +88,22 @@ impl PlacementQuery {
 #[Object]
 impl PlacementMutation {
     /// ACCEPTING or DRAINING: a draining cell keeps its tenants and gets no
-    /// new ones. Setting the state it has is a no-op.
+    /// new ones. `expectedVersion` is the cell's version (a stale one is a
+    /// CONFLICT); setting the state it has is a no-op.
     async fn set_cell_state(
         &self,
         ctx: &Context<'_>,
         cell_id: ID,
         state: CellState,
+        expected_version: i64,
     ) -> Result<Cell> {
         let (st, p) = caller(ctx).gql()?;
-        let detail = json!({ "cellId": cell_id.as_str(), "state": state.as_str() });
+        let detail = json!({ "cellId": cell_id.as_str(), "state": state.as_str(), "expectedVersion": expected_version });
         let target = Some(cell_id.to_string());
         let result = async {
             p.require_any(&[Role::PlatformAdmin], "setCellState")?;
             let id = CellId::parse(&cell_id).field("cellId")?;
-            cells::set_state(&st.db, &st.cells, &id, state.as_str()).await
+            cells::set_state(&st.db, &st.cells, &id, state.as_str(), expected_version).await
         }
         .await;
         audit::outcome(&st.db, p, "setCellState", None, target, detail, &result)

@@ -18,7 +18,12 @@ impl PlansMutation {
     async fn change_plan(&self, ctx: &Context<'_>, input: ChangePlanInput) -> Result<TenantPlan> {
         let (st, _) = caller(ctx).map_err(shared::Error::into_gql)?;
         let check = if st.plans.iter().any(|p| p.as_str() == input.plan) {
-            Ok(())
+            // Members live here, not in the cell: a plan that allows fewer
+            // than the tenant has is refused before the cell is asked.
+            match input.tenant_id.parse::<shared::ids::TenantId>() {
+                Ok(t) => crate::service::members::check_plan_room(&st.db, t, &input.plan).await,
+                Err(_) => Ok(()),
+            }
         } else {
             let valid: Vec<&str> = st.plans.iter().map(|p| p.as_str()).collect();
             Err(shared::Error::bad_input(

@@ -71,12 +71,15 @@ pub struct Rollout {
     pub history: Vec<RolloutHistory>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
+    /// While PENDING: when the first stage starts by itself.
+    pub start_at: Option<DateTime<Utc>>,
 }
 
 impl From<Stored> for Rollout {
     fn from(s: Stored) -> Self {
         let d = s.doc;
         let p = d.plan;
+        let start_at = d.start_at.filter(|_| p.state == RolloutState::Pending);
         let mut cells: Vec<RolloutCell> = d
             .target_cells
             .iter()
@@ -129,6 +132,7 @@ impl From<Stored> for Rollout {
                 .collect(),
             version: s.version,
             created_at: d.created_at,
+            start_at,
         }
     }
 }
@@ -147,6 +151,10 @@ pub struct StartRolloutInput {
     /// How long cells have to acknowledge a stage before it turns STUCK.
     #[graphql(default = 30)]
     pub ack_deadline_seconds: i64,
+    /// Later than now: the rollout is PENDING (nothing exposed) until then,
+    /// and starts its first stage by itself; `advanceRollout` starts it at
+    /// once, `rollbackRollout` cancels it. Absent or past: it starts now.
+    pub start_at: Option<DateTime<Utc>>,
     pub idempotency_key: String,
 }
 
@@ -244,7 +252,7 @@ impl RolloutMutation {
     /// Starts exposing `variant` stage by stage; the first stage is the canary.
     async fn start_rollout(&self, ctx: &Context<'_>, input: StartRolloutInput) -> Result<Rollout> {
         let (st, p) = caller(ctx).gql()?;
-        let detail = json!({ "flagKey": input.flag_key, "environment": input.environment, "variant": input.variant, "stages": input.stages, "requiresTenantVersion": input.requires_tenant_version, "idempotencyKey": input.idempotency_key });
+        let detail = json!({ "flagKey": input.flag_key, "environment": input.environment, "variant": input.variant, "stages": input.stages, "requiresTenantVersion": input.requires_tenant_version, "startAt": input.start_at, "idempotencyKey": input.idempotency_key });
         let target = input.flag_key.clone();
         let result = async {
             p.require_any(&[Role::PlatformAdmin], "startRollout")?;
@@ -258,6 +266,7 @@ impl RolloutMutation {
                 requires_tenant_version: input.requires_tenant_version,
                 allow_empty_cohort: input.allow_empty_cohort,
                 ack_deadline_seconds: input.ack_deadline_seconds,
+                start_at: input.start_at,
             };
             rollouts::start(st, &p.subject, &key, n).await
         }

@@ -19,8 +19,8 @@ pub struct ChangeTenantStatusInput {
     pub tenant_id: ID,
     /// The tenant's current version; a stale one is a CONFLICT.
     pub expected_version: i64,
-    /// Optional: a retry with the same key gets the same answer.
-    pub idempotency_key: Option<String>,
+    /// A retry with the same key and input gets the first answer again.
+    pub idempotency_key: String,
 }
 
 #[derive(InputObject, Serialize)]
@@ -60,7 +60,7 @@ async fn run(
     ctx: &Context<'_>,
     tenant_id: &ID,
     expected: Option<i64>,
-    key: Option<&str>,
+    key: &str,
     change: Change,
     detail: serde_json::Value,
 ) -> Result<Tenant> {
@@ -68,10 +68,8 @@ async fn run(
     let result = async {
         let id: TenantId = tenant_id.parse().field("input.tenantId")?;
         authorize(st, p, id, change).await?;
-        let key = key
-            .map(|k| IdempotencyKey::parse(k).field("input.idempotencyKey"))
-            .transpose()?;
-        tenant_status::change(st, &p.subject, id, expected, key.as_ref(), change).await
+        let key = IdempotencyKey::parse(key).field("input.idempotencyKey")?;
+        tenant_status::change(st, &p.subject, id, expected, &key, change).await
     }
     .await;
     let tenant = result.as_ref().ok().map(|r| r.id);
@@ -96,7 +94,7 @@ impl StatusMutation {
             ctx,
             &input.tenant_id,
             Some(input.expected_version),
-            input.idempotency_key.as_deref(),
+            &input.idempotency_key,
             Change::Suspend,
             detail,
         )
@@ -114,7 +112,7 @@ impl StatusMutation {
             ctx,
             &input.tenant_id,
             Some(input.expected_version),
-            input.idempotency_key.as_deref(),
+            &input.idempotency_key,
             Change::Resume,
             detail,
         )
@@ -137,7 +135,7 @@ impl StatusMutation {
             ctx,
             &input.tenant_id,
             input.expected_version,
-            Some(&input.idempotency_key),
+            &input.idempotency_key,
             change,
             detail,
         )
@@ -155,7 +153,7 @@ impl StatusMutation {
             ctx,
             &input.tenant_id,
             Some(input.expected_version),
-            input.idempotency_key.as_deref(),
+            &input.idempotency_key,
             Change::Restore,
             detail,
         )

@@ -4,7 +4,9 @@ use shared::IntoGql;
 use shared::ids::TenantId;
 use shared::model::{CellTenant, TenantStatus};
 
-use super::loader::{CellRecords, RecordKey};
+use async_graphql::dataloader::DataLoader;
+
+use super::loader::{CellPlans, CellProjects, CellRecords, RecordKey};
 use crate::State;
 use crate::entity::{cell, tenant};
 
@@ -69,6 +71,11 @@ impl Cell {
             .map(|(key, value)| Label { key, value })
             .collect()
     }
+    /// Increases with every operator change of the cell (`setCellState`
+    /// takes it as `expectedVersion`).
+    async fn version(&self) -> i64 {
+        self.model.version
+    }
     /// Whether new tenants may be placed here (set by an operator).
     async fn state(&self) -> CellState {
         if self.model.state == crate::service::cells::DRAINING {
@@ -83,6 +90,13 @@ impl Cell {
 pub struct Tenant(pub tenant::Model);
 
 impl Tenant {
+    fn key(&self) -> RecordKey {
+        RecordKey {
+            cell: self.0.cell_id.clone(),
+            id: TenantId(self.0.id),
+        }
+    }
+
     /// The record from the home cell, batched per cell. `None` while the
     /// tenant is still being provisioned there.
     async fn record(&self, ctx: &Context<'_>) -> Result<Option<CellTenant>> {
@@ -166,9 +180,8 @@ impl Tenant {
             .gql()
     }
     /// Its projects and their environments, from the home cell (empty
-    /// while it is provisioned and once it FAILED).
+    /// while it is provisioned and once it FAILED); batched per cell.
     async fn projects(&self, ctx: &Context<'_>) -> Result<Vec<shared::projects::Project>> {
-        let st = ctx.data_unchecked::<State>();
         let unmade = [
             TenantStatus::Pending,
             TenantStatus::Provisioning,
@@ -177,29 +190,17 @@ impl Tenant {
         if self.0.cell_id.is_empty() || unmade.iter().any(|s| s.as_str() == self.0.status) {
             return Ok(Vec::new());
         }
-        let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {
-            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
-                .into_gql()
-        })?;
-        #[derive(serde::Deserialize)]
-        struct Out {
-            projects: Vec<shared::projects::Project>,
+        let loader = ctx.data_unchecked::<DataLoader<CellProjects>>();
+        match loader.load_one(self.key()).await {
+            Ok(Some(Ok(projects))) => Ok(projects),
+            Ok(Some(Err(e))) => Err(shared::Error::from(e).into_gql()),
+            Ok(None) => Ok(Vec::new()),
+            Err(never) => match never {},
         }
-        let out: Out = st
-            .cell_client
-            .forward(
-                &cell,
-                "query($t: ID!) { projects(tenantId: $t) { id name version environments { name } } }",
-                serde_json::json!({ "t": self.0.id }),
-            )
-            .await
-            .gql()?;
-        Ok(out.projects)
     }
     /// Its plan's quotas and effective entitlements, from the home cell
-    /// (null while it is provisioned and once it FAILED).
+    /// (null while it is provisioned and once it FAILED); batched per cell.
     async fn plan_details(&self, ctx: &Context<'_>) -> Result<Option<shared::plans::TenantPlan>> {
-        let st = ctx.data_unchecked::<State>();
         let unmade = [
             TenantStatus::Pending,
             TenantStatus::Provisioning,
@@ -209,25 +210,17 @@ impl Tenant {
         if self.0.cell_id.is_empty() || unmade.iter().any(|s| s.as_str() == self.0.status) {
             return Ok(None);
         }
-        let cell = st.cells.get(&self.0.cell_id).ok_or_else(|| {
-            shared::Error::Unavailable(format!("cell {} is not registered", self.0.cell_id))
-                .into_gql()
-        })?;
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Out {
-            tenant_plan: shared::plans::TenantPlan,
+        let loader = ctx.data_unchecked::<DataLoader<CellPlans>>();
+        match loader.load_one(self.key()).await {
+            Ok(Some(Ok(plan))) => Ok(Some(plan)),
+            Ok(Some(Err(e))) => Err(shared::Error::from(e).into_gql()),
+            Ok(None) => Err(shared::Error::NotFound(format!(
+                "cell {} holds no record of tenant {}",
+                self.0.cell_id, self.0.id
+            ))
+            .into_gql()),
+            Err(never) => match never {},
         }
-        let q = format!(
-            "query($t: ID!) {{ tenantPlan(tenantId: $t) {{ {} }} }}",
-            shared::plans::TENANT_PLAN_FIELDS
-        );
-        let out: Out = st
-            .cell_client
-            .forward(&cell, &q, serde_json::json!({ "t": self.0.id }))
-            .await
-            .gql()?;
-        Ok(Some(out.tenant_plan))
     }
     /// Its members and their roles.
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<super::members::Member>> {

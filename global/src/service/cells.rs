@@ -138,6 +138,7 @@ pub async fn register(
                 .map_err(Error::internal)?,
         ),
         state: sea_orm::Set(ACCEPTING.into()),
+        version: sea_orm::Set(1),
     };
     let mut update = vec![
         cell::Column::Endpoint,
@@ -167,20 +168,41 @@ pub async fn register(
     Ok(saved)
 }
 
-/// ACCEPTING or DRAINING: a draining cell keeps its tenants and gets no new ones.
+/// ACCEPTING or DRAINING under `expected` (the cell's version; a stale one
+/// is a CONFLICT): a draining cell keeps its tenants and gets no new ones.
+/// Setting the state it has changes nothing and keeps the version.
 pub async fn set_state(
     db: &DatabaseConnection,
     cache: &Cache,
     id: &CellId,
     state: &str,
+    expected: i64,
 ) -> Result<cell::Model> {
+    let current = cell::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
+    if current.version != expected {
+        return Err(Error::Conflict(format!(
+            "cell {id} is at version {}; expectedVersion was {expected}",
+            current.version
+        )));
+    }
+    if current.state == state {
+        cache.put(current.clone());
+        return Ok(current);
+    }
     let res = cell::Entity::update_many()
         .col_expr(cell::Column::State, Expr::value(state))
+        .col_expr(cell::Column::Version, Expr::value(expected + 1))
         .filter(cell::Column::Id.eq(id.as_str()))
+        .filter(cell::Column::Version.eq(expected))
         .exec(db)
         .await?;
     if res.rows_affected == 0 {
-        return Err(Error::NotFound(format!("cell {id} is not registered")));
+        return Err(Error::Conflict(format!(
+            "cell {id} changed concurrently; read it and retry"
+        )));
     }
     let saved = cell::Entity::find_by_id(id.to_string())
         .one(db)

@@ -28,6 +28,8 @@ fn row_key(operation: &str, key: &IdempotencyKey) -> String {
 pub struct Claim {
     pub resource_id: String,
     pub done: bool,
+    /// The first answer, when the request that finished recorded one.
+    pub answer: Option<String>,
 }
 
 /// Claims `key` for `operation`, proposing `resource_id`. Returns the
@@ -70,6 +72,7 @@ async fn try_claim(
         resource_id: sea_orm::Set(resource_id.to_owned()),
         status: sea_orm::Set(PENDING.to_owned()),
         created_at: sea_orm::Set(Utc::now()),
+        answer: sea_orm::Set(None),
     };
     idempotency::Entity::insert(row)
         .on_conflict(
@@ -91,6 +94,7 @@ async fn try_claim(
     Ok(Some(Claim {
         resource_id: saved.resource_id,
         done: saved.status == DONE,
+        answer: saved.answer,
     }))
 }
 
@@ -103,6 +107,31 @@ pub async fn complete<C: sea_orm::ConnectionTrait>(
         .col_expr(
             idempotency::Column::Status,
             sea_orm::sea_query::Expr::value(DONE),
+        )
+        .filter(idempotency::Column::Key.eq(row_key(operation, key)))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Completes the key with the request's answer, which a retry gets back;
+/// meant to run in the transaction of the change itself.
+pub async fn complete_with<C: sea_orm::ConnectionTrait, T: Serialize>(
+    db: &C,
+    operation: &str,
+    key: &IdempotencyKey,
+    answer: &T,
+) -> Result<()> {
+    idempotency::Entity::update_many()
+        .col_expr(
+            idempotency::Column::Status,
+            sea_orm::sea_query::Expr::value(DONE),
+        )
+        .col_expr(
+            idempotency::Column::Answer,
+            sea_orm::sea_query::Expr::value(
+                serde_json::to_string(answer).map_err(Error::internal)?,
+            ),
         )
         .filter(idempotency::Column::Key.eq(row_key(operation, key)))
         .exec(db)
@@ -129,6 +158,19 @@ pub async fn resource(
         .one(db)
         .await?
         .map(|r| r.resource_id))
+}
+
+/// The answer a finished request with `key` recorded, if any.
+pub async fn answer(
+    db: &DatabaseConnection,
+    operation: &str,
+    key: &IdempotencyKey,
+) -> Result<Option<String>> {
+    Ok(idempotency::Entity::find_by_id(row_key(operation, key))
+        .one(db)
+        .await?
+        .filter(|r| r.status == DONE)
+        .and_then(|r| r.answer))
 }
 
 /// Whether the request holding `key` finished.

@@ -15,13 +15,14 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use shared::auth::{Principal, Role};
+use shared::db::begin_write;
 use shared::ids::TenantId;
 use shared::{Error, Result};
 
-use crate::entity::member;
+use crate::entity::{member, tenant};
 
 /// How much a caller may do with one tenant, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -178,7 +179,8 @@ fn may_touch(caller: Level, role: Level) -> Result<()> {
 }
 
 /// Adds `subject` with `role`. A retry with the same key answers the same;
-/// an existing member is a CONFLICT.
+/// an existing member is a CONFLICT, and so is a member beyond the plan's
+/// `max_members` (the plan as the directory holds it).
 pub async fn add(
     db: &DatabaseConnection,
     caller: Level,
@@ -190,8 +192,16 @@ pub async fn add(
     check_subject(subject)?;
     let level = role_of(role)?;
     may_touch(caller, level)?;
+    let txn = begin_write(db).await?;
+    // The directory row, locked: concurrent adds to one tenant count in turn.
+    let plan = tenant::Entity::find_by_id(tenant.0)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("tenant {tenant} not found")))?
+        .plan;
     if let Some(m) = member::Entity::find_by_id((tenant.0, subject.to_owned()))
-        .one(db)
+        .one(&txn)
         .await?
     {
         return if m.idempotency_key.as_deref() == Some(key) && m.role == role {
@@ -203,8 +213,18 @@ pub async fn add(
             )))
         };
     }
+    if let Some(spec) = shared::plans::spec(&plan) {
+        let have = count(&txn, tenant).await?;
+        if have >= spec.max_members as u64 {
+            return Err(Error::Conflict(format!(
+                "quota max_members reached: plan {plan} allows {} members and the tenant has {have}; \
+                 remove a member or change the plan",
+                spec.max_members
+            )));
+        }
+    }
     let now = Utc::now();
-    member::ActiveModel {
+    let m = member::ActiveModel {
         tenant_id: Set(tenant.0),
         subject: Set(subject.to_owned()),
         role: Set(role.to_owned()),
@@ -213,7 +233,7 @@ pub async fn add(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|e| {
         if shared::db::is_unique_violation(&e) {
@@ -221,7 +241,35 @@ pub async fn add(
         } else {
             e.into()
         }
-    })
+    })?;
+    txn.commit().await?;
+    Ok(m)
+}
+
+/// How many members the tenant has.
+pub async fn count<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64> {
+    Ok(member::Entity::find()
+        .filter(member::Column::TenantId.eq(tenant.0))
+        .count(db)
+        .await?)
+}
+
+/// Refuses moving a tenant to `plan` when it has more members than the plan allows.
+pub async fn check_plan_room(db: &DatabaseConnection, tenant: TenantId, plan: &str) -> Result<()> {
+    let Some(spec) = shared::plans::spec(plan) else {
+        return Ok(());
+    };
+    let have = count(db, tenant).await?;
+    if have > spec.max_members as u64 {
+        return Err(Error::bad_input(
+            "input.plan",
+            format!(
+                "the tenant has {have} members; plan {plan} allows {}",
+                spec.max_members
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn owners<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64> {
@@ -261,7 +309,7 @@ pub async fn change_role(
     expected: i64,
 ) -> Result<member::Model> {
     let level = role_of(role)?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let m = current(&txn, tenant, subject, expected).await?;
     may_touch(caller, level)?;
     may_touch(caller, Level::parse(&m.role).unwrap_or(Level::None))?;
@@ -314,7 +362,7 @@ pub async fn remove(
     subject: &str,
     expected: i64,
 ) -> Result<member::Model> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let m = current(&txn, tenant, subject, expected).await?;
     may_touch(caller, Level::parse(&m.role).unwrap_or(Level::None))?;
     if m.role == "owner" && owners(&txn, tenant).await? <= 1 {
@@ -342,7 +390,7 @@ pub async fn transfer_ownership(
     if from == to {
         return Err(Error::bad_input("input.to", "you already own this tenant"));
     }
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let target = current(&txn, tenant, to, expected).await?;
     let me = member::Entity::find_by_id((tenant.0, from.to_owned()))
         .one(&txn)

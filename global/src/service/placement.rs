@@ -186,6 +186,7 @@ mod tests {
             weight: 1,
             labels: "{}".into(),
             state: ACCEPTING.into(),
+            version: 1,
         }
     }
 

@@ -30,7 +30,11 @@ pub fn judge(d: &mut Rollout, cells: &[String]) -> Change {
     let missing: Vec<String> = d
         .target_cells
         .iter()
-        .filter(|id| d.cells.get(*id).is_none_or(|a| a.stage < stage))
+        .filter(|id| {
+            d.cells
+                .get(*id)
+                .is_none_or(|a| a.stage < stage || a.state == Some(RolloutState::Pending))
+        })
         .cloned()
         .collect();
     let stuck = |d: &mut Rollout, c: &mut Change, reason: String, cells: Vec<String>| {
@@ -121,6 +125,9 @@ async fn tick(st: &State) -> Result<()> {
     for r in rollouts::active(st).await? {
         let frozen = rollouts::frozen_by(st, &r.doc).await?;
         rollouts::modify(st, r.doc.plan.id, None, |d| {
+            if d.plan.state == RolloutState::Pending {
+                return Ok(rollouts::begin_if_due(d, &cells));
+            }
             if !matches!(d.plan.state, RolloutState::Running | RolloutState::Stuck) {
                 return Ok(Change::default());
             }
@@ -157,18 +164,31 @@ pub async fn on_ack(st: &State, a: &Ack, version: i64) -> Result<()> {
     let entity = ack_entity(a.rollout_id, &a.cell);
     let res = rollouts::modify(st, a.rollout_id, Some((&entity, version)), |d| {
         let mut c = Change::default();
-        let prev = d.cells.get(&a.cell).map(|x| x.stage);
-        d.cells.insert(
-            a.cell.clone(),
-            CellAck {
-                stage: a.stage,
-                exposed_tenants: a.exposed_tenants,
-                excluded_tenants: a.excluded_tenants,
-                tenants: a.tenants,
-                at: Utc::now(),
-            },
-        );
-        if prev != Some(a.stage) || a.state.exposes() {
+        let prev = d.cells.get(&a.cell).cloned();
+        let now = CellAck {
+            stage: a.stage,
+            state: Some(a.state),
+            plan_version: f::report::ack_plan_version(version),
+            exposed_tenants: a.exposed_tenants,
+            excluded_tenants: a.excluded_tenants,
+            tenants: a.tenants,
+            at: Utc::now(),
+        };
+        // Cells acknowledge again when their exposure changes and now and
+        // then regardless: history records a new stage, and what changed
+        // while the stage is served (not the end of a finished rollout).
+        let new_stage = prev.as_ref().is_none_or(|p| p.stage != a.stage);
+        let changed = prev.as_ref().is_none_or(|p| {
+            (p.state, p.exposed_tenants, p.excluded_tenants, p.tenants)
+                != (
+                    now.state,
+                    now.exposed_tenants,
+                    now.excluded_tenants,
+                    now.tenants,
+                )
+        });
+        d.cells.insert(a.cell.clone(), now);
+        if new_stage || (changed && a.state.exposes()) {
             c.entries.push(entry(
                 "CELL_ACKNOWLEDGED",
                 format!(

@@ -32,6 +32,13 @@ use crate::entity::{rollout, tenant};
 #[serde(rename_all = "camelCase")]
 pub struct CellAck {
     pub stage: usize,
+    /// The plan state the cell served when it acknowledged (None: an
+    /// acknowledgement recorded before states were kept).
+    #[serde(default)]
+    pub state: Option<RolloutState>,
+    /// The plan version it acknowledged.
+    #[serde(default)]
+    pub plan_version: i64,
     pub exposed_tenants: i64,
     pub excluded_tenants: i64,
     pub tenants: i64,
@@ -62,6 +69,9 @@ pub struct Stuck {
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
     pub plan: RolloutPlan,
+    /// When a PENDING rollout starts its first stage by itself.
+    #[serde(default)]
+    pub start_at: Option<DateTime<Utc>>,
     pub ack_deadline_seconds: i64,
     pub stage_started_at: DateTime<Utc>,
     /// The cells that must acknowledge the current stage.
@@ -102,6 +112,8 @@ pub struct NewRollout {
     pub requires_tenant_version: Option<String>,
     pub allow_empty_cohort: bool,
     pub ack_deadline_seconds: i64,
+    /// Later than now: the rollout is PENDING until then.
+    pub start_at: Option<DateTime<Utc>>,
 }
 
 fn decode(m: rollout::Model) -> Result<Stored> {
@@ -131,10 +143,11 @@ pub async fn list(st: &State, state: Option<RolloutState>) -> Result<Vec<Stored>
 /// Rollouts whose progress the loop drives.
 pub async fn active(st: &State) -> Result<Vec<Stored>> {
     rollout::Entity::find()
-        .filter(
-            rollout::Column::State
-                .is_in([RolloutState::Running.as_str(), RolloutState::Stuck.as_str()]),
-        )
+        .filter(rollout::Column::State.is_in([
+            RolloutState::Pending.as_str(),
+            RolloutState::Running.as_str(),
+            RolloutState::Stuck.as_str(),
+        ]))
         .all(&st.db)
         .await?
         .into_iter()
@@ -179,6 +192,7 @@ fn cohort_matches(
     (c.tenant_ids.is_empty() || c.tenant_ids.contains(&t.id))
         && (c.cell_ids.is_empty() || c.cell_ids.contains(&t.cell_id))
         && (c.regions.is_empty() || c.regions.contains(&t.region))
+        && (c.plans.is_empty() || c.plans.contains(&t.plan))
         && c.percentage
             .is_none_or(|p| bucket(salt, t.id) < threshold(p))
         && req.is_none_or(|r| r.matches(&semver::Version::new(t.version.max(0) as u64, 0, 0)))
@@ -276,7 +290,7 @@ pub async fn start(st: &State, actor: &str, key: &IdempotencyKey, n: NewRollout)
         Err(_) => idempotency::release(&st.db, "startRollout", key).await?,
     }
     let s = result?;
-    publish_all(st, &s, &s.doc.history);
+    publish_all(st, &s, &s.doc.history).await;
     Ok(s)
 }
 
@@ -287,7 +301,7 @@ async fn create(
     n: NewRollout,
     req: Option<semver::VersionReq>,
 ) -> Result<Stored> {
-    let txn = st.db.begin().await?;
+    let txn = shared::db::begin_write(&st.db).await?;
     // Lock the flag row: two rollouts of one flag cannot start at once.
     let flag = store::flag::Entity::find_by_id(n.flag_key.clone())
         .lock_exclusive()
@@ -322,7 +336,16 @@ async fn create(
         )));
     }
     if !n.allow_empty_cohort {
-        let tenants = tenant::Entity::find().all(&txn).await?;
+        // Tenants cells serve: the directory's plan column makes the plan
+        // dimension exact without asking cells.
+        let tenants = tenant::Entity::find()
+            .filter(tenant::Column::CellId.ne(""))
+            .filter(tenant::Column::Status.is_not_in([
+                shared::model::TenantStatus::Failed.as_str(),
+                shared::model::TenantStatus::Deleted.as_str(),
+            ]))
+            .all(&txn)
+            .await?;
         for (i, s) in n.stages.iter().enumerate() {
             if !tenants
                 .iter()
@@ -340,7 +363,25 @@ async fn create(
     }
     let now = Utc::now();
     let first = n.stages[0].name.clone();
+    let pending = n.start_at.filter(|at| *at > now);
+    let (state, history) = match pending {
+        Some(at) => (
+            RolloutState::Pending,
+            vec![entry(
+                "PENDING",
+                format!("by {actor}; starts at {}", at.to_rfc3339()),
+            )],
+        ),
+        None => (
+            RolloutState::Running,
+            vec![
+                entry("STARTED", format!("by {actor}")),
+                entry("STAGE_STARTED", format!("stage 0 `{first}`")),
+            ],
+        ),
+    };
     let doc = Rollout {
+        start_at: pending,
         plan: RolloutPlan {
             id,
             flag_key: n.flag_key,
@@ -348,19 +389,16 @@ async fn create(
             variant: n.variant,
             stages: n.stages,
             requires_tenant_version: n.requires_tenant_version,
-            state: RolloutState::Running,
+            state,
             stage: 0,
         },
         ack_deadline_seconds: n.ack_deadline_seconds,
-        stage_started_at: now,
+        stage_started_at: pending.unwrap_or(now),
         target_cells: st.cells.all().into_iter().map(|c| c.id).collect(),
         cells: BTreeMap::new(),
         health: Health::default(),
         stuck: None,
-        history: vec![
-            entry("STARTED", format!("by {actor}")),
-            entry("STAGE_STARTED", format!("stage 0 `{first}`")),
-        ],
+        history,
         created_by: actor.to_owned(),
         created_at: now,
     };
@@ -395,16 +433,19 @@ pub fn entry(event: &str, detail: String) -> HistoryEntry {
     }
 }
 
-fn publish_all(st: &State, s: &Stored, entries: &[HistoryEntry]) {
+/// Pushes each entry to `rolloutProgress` subscribers of every replica.
+async fn publish_all(st: &State, s: &Stored, entries: &[HistoryEntry]) {
     for e in entries {
-        let _ = st.rollout_events.send(Progress {
-            rollout_id: s.doc.plan.id,
-            at: e.at,
-            event: e.event.clone(),
-            detail: e.detail.clone(),
-            state: s.doc.plan.state,
-            stage: s.doc.plan.stage,
-        });
+        st.rollout_events
+            .publish(Progress {
+                rollout_id: s.doc.plan.id,
+                at: e.at,
+                event: e.event.clone(),
+                detail: e.detail.clone(),
+                state: s.doc.plan.state,
+                stage: s.doc.plan.stage,
+            })
+            .await;
     }
 }
 
@@ -417,8 +458,7 @@ pub struct Change {
 }
 
 /// Applies `f` to the rollout and writes it if it changed anything, under
-/// optimistic concurrency (retried when another writer got there first, or
-/// when SQLite refuses to upgrade a reader to a writer: `database is locked`).
+/// optimistic concurrency (retried when another writer got there first).
 /// `applied` is a stream entity version to advance in the same transaction:
 /// when it is not newer, nothing is done.
 pub async fn modify(
@@ -427,23 +467,14 @@ pub async fn modify(
     applied: Option<(&str, i64)>,
     mut f: impl FnMut(&mut Rollout) -> Result<Change>,
 ) -> Result<Stored> {
-    for attempt in 0..20u64 {
-        match try_modify(st, id, applied, &mut f).await {
-            Ok(Some(s)) => return Ok(s),
-            Ok(None) => {}
-            Err(e) if is_busy(&e) => {
-                tokio::time::sleep(std::time::Duration::from_millis(5 * (attempt + 1))).await;
-            }
-            Err(e) => return Err(e),
+    for _ in 0..20 {
+        if let Some(s) = try_modify(st, id, applied, &mut f).await? {
+            return Ok(s);
         }
     }
     Err(Error::Unavailable(format!(
         "rollout {id} is changing too often; retry"
     )))
-}
-
-fn is_busy(e: &Error) -> bool {
-    matches!(e, Error::Internal(inner) if format!("{inner:#}").contains("database is locked"))
 }
 
 /// One attempt; `None` when another writer changed the rollout first.
@@ -453,7 +484,9 @@ async fn try_modify(
     applied: Option<(&str, i64)>,
     f: &mut impl FnMut(&mut Rollout) -> Result<Change>,
 ) -> Result<Option<Stored>> {
-    let txn = st.db.begin().await?;
+    // Reads, then writes: IMMEDIATE on SQLite, so the write cannot fail
+    // because another connection wrote after the read.
+    let txn = shared::db::begin_write(&st.db).await?;
     let cur = get(&txn, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("rollout {id} not found")))?;
@@ -488,7 +521,7 @@ async fn try_modify(
         version: cur.version + 1,
         plan_version,
     };
-    publish_all(st, &s, &change.entries);
+    publish_all(st, &s, &change.entries).await;
     Ok(Some(s))
 }
 
@@ -599,6 +632,17 @@ pub async fn operate(st: &State, id: Uuid, op: Op, actor: &str) -> Result<Stored
         };
         let mut c = Change::default();
         match op {
+            Op::Pause if state == RolloutState::Pending => {
+                return refuse("pause (it has not started; roll it back to cancel)");
+            }
+            Op::Resume if state == RolloutState::Pending => {
+                return refuse("resume (it has not started; advance it to start now)");
+            }
+            Op::Advance if state == RolloutState::Pending => {
+                c.entries
+                    .push(entry("ADVANCED", format!("start time skipped by {actor}")));
+                begin(d, &cells, &mut c);
+            }
             Op::Pause => match state {
                 RolloutState::Paused => {}
                 RolloutState::Running | RolloutState::Stuck => {
@@ -636,6 +680,33 @@ pub async fn operate(st: &State, id: Uuid, op: Op, actor: &str) -> Result<Stored
         Ok(c)
     })
     .await
+}
+
+/// A PENDING rollout starts its first stage (the canary). Acknowledgements
+/// of the pending plan do not count for it: every cell acknowledges again.
+pub fn begin(d: &mut Rollout, cells: &[String], c: &mut Change) {
+    c.plan = true;
+    d.plan.state = RolloutState::Running;
+    d.plan.stage = 0;
+    d.stage_started_at = Utc::now();
+    d.health = Health::default();
+    d.target_cells = cells.to_vec();
+    d.cells.clear();
+    c.entries
+        .push(entry("STARTED", "start time reached".into()));
+    c.entries.push(entry(
+        "STAGE_STARTED",
+        format!("stage 0 `{}`", d.plan.stages[0].name),
+    ));
+}
+
+/// Starts a PENDING rollout whose start time came.
+pub fn begin_if_due(d: &mut Rollout, cells: &[String]) -> Change {
+    let mut c = Change::default();
+    if d.plan.state == RolloutState::Pending && d.start_at.is_none_or(|at| at <= Utc::now()) {
+        begin(d, cells, &mut c);
+    }
+    c
 }
 
 /// Moves to the next stage, or completes after the last.

@@ -47,15 +47,16 @@ impl Change {
     }
 }
 
-/// Applies `change` under `expected` (the directory version; None: any),
-/// with an idempotency key when given: a retry with the key gets the
-/// tenant as it is now.
+/// Applies `change` under `expected` (the directory version; None: any).
+/// The idempotency key is completed with the answer in the change's own
+/// transaction: a retry with the key gets that first answer, not the
+/// tenant as it is by then.
 pub async fn change(
     st: &State,
     actor: &str,
     id: TenantId,
     expected: Option<i64>,
-    key: Option<&IdempotencyKey>,
+    key: &IdempotencyKey,
     change: Change,
 ) -> Result<tenant::Model> {
     if let Change::Deprovision { grace_seconds } = change {
@@ -68,27 +69,38 @@ pub async fn change(
         }
     }
     let op = change.action();
-    if let Some(key) = key {
-        let hash = idempotency::fingerprint(&(id, expected, change));
-        let claim = idempotency::claim(&st.db, op, key, actor, &hash, &id.to_string()).await?;
-        if claim.resource_id != id.to_string() {
-            return Err(Error::Conflict(format!(
-                "idempotency key `{key}` was already used for another tenant"
-            )));
-        }
-        if claim.done {
-            return crate::service::directory::get(&st.db, id)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")));
-        }
-        let result = apply(st, id, expected, change).await;
-        match &result {
-            Ok(_) => idempotency::complete(&st.db, op, key).await?,
-            Err(_) => idempotency::release(&st.db, op, key).await?,
-        }
-        return result;
+    let hash = idempotency::fingerprint(&(id, expected, change));
+    let claim = idempotency::claim(&st.db, op, key, actor, &hash, &id.to_string()).await?;
+    if claim.resource_id != id.to_string() {
+        return Err(Error::Conflict(format!(
+            "idempotency key `{key}` was already used for another tenant"
+        )));
     }
-    apply(st, id, expected, change).await
+    if claim.done {
+        return replay(st, id, claim.answer).await;
+    }
+    match apply(st, id, expected, change, Some((op, key))).await {
+        Ok(row) => Ok(row),
+        Err(e) => {
+            // A concurrent twin with the key may have finished meanwhile.
+            if let Some(twin) = idempotency::answer(&st.db, op, key).await? {
+                return replay(st, id, Some(twin)).await;
+            }
+            idempotency::release(&st.db, op, key).await?;
+            Err(e)
+        }
+    }
+}
+
+/// The first answer of a keyed change (the tenant as it is now when none
+/// was recorded).
+async fn replay(st: &State, id: TenantId, answer: Option<String>) -> Result<tenant::Model> {
+    if let Some(a) = answer.and_then(|a| serde_json::from_str(&a).ok()) {
+        return Ok(a);
+    }
+    crate::service::directory::get(&st.db, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("tenant {id} not found")))
 }
 
 async fn apply(
@@ -96,6 +108,7 @@ async fn apply(
     id: TenantId,
     expected: Option<i64>,
     change: Change,
+    key: Option<(&str, &IdempotencyKey)>,
 ) -> Result<tenant::Model> {
     let txn = st.db.begin().await?;
     // Write first: locks the row (PostgreSQL) or the database (SQLite, which
@@ -186,6 +199,9 @@ async fn apply(
         ..row
     };
     outbox::enqueue(&txn, &event(&updated)?).await?;
+    if let Some((op, key)) = key {
+        idempotency::complete_with(&txn, op, key, &updated).await?;
+    }
     txn.commit().await?;
     st.relay.nudge();
     st.events

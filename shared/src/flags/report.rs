@@ -42,3 +42,41 @@ pub struct Signals {
 pub fn ack_entity(rollout: Uuid, cell: &str) -> String {
     format!("rollout-ack:{rollout}:{cell}")
 }
+
+/// Bits of an acknowledgement's version below the plan version: the
+/// milliseconds since 2024 (69 years), so a cell's re-acknowledgements of
+/// one plan are each newer than the last, and an ack of a newer plan is
+/// newer than all of them.
+const ACK_CLOCK_BITS: u32 = 41;
+
+/// The version of a cell's acknowledgement of plan version `plan_version`,
+/// newer than `last` (the previous one it sent for that rollout).
+pub fn ack_version(plan_version: i64, last: Option<i64>) -> i64 {
+    let since = (chrono::Utc::now().timestamp_millis() - 1_704_067_200_000).max(0);
+    let v = (plan_version << ACK_CLOCK_BITS) | (since & ((1i64 << ACK_CLOCK_BITS) - 1));
+    match last {
+        Some(l) if l >= v && ack_plan_version(l) == plan_version => l + 1,
+        _ => v,
+    }
+}
+
+/// The plan version an acknowledgement's version was made from.
+pub fn ack_plan_version(version: i64) -> i64 {
+    version >> ACK_CLOCK_BITS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_versions_grow_within_a_plan_and_across_plans() {
+        let a = ack_version(3, None);
+        let b = ack_version(3, Some(a));
+        assert!(b > a);
+        assert_eq!(ack_plan_version(b), 3);
+        let c = ack_version(4, Some(b));
+        assert!(c > b);
+        assert_eq!(ack_plan_version(c), 4);
+    }
+}
