@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddPurgeAt),
             Box::new(CreatePlans),
             Box::new(shared::sync::migration::PendingOutboxIndex),
+            Box::new(shared::audit::migration::ChainAuditLog),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! The global database schema.
 
+mod breakglass;
 mod ops;
 mod sync;
 
@@ -29,6 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(shared::sync::migration::PendingOutboxIndex),
             Box::new(AddTenantPlan),
             Box::new(ops::CreateOpsRecords),
+            Box::new(shared::audit::migration::ChainAuditLog),
+            Box::new(breakglass::CreateBreakGlass),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! The cell's GraphQL API: used by the global tier (service identity) and
 //! by per-cell administration.
 
+mod audit;
 mod config;
 mod impact;
 mod mutation;
@@ -32,6 +33,7 @@ pub struct AllQuery(
     projects::ProjectsQuery,
     plans::PlansQuery,
     impact::ImpactQuery,
+    audit::AuditQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use shared::auth::{Keys, Principal, Role, bearer};
+use shared::breakglass::Revocations;
 use shared::error::Error;
 use shared::ids::CellId;
 use shared::quota::hooks::{
@@ -26,16 +27,28 @@ use crate::quota::{Engine, usage};
 struct Hooks {
     engine: Arc<Engine>,
     keys: Arc<Keys>,
+    revocations: Revocations,
     cell: CellId,
 }
 
-pub fn router(engine: Arc<Engine>, keys: Arc<Keys>, cell: CellId, max_body: usize) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    keys: Arc<Keys>,
+    revocations: Revocations,
+    cell: CellId,
+    max_body: usize,
+) -> Router {
     Router::new()
         .route(CHECK, post(check))
         .route(CONSUME, post(consume))
         .route(USAGE, post(ingest))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(Hooks { engine, keys, cell })
+        .with_state(Hooks {
+            engine,
+            keys,
+            revocations,
+            cell,
+        })
 }
 
 fn error(e: Error) -> Response {
@@ -65,6 +78,9 @@ fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Principal, Error> {
         .keys
         .verify(token)
         .map_err(|_| Error::Unauthenticated("the token is invalid or expired".into()))?;
+    h.revocations
+        .check(&p)
+        .map_err(|_| Error::Unauthenticated("this break-glass access was revoked".into()))?;
     if let Some(c) = &p.cell
         && c != &h.cell
     {

@@ -1,6 +1,8 @@
 //! The global GraphQL API: the one API of the admin UI, tools and SREs.
 
+mod audit;
 mod auth;
+mod breakglass;
 mod config;
 mod flags;
 mod lifecycle;
@@ -39,6 +41,8 @@ pub struct AllQuery(
     sync::SyncQuery,
     quota::QuotaQuery,
     placement::PlacementQuery,
+    audit::AuditQuery,
+    breakglass::BreakGlassQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]
@@ -55,6 +59,7 @@ pub struct AllMutation(
     placement::PlacementMutation,
     plans::PlansMutation,
     members::MembersMutation,
+    breakglass::BreakGlassMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

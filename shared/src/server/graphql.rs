@@ -17,6 +17,7 @@ use axum::routing::get;
 
 use super::Shared;
 use crate::auth::{Keys, Principal, bearer};
+use crate::breakglass::{self, Revocations};
 use crate::error::{Code, Error};
 use crate::metrics::Metrics;
 use crate::request::RequestId;
@@ -38,6 +39,7 @@ pub struct GraphqlRoutes;
 struct GqlState<E> {
     executor: E,
     keys: Arc<Keys>,
+    revocations: Revocations,
     metrics: Metrics,
     dev_mode: bool,
     timeout: std::time::Duration,
@@ -48,6 +50,7 @@ impl GraphqlRoutes {
         let st = GqlState {
             executor,
             keys: shared.keys.clone(),
+            revocations: shared.revocations.clone(),
             metrics: shared.metrics.clone(),
             dev_mode: shared.dev_mode,
             timeout: std::time::Duration::from_millis(shared.limits.request_timeout_ms),
@@ -106,6 +109,7 @@ async fn post_graphql<E: Executor>(
     };
     let principal = match authenticate(
         &st.keys,
+        &st.revocations,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
@@ -135,8 +139,21 @@ async fn post_graphql<E: Executor>(
             );
         }
     };
+    let bg = breakglass::of_request(
+        &principal,
+        headers
+            .get(breakglass::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if let Some(id) = bg {
+        span.0.record("break_glass", tracing::field::display(id));
+    }
     let request = request.data(principal).data(request_id.clone()).data(span);
-    let Ok(mut response) = tokio::time::timeout(st.timeout, st.executor.execute(request)).await
+    let Ok(mut response) = tokio::time::timeout(
+        st.timeout,
+        breakglass::scope(bg, st.executor.execute(request)),
+    )
+    .await
     else {
         st.metrics
             .graphql_errors
@@ -159,13 +176,20 @@ async fn post_graphql<E: Executor>(
     axum::Json(response).into_response()
 }
 
-/// Verifies the bearer token and logs why one was refused.
-fn authenticate(keys: &Keys, authorization: Option<&str>) -> Result<Principal, Error> {
+/// Verifies the bearer token (and that its break-glass request, if any, was
+/// not revoked) and logs why one was refused.
+fn authenticate(
+    keys: &Keys,
+    revocations: &Revocations,
+    authorization: Option<&str>,
+) -> Result<Principal, Error> {
     let token = bearer(authorization)?;
-    keys.verify(token).map_err(|e| {
-        tracing::info!(reason = %e, "token refused");
-        Error::from(e)
-    })
+    keys.verify(token)
+        .and_then(|p| revocations.check(&p).map(|()| p))
+        .map_err(|e| {
+            tracing::info!(reason = %e, "token refused");
+            Error::from(e)
+        })
 }
 
 /// Errors raised by the GraphQL engine itself (parse, validation, limits,
@@ -214,14 +238,15 @@ async fn websocket<E: Executor>(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let keys = st.keys.clone();
+    let revocations = st.revocations.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, st.executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let auth = connection_token(&payload);
-                    let principal =
-                        authenticate(&keys, auth.as_deref()).map_err(Error::into_gql)?;
+                    let principal = authenticate(&keys, &revocations, auth.as_deref())
+                        .map_err(Error::into_gql)?;
                     let mut data = Data::default();
                     data.insert(principal);
                     data.insert(RequestId::new());

@@ -54,6 +54,7 @@ pub async fn observe(
         cell = st.component.cell.as_deref(),
         region = st.component.region.as_deref(),
         tenant_id = tracing::field::Empty,
+        break_glass = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     crate::telemetry::adopt_remote_parent(&span, req.headers());
