@@ -72,7 +72,9 @@ async fn resync_loop(
     loop {
         match resync(&list, &client, &url).await {
             Ok(_) => synced = true,
-            Err(e) => tracing::debug!(error = %e, "revocation resync skipped; the global tier is unreachable"),
+            Err(e) => {
+                tracing::debug!(error = %e, "revocation resync skipped; the global tier is unreachable")
+            }
         }
         // Until the first load succeeds, retry soon.
         let wait = if synced {

@@ -52,7 +52,11 @@ async fn mutations_are_audited_on_both_tiers() {
     );
 
     let by_tenant = s
-        .gql(&sre, LOG, json!({ "f": { "tenantId": id, "source": "global" } }))
+        .gql(
+            &sre,
+            LOG,
+            json!({ "f": { "tenantId": id, "source": "global" } }),
+        )
         .await;
     assert_eq!(
         by_tenant["data"]["auditLog"]["nodes"]
@@ -136,20 +140,36 @@ async fn the_chain_check_finds_an_altered_and_a_removed_entry() {
 
     let db = &s.global.state.db;
     // Alter one field of entry 3 directly in the database.
-    exec(db, "UPDATE audit_log SET actor = 'someone-else' WHERE source = '' AND seq = 3").await;
+    exec(
+        db,
+        "UPDATE audit_log SET actor = 'someone-else' WHERE source = '' AND seq = 3",
+    )
+    .await;
     let bad = s.gql(&sre, VERIFY, json!({})).await;
     let v = &bad["data"]["verifyAuditChain"];
     assert_eq!(v["valid"], false, "{bad}");
     assert_eq!(v["firstBroken"]["seq"], 3, "{bad}");
     assert_eq!(v["checked"], 2, "{bad}");
-    assert!(v["firstBroken"]["reason"].as_str().unwrap().contains("altered"));
+    assert!(
+        v["firstBroken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("altered")
+    );
     let id3 = v["firstBroken"]["id"].as_str().unwrap().to_owned();
     // A range that stops before it is still whole.
     let before = s.gql(&sre, VERIFY, json!({ "from": 1, "to": 2 })).await;
-    assert_eq!(before["data"]["verifyAuditChain"]["valid"], true, "{before}");
+    assert_eq!(
+        before["data"]["verifyAuditChain"]["valid"], true,
+        "{before}"
+    );
 
     // Put it back: whole again.
-    exec(db, "UPDATE audit_log SET actor = 'nosy' WHERE source = '' AND seq = 3").await;
+    exec(
+        db,
+        "UPDATE audit_log SET actor = 'nosy' WHERE source = '' AND seq = 3",
+    )
+    .await;
     let fixed = s.gql(&sre, VERIFY, json!({})).await;
     assert_eq!(fixed["data"]["verifyAuditChain"]["valid"], true, "{fixed}");
 
@@ -159,7 +179,12 @@ async fn the_chain_check_finds_an_altered_and_a_removed_entry() {
     let v = &gap["data"]["verifyAuditChain"];
     assert_eq!(v["valid"], false, "{gap}");
     assert_eq!(v["firstBroken"]["seq"], 4, "{gap}");
-    assert!(v["firstBroken"]["reason"].as_str().unwrap().contains("entry 3 is missing"));
+    assert!(
+        v["firstBroken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("entry 3 is missing")
+    );
 
     // Removing the newest entry is noticed too: the head remembers it.
     exec(db, "DELETE FROM audit_log WHERE source = '' AND seq = (SELECT MAX(seq) FROM audit_log WHERE source = '')").await;
@@ -178,7 +203,12 @@ async fn the_chain_check_finds_an_altered_and_a_removed_entry() {
 }
 
 /// Polls the global audit log until `pred` holds for the entries of `f`.
-async fn wait_for(s: &Stack, token: &str, f: serde_json::Value, pred: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+async fn wait_for(
+    s: &Stack,
+    token: &str,
+    f: serde_json::Value,
+    pred: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let log = s.gql(token, LOG, json!({ "f": f })).await;
@@ -202,12 +232,9 @@ async fn cells_keep_their_own_chain_and_ship_it_to_the_global_tier() {
     let sre = s.token("oncall", &[Role::Sre], &[], None);
 
     // The cell's entries reach the global log with their cell as source.
-    let shipped = wait_for(
-        &s,
-        &sre,
-        json!({ "source": "eu-west-1-a" }),
-        |n| n.len() >= 2,
-    )
+    let shipped = wait_for(&s, &sre, json!({ "source": "eu-west-1-a" }), |n| {
+        n.len() >= 2
+    })
     .await;
     assert_eq!(shipped[0]["action"], "allocateTenantResources");
     assert_eq!(shipped[0]["seq"], 2);
@@ -228,25 +255,29 @@ async fn cells_keep_their_own_chain_and_ship_it_to_the_global_tier() {
         "{both}"
     );
     // The shipped copy verifies, as does the cell's own chain on its API.
-    let copy = s
-        .gql(&sre, VERIFY, json!({ "cell": "eu-west-1-a" }))
-        .await;
+    let copy = s.gql(&sre, VERIFY, json!({ "cell": "eu-west-1-a" })).await;
     assert_eq!(copy["data"]["verifyAuditChain"]["valid"], true, "{copy}");
     assert_eq!(copy["data"]["verifyAuditChain"]["checked"], 2, "{copy}");
     let cell = s.cell("eu-west-1-a");
-    let (_, own) = s.gql_at(&cell.url(), Some(&sre), VERIFY_CELL, json!({})).await;
+    let (_, own) = s
+        .gql_at(&cell.url(), Some(&sre), VERIFY_CELL, json!({}))
+        .await;
     assert_eq!(own["data"]["verifyAuditChain"]["valid"], true, "{own}");
 
     // An entry altered in the cell's database: the cell's check finds it,
     // and the global tier's copy still holds what was shipped.
-    exec(&cell.state.db, "UPDATE audit_log SET detail = '{}' WHERE source = '' AND seq = 1").await;
-    let (_, bad) = s.gql_at(&cell.url(), Some(&sre), VERIFY_CELL, json!({})).await;
+    exec(
+        &cell.state.db,
+        "UPDATE audit_log SET detail = '{}' WHERE source = '' AND seq = 1",
+    )
+    .await;
+    let (_, bad) = s
+        .gql_at(&cell.url(), Some(&sre), VERIFY_CELL, json!({}))
+        .await;
     let v = &bad["data"]["verifyAuditChain"];
     assert_eq!(v["valid"], false, "{bad}");
     assert_eq!(v["firstBroken"]["seq"], 1, "{bad}");
-    let copy = s
-        .gql(&sre, VERIFY, json!({ "cell": "eu-west-1-a" }))
-        .await;
+    let copy = s.gql(&sre, VERIFY, json!({ "cell": "eu-west-1-a" })).await;
     assert_eq!(copy["data"]["verifyAuditChain"]["valid"], true, "{copy}");
 
     // Shipping is idempotent by (cell, seq): applying the same events again stores nothing.
@@ -294,7 +325,11 @@ async fn the_audit_log_pages_newest_first_without_overlap() {
     assert_eq!(seen.len(), 5, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
     let bad = s
-        .gql(&sre, "{ auditLog(after: \"nonsense\") { nodes { id } } }", json!({}))
+        .gql(
+            &sre,
+            "{ auditLog(after: \"nonsense\") { nodes { id } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(code(&bad), Some("BAD_USER_INPUT"));
     let bad = s

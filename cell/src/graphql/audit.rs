@@ -26,9 +26,7 @@ impl AuditQuery {
         let own = st.cell_id.as_str();
         let (first, after) = api::page_args(first, after).gql()?;
         let f = api::filter(p, filter, own).gql()?;
-        let (rows, more) = shared::audit::page(&st.db, &f, first, after)
-            .await
-            .gql()?;
+        let (rows, more) = shared::audit::page(&st.db, &f, first, after).await.gql()?;
         Ok(api::connection(rows, after.is_some(), more, own))
     }
 

@@ -31,9 +31,7 @@ impl AuditQuery {
         let (st, p) = caller(ctx).gql()?;
         let (first, after) = api::page_args(first, after).gql()?;
         let f = api::filter(p, filter, OWN).gql()?;
-        let (rows, more) = shared::audit::page(&st.db, &f, first, after)
-            .await
-            .gql()?;
+        let (rows, more) = shared::audit::page(&st.db, &f, first, after).await.gql()?;
         Ok(api::connection(rows, after.is_some(), more, OWN))
     }
 
@@ -57,9 +55,6 @@ impl AuditQuery {
                 .gql()?
                 .to_string(),
         };
-        Ok(chain::verify(&st.db, &source, from, to)
-            .await
-            .gql()?
-            .into())
+        Ok(chain::verify(&st.db, &source, from, to).await.gql()?.into())
     }
 }

@@ -251,7 +251,16 @@ impl BreakGlassMutation {
         let bid = id_arg(&id)?;
         let result = breakglass::approve(st, p, bid, expected_version).await;
         let detail = json!({ "expectedVersion": expected_version });
-        refused(st, p, "approveBreakGlass", None, Some(id.0), detail, &result).await?;
+        refused(
+            st,
+            p,
+            "approveBreakGlass",
+            None,
+            Some(id.0),
+            detail,
+            &result,
+        )
+        .await?;
         Ok(result.gql()?.into())
     }
 

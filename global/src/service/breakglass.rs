@@ -110,7 +110,9 @@ pub async fn visible(st: &State, p: &Principal, id: Uuid) -> Result<bg::Model> {
     if p.has_any(&OPERATORS) || m.requester == p.subject {
         Ok(m)
     } else {
-        Err(Error::NotFound(format!("break-glass request {id} not found")))
+        Err(Error::NotFound(format!(
+            "break-glass request {id} not found"
+        )))
     }
 }
 
@@ -527,11 +529,7 @@ pub async fn live_revocations<C: ConnectionTrait>(db: &C) -> Result<Vec<Revoked>
         .filter(bg::Column::Status.eq(REVOKED))
         .all(db)
         .await?;
-    Ok(rows
-        .iter()
-        .map(revoked)
-        .filter(|r| r.until > now)
-        .collect())
+    Ok(rows.iter().map(revoked).filter(|r| r.until > now).collect())
 }
 
 /// Expires unapproved requests past their deadline and approved ones past

@@ -117,7 +117,8 @@ pub fn filter(p: &Principal, f: Option<AuditFilter>, own: &str) -> Result<Filter
     let f = f.unwrap_or_default();
     let uuid = |field: &str, v: Option<ID>| -> Result<Option<Uuid>> {
         v.map(|v| {
-            Uuid::parse_str(&v).map_err(|_| Error::bad_input(field, format!("`{}` is not an id", v.0)))
+            Uuid::parse_str(&v)
+                .map_err(|_| Error::bad_input(field, format!("`{}` is not an id", v.0)))
         })
         .transpose()
     };

@@ -164,7 +164,11 @@ pub async fn ship_as(db: &DatabaseConnection, origin: &str) -> Result<()> {
 
 /// Stores entries a cell shipped, once each: `(source, seq)` is unique, so
 /// redelivery changes nothing. Returns how many were new.
-pub async fn store_shipped<C: ConnectionTrait>(db: &C, cell: &str, entries: Vec<Entry>) -> Result<u64> {
+pub async fn store_shipped<C: ConnectionTrait>(
+    db: &C,
+    cell: &str,
+    entries: Vec<Entry>,
+) -> Result<u64> {
     if entries.is_empty() {
         return Ok(0);
     }
@@ -309,7 +313,10 @@ pub async fn verify<C: ConnectionTrait>(
 async fn last_seq<C: ConnectionTrait>(db: &C, source: &str) -> Result<i64> {
     let backend = db.get_database_backend();
     let q = if source == OWN {
-        params(backend, "SELECT seq FROM audit_chain_head WHERE source = $1")
+        params(
+            backend,
+            "SELECT seq FROM audit_chain_head WHERE source = $1",
+        )
     } else {
         params(
             backend,
@@ -319,7 +326,10 @@ async fn last_seq<C: ConnectionTrait>(db: &C, source: &str) -> Result<i64> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(backend, q, [source.into()]))
         .await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "seq")).transpose()?.unwrap_or(0))
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "seq"))
+        .transpose()?
+        .unwrap_or(0))
 }
 
 /// Migration step: chains the entries written before the chain existed, in
