@@ -98,6 +98,39 @@ pub fn of_request(p: &Principal, header: Option<&str>) -> Option<Uuid> {
     })
 }
 
+/// Applies revocations from [`STREAM`] into `list` until `shutdown`. Each
+/// process reads the stream in a group of its own (`group`), so every
+/// replica of every tier hears every revocation.
+pub fn spawn_consumer(
+    transport: Arc<dyn crate::sync::Transport>,
+    group: String,
+    list: Revocations,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use crate::sync::{Event, consumer};
+    let handler: consumer::Handler = Arc::new(move |events: Vec<Event>| {
+        let list = list.clone();
+        Box::pin(async move {
+            for e in events {
+                match serde_json::from_value::<Revoked>(e.payload) {
+                    Ok(r) => list.revoke(&r),
+                    Err(err) => tracing::warn!(error = %err, "unreadable revocation skipped"),
+                }
+            }
+            Ok(())
+        })
+    });
+    let cfg = consumer::Config {
+        stream: STREAM.into(),
+        consumer: group.clone(),
+        group,
+        batch: 100,
+        block: std::time::Duration::from_secs(1),
+        claim_idle: std::time::Duration::from_secs(30),
+    };
+    tokio::spawn(consumer::run(transport, cfg, handler, None, shutdown))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,37 +168,4 @@ mod tests {
         assert!(!r.is_revoked(old));
         assert!(r.is_revoked(id));
     }
-}
-
-/// Applies revocations from [`STREAM`] into `list` until `shutdown`. Each
-/// process reads the stream in a group of its own (`group`), so every
-/// replica of every tier hears every revocation.
-pub fn spawn_consumer(
-    transport: Arc<dyn crate::sync::Transport>,
-    group: String,
-    list: Revocations,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    use crate::sync::{Event, consumer};
-    let handler: consumer::Handler = Arc::new(move |events: Vec<Event>| {
-        let list = list.clone();
-        Box::pin(async move {
-            for e in events {
-                match serde_json::from_value::<Revoked>(e.payload) {
-                    Ok(r) => list.revoke(&r),
-                    Err(err) => tracing::warn!(error = %err, "unreadable revocation skipped"),
-                }
-            }
-            Ok(())
-        })
-    });
-    let cfg = consumer::Config {
-        stream: STREAM.into(),
-        consumer: group.clone(),
-        group,
-        batch: 100,
-        block: std::time::Duration::from_secs(1),
-        claim_idle: std::time::Duration::from_secs(30),
-    };
-    tokio::spawn(consumer::run(transport, cfg, handler, None, shutdown))
 }
