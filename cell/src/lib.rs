@@ -2,6 +2,7 @@
 //! its GraphQL API and (in later issues) the data-plane hooks, registers
 //! with the global tier and heartbeats.
 
+pub mod breakglass;
 pub mod config;
 pub mod directory;
 pub mod entity;
@@ -52,6 +53,8 @@ pub struct State {
     pub quota: Arc<quota::Engine>,
     /// Tenant-level config values in memory, for impact questions.
     pub config_index: impact::ConfigIndex,
+    /// Revoked break-glass requests, checked on every request with a `bg` claim.
+    pub revocations: shared::breakglass::Revocations,
 }
 
 /// A running cell.
@@ -94,6 +97,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     shared::db::migrate::<migration::Migrator>(&db, 0x6365_6c6c).await?;
     ready.mark_migrated();
 
+    // Every entry of this cell's audit chain ships to the global tier.
+    shared::audit::chain::ship_as(&db, settings.cell_id.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (events, _) = broadcast::channel(1024);
     let shutdown = CancellationToken::new();
     let transport = transport(&settings)?;
@@ -129,6 +136,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         flags: flags::Runtime::default(),
         quota: quota.clone(),
         config_index: impact::ConfigIndex::default(),
+        revocations: shared::breakglass::Revocations::default(),
     };
     state
         .flags
@@ -153,6 +161,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         }),
         limits: settings.limits,
         dev_mode: settings.dev_mode,
+        revocations: state.revocations.clone(),
     };
     let schema = graphql::schema(
         Some(state.clone()),
@@ -167,6 +176,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         flags::http::routes(state.clone(), settings.keys.clone()).merge(hooks::router(
             quota,
             settings.keys.clone(),
+            state.revocations.clone(),
             settings.cell_id.clone(),
             settings.limits.max_body_bytes,
         )),
@@ -208,6 +218,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             60.0,
         ],
     );
+    tasks.extend(breakglass::spawn(
+        &state,
+        global.clone(),
+        server.shutdown.clone(),
+    ));
     tasks.extend(flags::sync::spawn(
         state.clone(),
         transport.clone(),

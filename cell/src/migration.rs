@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(shared::sync::migration::PendingOutboxIndex),
             Box::new(quota::CreateLimiterTables),
             Box::new(purged::CreatePurgedTenants),
+            Box::new(shared::audit::migration::ChainAuditLog),
         ]
     }
 }

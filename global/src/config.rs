@@ -57,6 +57,12 @@ pub struct Args {
     /// How long an impact query waits for each cell, in milliseconds.
     #[arg(long)]
     pub impact_timeout_ms: Option<u64>,
+    /// Longest break-glass access a request may ask for, in seconds.
+    #[arg(long)]
+    pub break_glass_max_duration_secs: Option<u64>,
+    /// Seconds after which an unapproved break-glass request expires.
+    #[arg(long)]
+    pub break_glass_request_expiry_secs: Option<u64>,
     /// Test only: exit the process right after this saga step completes.
     #[arg(long, hide = true)]
     pub test_crash_after_step: Option<String>,
@@ -92,6 +98,10 @@ pub struct Config {
     pub repair_grace_ms: u64,
     /// How long an impact query waits for each cell.
     pub impact_timeout_ms: u64,
+    /// Longest break-glass access a request may ask for.
+    pub break_glass_max_duration_secs: u64,
+    /// An unapproved break-glass request expires after this.
+    pub break_glass_request_expiry_secs: u64,
 }
 
 /// How the global tier checks that cells hold what it published.
@@ -136,22 +146,30 @@ impl Default for Config {
             placement_policy: [("enterprise".to_string(), "pool=dedicated".to_string())].into(),
             test_crash_after_step: None,
             impact_timeout_ms: 2000,
+            break_glass_max_duration_secs: 4 * 3600,
+            break_glass_request_expiry_secs: 3600,
         }
     }
 }
 
-/// Ops settings: impact queries (and, with issue 7, break-glass access).
+/// Ops settings: impact queries and break-glass access.
 #[derive(Debug, Clone)]
 pub struct Ops {
     /// How long an impact query waits for each cell before it answers
     /// without it (`complete: false`).
     pub impact_timeout: Duration,
+    /// The longest break-glass access a request may ask for.
+    pub break_glass_max_duration: Duration,
+    /// An unapproved break-glass request expires after this.
+    pub break_glass_request_expiry: Duration,
 }
 
 impl Default for Ops {
     fn default() -> Self {
         Self {
             impact_timeout: Duration::from_secs(2),
+            break_glass_max_duration: Duration::from_secs(4 * 3600),
+            break_glass_request_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -247,6 +265,14 @@ impl Args {
                 }),
             )
             .set("impact_timeout_ms", self.impact_timeout_ms)
+            .set(
+                "break_glass_max_duration_secs",
+                self.break_glass_max_duration_secs,
+            )
+            .set(
+                "break_glass_request_expiry_secs",
+                self.break_glass_request_expiry_secs,
+            )
             .set("test_crash_after_step", self.test_crash_after_step.clone());
         shared::config::load(Config::default(), self.common.config.as_deref(), &o)
     }
@@ -266,6 +292,12 @@ impl Config {
         }
         if self.impact_timeout_ms < 50 {
             return Err("impact_timeout_ms must be at least 50".into());
+        }
+        if self.break_glass_max_duration_secs == 0 || self.break_glass_request_expiry_secs == 0 {
+            return Err(
+                "break_glass_max_duration_secs and break_glass_request_expiry_secs must be at least 1"
+                    .into(),
+            );
         }
         let plans = self
             .plans
@@ -342,6 +374,10 @@ impl Config {
             },
             ops: Ops {
                 impact_timeout: Duration::from_millis(self.impact_timeout_ms),
+                break_glass_max_duration: Duration::from_secs(self.break_glass_max_duration_secs),
+                break_glass_request_expiry: Duration::from_secs(
+                    self.break_glass_request_expiry_secs,
+                ),
             },
         })
     }

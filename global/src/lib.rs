@@ -58,6 +58,10 @@ pub struct State {
     pub replica: String,
     /// Sagas this process drives now.
     pub driving: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+    /// Signs break-glass tokens.
+    pub keys: Arc<shared::auth::Keys>,
+    /// Revoked break-glass requests, checked on every request with a `bg` claim.
+    pub revocations: shared::breakglass::Revocations,
     cells_gauge: prometheus::IntGaugeVec,
     /// From reservation to ACTIVE or FAILED, by outcome (the provisioning SLI).
     pub provisioning_duration: prometheus::HistogramVec,
@@ -155,7 +159,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             shared::metrics::names::PROVISIONING_DURATION,
             "createTenant sagas from reservation to ACTIVE or FAILED, by outcome (active, failed)",
             &["outcome"],
-            vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+            vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ],
         ),
         metrics: metrics.clone(),
         relay,
@@ -167,7 +173,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         ops: settings.ops.clone(),
         replica: format!("global-{}", uuid::Uuid::new_v4().simple()),
         driving: Arc::default(),
+        keys: settings.keys.clone(),
+        revocations: shared::breakglass::Revocations::default(),
     };
+    for r in service::breakglass::live_revocations(&state.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        state.revocations.revoke(&r);
+    }
     state.refresh_cell_gauge();
     let shared = Shared {
         keys: settings.keys.clone(),
@@ -179,6 +193,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         }),
         limits: settings.limits,
         dev_mode: settings.dev_mode,
+        revocations: state.revocations.clone(),
     };
     let schema = graphql::schema(
         Some(state.clone()),
@@ -212,6 +227,21 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.transport.clone(),
         server.shutdown.clone(),
     ));
+    tasks.push(service::audit::spawn(
+        state.db.clone(),
+        state.transport.clone(),
+        server.shutdown.clone(),
+    ));
+    tasks.push(shared::breakglass::spawn_consumer(
+        state.transport.clone(),
+        format!("global.{}", state.replica),
+        state.revocations.clone(),
+        server.shutdown.clone(),
+    ));
+    tasks.push(tokio::spawn(expire_break_glass(
+        state.clone(),
+        server.shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(reconcile_sagas(
         state.clone(),
         server.shutdown.clone(),
@@ -256,6 +286,19 @@ async fn reconcile_sagas(st: State, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Expires unapproved break-glass requests and ended grants, every second.
+async fn expire_break_glass(st: State, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = service::breakglass::expire(&st).await {
+            tracing::warn!(error = %e, "break-glass expiry pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -1,5 +1,6 @@
 //! The global database schema.
 
+mod breakglass;
 mod ops;
 mod sync;
 mod versions;
@@ -31,6 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(AddTenantPlan),
             Box::new(ops::CreateOpsRecords),
             Box::new(versions::AddCellVersionAndAnswers),
+            Box::new(shared::audit::migration::ChainAuditLog),
+            Box::new(breakglass::CreateBreakGlass),
         ]
     }
 }

@@ -94,6 +94,9 @@ pub struct Claims {
     /// The cell a `data-plane` or cell `service` token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell: Option<CellId>,
+    /// The break-glass request a break-glass token was minted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bg: Option<uuid::Uuid>,
 }
 
 /// Who is calling, once the token is verified.
@@ -103,6 +106,8 @@ pub struct Principal {
     pub roles: Vec<Role>,
     pub tenants: Vec<TenantId>,
     pub cell: Option<CellId>,
+    /// The break-glass request this token was minted for, if it is one.
+    pub break_glass: Option<uuid::Uuid>,
 }
 
 impl From<Claims> for Principal {
@@ -112,6 +117,7 @@ impl From<Claims> for Principal {
             roles: c.roles,
             tenants: c.tenants,
             cell: c.cell,
+            break_glass: c.bg,
         }
     }
 }
@@ -277,6 +283,13 @@ impl Keys {
         let mut last = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
+                // A break-glass token gets no leeway: it never outlives its grant.
+                Ok(data)
+                    if data.claims.bg.is_some()
+                        && data.claims.exp <= chrono::Utc::now().timestamp() =>
+                {
+                    return Err(TokenError::Invalid("break-glass token expired".into()));
+                }
                 Ok(data) => {
                     let exp = data.claims.exp;
                     return Ok((data.claims.into(), exp));
@@ -298,12 +311,8 @@ impl Keys {
         cell: Option<CellId>,
         ttl_secs: i64,
     ) -> Result<String, Error> {
-        let (kid, key) = self
-            .signing
-            .as_ref()
-            .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key configured")))?;
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
+        self.sign(Claims {
             sub: subject.to_owned(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -312,7 +321,38 @@ impl Keys {
             roles,
             tenants,
             cell,
-        };
+            bg: None,
+        })
+    }
+
+    /// Mints a break-glass token: one role on one tenant, naming request
+    /// `bg`, valid until `expires_at` (epoch seconds), checked without leeway.
+    pub fn mint_break_glass(
+        &self,
+        subject: &str,
+        role: Role,
+        tenant: TenantId,
+        bg: uuid::Uuid,
+        expires_at: i64,
+    ) -> Result<String, Error> {
+        self.sign(Claims {
+            sub: subject.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: expires_at,
+            iat: chrono::Utc::now().timestamp(),
+            roles: vec![role],
+            tenants: vec![tenant],
+            cell: None,
+            bg: Some(bg),
+        })
+    }
+
+    fn sign(&self, claims: Claims) -> Result<String, Error> {
+        let (kid, key) = self
+            .signing
+            .as_ref()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key configured")))?;
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(kid.clone());
         jsonwebtoken::encode(&header, &claims, key).map_err(Error::internal)
@@ -461,6 +501,7 @@ mod tests {
             roles: vec![Role::TenantViewer],
             tenants: vec![a],
             cell: None,
+            break_glass: None,
         };
         assert!(viewer.can_read_tenant(a));
         assert!(!viewer.can_read_tenant(b));
@@ -474,6 +515,7 @@ mod tests {
             roles: vec![Role::Service],
             tenants: vec![],
             cell: Some(CellId::parse("us-east-1-a").unwrap()),
+            break_glass: None,
         };
         assert!(!cell.reads_everything());
         assert!(!cell.can_read_tenant(TenantId::new()));
@@ -488,6 +530,26 @@ mod tests {
         assert!(bearer(Some("Basic abc")).is_err());
         assert!(bearer(None).is_err());
         assert!(bearer(Some("Bearer ")).is_err());
+    }
+
+    #[test]
+    fn break_glass_tokens_carry_their_request_and_get_no_leeway() {
+        let k = keys();
+        let (t, bg) = (TenantId::new(), uuid::Uuid::now_v7());
+        let now = chrono::Utc::now().timestamp();
+        let tok = k
+            .mint_break_glass("alice", Role::TenantAdmin, t, bg, now + 60)
+            .unwrap();
+        let p = k.verify(&tok).unwrap();
+        assert_eq!(p.break_glass, Some(bg));
+        assert_eq!(p.tenants, vec![t]);
+        // Ordinary tokens get 30 s of leeway; a break-glass one none.
+        let late = k
+            .mint_break_glass("alice", Role::TenantAdmin, t, bg, now - 1)
+            .unwrap();
+        assert!(k.verify(&late).is_err());
+        let ordinary = k.mint("a", vec![Role::Sre], vec![], None, -1).unwrap();
+        assert!(k.verify(&ordinary).is_ok());
     }
 
     #[test]

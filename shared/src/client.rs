@@ -46,6 +46,9 @@ impl GraphqlClient {
             .bearer_auth(token)
             .header("x-request-id", RequestId::current_or_new().as_str())
             .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(bg) = crate::breakglass::current() {
+            req = req.header(crate::breakglass::HEADER, bg.to_string());
+        }
         for (k, v) in crate::telemetry::current_trace_headers() {
             req = req.header(k, v);
         }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod breakglass;
 pub mod client;
 pub mod config;
 pub mod configkeys;

@@ -42,6 +42,8 @@ pub struct Options {
     /// Quota enforcement and metering of every cell.
     pub quota: cell::quota::Settings,
     pub provisioning: global::config::Provisioning,
+    /// Impact queries and break-glass access at the global tier.
+    pub ops: global::config::Ops,
 }
 
 impl Options {
@@ -72,6 +74,7 @@ impl Options {
                 deadline: Duration::from_secs(60),
                 ..Default::default()
             },
+            ops: global::config::Ops::default(),
         }
     }
 }
@@ -270,7 +273,7 @@ pub fn global_settings(
         db_pool_size: 8,
         sync: o.sync,
         provisioning: o.provisioning.clone(),
-        ops: global::config::Ops::default(),
+        ops: o.ops.clone(),
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use shared::auth::Role;
 use shared::ids::TenantId;
 
-const LOG: &str = "query($f: AuditFilter) { auditLog(filter: $f) { actor roles action tenantId target outcome requestId detail } }";
+const LOG: &str = "query($f: AuditFilter) { auditLog(filter: $f) { nodes { actor roles action tenantId target outcome requestId detail source seq } } }";
 
 #[tokio::test]
 async fn mutations_are_audited_on_both_tiers() {
@@ -26,9 +26,13 @@ async fn mutations_are_audited_on_both_tiers() {
 
     let sre = s.token("oncall", &[Role::Sre], &[], None);
     let log = s
-        .gql(&sre, LOG, json!({ "f": { "action": "createTenant" } }))
+        .gql(
+            &sre,
+            LOG,
+            json!({ "f": { "action": "createTenant", "source": "global" } }),
+        )
         .await;
-    let entries = log["data"]["auditLog"]
+    let entries = log["data"]["auditLog"]["nodes"]
         .as_array()
         .unwrap_or_else(|| panic!("{log}"))
         .clone();
@@ -47,22 +51,41 @@ async fn mutations_are_audited_on_both_tiers() {
             .is_some_and(|r| !r.is_empty())
     );
 
-    let by_tenant = s.gql(&sre, LOG, json!({ "f": { "tenantId": id } })).await;
-    assert_eq!(by_tenant["data"]["auditLog"].as_array().unwrap().len(), 1);
+    let by_tenant = s
+        .gql(
+            &sre,
+            LOG,
+            json!({ "f": { "tenantId": id, "source": "global" } }),
+        )
+        .await;
+    assert_eq!(
+        by_tenant["data"]["auditLog"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let regs = s
         .gql(&sre, LOG, json!({ "f": { "action": "registerCell" } }))
         .await;
-    let regs = regs["data"]["auditLog"].as_array().unwrap().clone();
+    let regs = regs["data"]["auditLog"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(regs.len(), 2);
     assert!(
         regs.iter()
             .any(|r| r["actor"] == "cell:us-east-1-a" && r["target"] == "us-east-1-a")
     );
 
-    assert_eq!(
-        code(&s.gql(&viewer, LOG, json!({})).await),
-        Some("FORBIDDEN")
-    );
+    // A tenant principal sees its own tenant's entries only.
+    let own = s.gql(&viewer, LOG, json!({})).await;
+    let own = own["data"]["auditLog"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{own}"))
+        .clone();
+    assert!(!own.is_empty());
+    assert!(own.iter().all(|e| e["tenantId"] == id.as_str()));
 
     // The cell keeps its own audit of what the global tier asked of it.
     let cell_log = shared::audit::list(&s.cell("eu-west-1-a").state.db, &Default::default(), 10)
@@ -79,5 +102,239 @@ async fn mutations_are_audited_on_both_tiers() {
     assert_eq!(cell_log[0].actor, "global");
     assert_eq!(cell_log[0].action, "allocateTenantResources");
     assert_eq!(cell_log[0].tenant_id.map(|t| t.to_string()), Some(id));
+    s.stop().await;
+}
+
+const VERIFY: &str = "query($from: Int, $to: Int, $cell: String) { verifyAuditChain(from: $from, to: $to, cellId: $cell) { valid checked firstBroken { id seq reason } } }";
+const VERIFY_CELL: &str = "{ verifyAuditChain { valid checked firstBroken { id seq reason } } }";
+
+async fn exec(db: &sea_orm::DatabaseConnection, sql: &str) {
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Makes a few audit entries: refused createTenant attempts.
+async fn refusals(s: &Stack, n: usize) {
+    let viewer = s.token("nosy", &[Role::TenantViewer], &[], None);
+    for i in 0..n {
+        let r = s
+            .gql(&viewer, CREATE, json!({ "input": { "idempotencyKey": format!("x{i}"), "slug": format!("s{i}"), "name": "S", "region": "eu-west-1", "plan": "free" } }))
+            .await;
+        assert_eq!(code(&r), Some("FORBIDDEN"));
+    }
+}
+
+#[tokio::test]
+async fn the_chain_check_finds_an_altered_and_a_removed_entry() {
+    let s = Stack::start(Backend::Postgres).await;
+    refusals(&s, 4).await;
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let ok = s.gql(&sre, VERIFY, json!({})).await;
+    let v = &ok["data"]["verifyAuditChain"];
+    assert_eq!(v["valid"], true, "{ok}");
+    // Two registerCell entries and four refusals at least.
+    assert!(v["checked"].as_u64().unwrap() >= 6, "{ok}");
+    assert!(v["firstBroken"].is_null());
+
+    let db = &s.global.state.db;
+    // Alter one field of entry 3 directly in the database.
+    exec(
+        db,
+        "UPDATE audit_log SET actor = 'someone-else' WHERE source = '' AND seq = 3",
+    )
+    .await;
+    let bad = s.gql(&sre, VERIFY, json!({})).await;
+    let v = &bad["data"]["verifyAuditChain"];
+    assert_eq!(v["valid"], false, "{bad}");
+    assert_eq!(v["firstBroken"]["seq"], 3, "{bad}");
+    assert_eq!(v["checked"], 2, "{bad}");
+    assert!(
+        v["firstBroken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("altered")
+    );
+    let id3 = v["firstBroken"]["id"].as_str().unwrap().to_owned();
+    // A range that stops before it is still whole.
+    let before = s.gql(&sre, VERIFY, json!({ "from": 1, "to": 2 })).await;
+    assert_eq!(
+        before["data"]["verifyAuditChain"]["valid"], true,
+        "{before}"
+    );
+
+    // Put it back: whole again.
+    exec(
+        db,
+        "UPDATE audit_log SET actor = 'nosy' WHERE source = '' AND seq = 3",
+    )
+    .await;
+    let fixed = s.gql(&sre, VERIFY, json!({})).await;
+    assert_eq!(fixed["data"]["verifyAuditChain"]["valid"], true, "{fixed}");
+
+    // Remove a middle entry: the link after it is broken.
+    exec(db, &format!("DELETE FROM audit_log WHERE id = '{id3}'")).await;
+    let gap = s.gql(&sre, VERIFY, json!({})).await;
+    let v = &gap["data"]["verifyAuditChain"];
+    assert_eq!(v["valid"], false, "{gap}");
+    assert_eq!(v["firstBroken"]["seq"], 4, "{gap}");
+    assert!(
+        v["firstBroken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("entry 3 is missing")
+    );
+
+    // Removing the newest entry is noticed too: the head remembers it.
+    exec(db, "DELETE FROM audit_log WHERE source = '' AND seq = (SELECT MAX(seq) FROM audit_log WHERE source = '')").await;
+    let tail = s.gql(&sre, VERIFY, json!({ "from": 5 })).await;
+    let v = &tail["data"]["verifyAuditChain"];
+    assert_eq!(v["valid"], false, "{tail}");
+    assert!(v["firstBroken"]["id"].is_null(), "{tail}");
+
+    // Tenant principals may not run the check.
+    let viewer = s.token("nosy", &[Role::TenantViewer], &[], None);
+    assert_eq!(
+        code(&s.gql(&viewer, VERIFY, json!({})).await),
+        Some("FORBIDDEN")
+    );
+    s.stop().await;
+}
+
+/// Polls the global audit log until `pred` holds for the entries of `f`.
+async fn wait_for(
+    s: &Stack,
+    token: &str,
+    f: serde_json::Value,
+    pred: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let log = s.gql(token, LOG, json!({ "f": f })).await;
+        let nodes = log["data"]["auditLog"]["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{log}"))
+            .clone();
+        if pred(&nodes) {
+            return nodes;
+        }
+        assert!(std::time::Instant::now() < deadline, "never held: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn cells_keep_their_own_chain_and_ship_it_to_the_global_tier() {
+    let s = Stack::start(Backend::Postgres).await;
+    let t = s.create_tenant("shipped", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+
+    // The cell's entries reach the global log with their cell as source.
+    let shipped = wait_for(&s, &sre, json!({ "source": "eu-west-1-a" }), |n| {
+        n.len() >= 2
+    })
+    .await;
+    assert_eq!(shipped[0]["action"], "allocateTenantResources");
+    assert_eq!(shipped[0]["seq"], 2);
+    assert_eq!(shipped[1]["action"], "createTenant");
+    assert_eq!(shipped[1]["seq"], 1);
+    assert_eq!(shipped[1]["tenantId"], id.as_str());
+    // Both tiers in one log, newest first.
+    let both = s.gql(&sre, LOG, json!({ "f": { "tenantId": id } })).await;
+    let sources: std::collections::BTreeSet<String> = both["data"]["auditLog"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec!["eu-west-1-a".to_owned(), "global".to_owned()],
+        "{both}"
+    );
+    // The shipped copy verifies, as does the cell's own chain on its API.
+    let copy = s.gql(&sre, VERIFY, json!({ "cell": "eu-west-1-a" })).await;
+    assert_eq!(copy["data"]["verifyAuditChain"]["valid"], true, "{copy}");
+    assert_eq!(copy["data"]["verifyAuditChain"]["checked"], 2, "{copy}");
+    let cell = s.cell("eu-west-1-a");
+    let (_, own) = s
+        .gql_at(&cell.url(), Some(&sre), VERIFY_CELL, json!({}))
+        .await;
+    assert_eq!(own["data"]["verifyAuditChain"]["valid"], true, "{own}");
+
+    // An entry altered in the cell's database: the cell's check finds it,
+    // and the global tier's copy still holds what was shipped.
+    exec(
+        &cell.state.db,
+        "UPDATE audit_log SET detail = '{}' WHERE source = '' AND seq = 1",
+    )
+    .await;
+    let (_, bad) = s
+        .gql_at(&cell.url(), Some(&sre), VERIFY_CELL, json!({}))
+        .await;
+    let v = &bad["data"]["verifyAuditChain"];
+    assert_eq!(v["valid"], false, "{bad}");
+    assert_eq!(v["firstBroken"]["seq"], 1, "{bad}");
+    let copy = s.gql(&sre, VERIFY, json!({ "cell": "eu-west-1-a" })).await;
+    assert_eq!(copy["data"]["verifyAuditChain"]["valid"], true, "{copy}");
+
+    // Shipping is idempotent by (cell, seq): applying the same events again stores nothing.
+    let entries = shared::audit::list(&cell.state.db, &Default::default(), 10)
+        .await
+        .unwrap();
+    let events: Vec<_> = entries
+        .into_iter()
+        .map(|e| {
+            shared::sync::Event::new(
+                shared::audit::chain::SHIP_STREAM,
+                &format!("audit:eu-west-1-a:{}", e.seq),
+                e.seq,
+                "eu-west-1-a",
+                serde_json::to_value(&e).unwrap(),
+            )
+        })
+        .collect();
+    let again = global::service::audit::apply(&s.global.state.db, &events)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_without_overlap() {
+    let s = Stack::start(Backend::Sqlite).await;
+    refusals(&s, 5).await;
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let q = "query($a: String) { auditLog(first: 2, after: $a, filter: {actor: \"nosy\"}) { pageInfo { hasNextPage endCursor } nodes { id seq } } }";
+    let mut seen = Vec::new();
+    let mut after = serde_json::Value::Null;
+    loop {
+        let page = s.gql(&sre, q, json!({ "a": after })).await;
+        let conn = &page["data"]["auditLog"];
+        for n in conn["nodes"].as_array().unwrap_or_else(|| panic!("{page}")) {
+            seen.push(n["seq"].as_i64().unwrap());
+        }
+        if conn["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    let bad = s
+        .gql(
+            &sre,
+            "{ auditLog(after: \"nonsense\") { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&bad), Some("BAD_USER_INPUT"));
+    let bad = s
+        .gql(&sre, "{ auditLog(first: 0) { nodes { id } } }", json!({}))
+        .await;
+    assert_eq!(code(&bad), Some("BAD_USER_INPUT"));
     s.stop().await;
 }

@@ -90,12 +90,12 @@ async fn keys_reach_every_cell(backend: Backend) {
     let log = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"defineConfigKey\"}) { outcome target } }",
+            "{ auditLog(filter: {action: \"defineConfigKey\", source: \"global\"}) { nodes { outcome target } } }",
             json!({}),
         )
         .await;
     assert_eq!(
-        log["data"]["auditLog"].as_array().unwrap().len(),
+        log["data"]["auditLog"]["nodes"].as_array().unwrap().len(),
         5,
         "{log}"
     );

@@ -160,23 +160,23 @@ async fn flags_are_defined_globally_and_evaluated_in_every_cell() {
     let log = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"killFlag\"}) { actor target outcome } }",
+            "{ auditLog(filter: {action: \"killFlag\", source: \"global\"}) { nodes { actor target outcome } } }",
             json!({}),
         )
         .await;
     assert_eq!(
-        log["data"]["auditLog"][0],
+        log["data"]["auditLog"]["nodes"][0],
         json!({ "actor": "admin", "target": "new-checkout", "outcome": "OK" }),
         "{log}"
     );
     let log = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"setFlagTargeting\"}) { outcome } }",
+            "{ auditLog(filter: {action: \"setFlagTargeting\", source: \"global\"}) { nodes { outcome } } }",
             json!({}),
         )
         .await;
-    let outcomes: Vec<&str> = log["data"]["auditLog"]
+    let outcomes: Vec<&str> = log["data"]["auditLog"]["nodes"]
         .as_array()
         .unwrap()
         .iter()

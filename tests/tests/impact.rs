@@ -514,11 +514,11 @@ async fn incidents_and_maintenance_windows_select_their_tenants() {
         let log = s
             .gql(
                 &admin,
-                "query($f: AuditFilter) { auditLog(filter: $f) { actor action outcome } }",
+                "query($f: AuditFilter) { auditLog(filter: $f) { nodes { actor action outcome } } }",
                 json!({ "f": { "action": a } }),
             )
             .await;
-        let entries = log["data"]["auditLog"]
+        let entries = log["data"]["auditLog"]["nodes"]
             .as_array()
             .unwrap_or_else(|| panic!("{log}"));
         assert!(

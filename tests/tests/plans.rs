@@ -98,11 +98,11 @@ async fn plans_quotas_overrides_and_versioned_changes() {
     let log = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"changePlan\"}) { outcome actor } }",
+            "{ auditLog(filter: {action: \"changePlan\", source: \"global\"}) { nodes { outcome actor } } }",
             json!({}),
         )
         .await;
-    let outcomes: Vec<&str> = log["data"]["auditLog"]
+    let outcomes: Vec<&str> = log["data"]["auditLog"]["nodes"]
         .as_array()
         .unwrap()
         .iter()

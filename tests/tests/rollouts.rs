@@ -226,12 +226,12 @@ async fn a_rollout_runs_stage_by_stage_to_completion_followed_over_websocket() {
     let log = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"advanceRollout\"}) { actor outcome target } }",
+            "{ auditLog(filter: {action: \"advanceRollout\", source: \"global\"}) { nodes { actor outcome target } } }",
             json!({}),
         )
         .await;
     assert_eq!(
-        log["data"]["auditLog"][0],
+        log["data"]["auditLog"]["nodes"][0],
         json!({ "actor": "admin", "outcome": "OK", "target": id }),
         "{log}"
     );

@@ -70,12 +70,12 @@ async fn references_are_validated_versioned_and_never_leak() {
     let audit = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"setSecretRef\"}) { outcome detail } }",
+            "{ auditLog(filter: {action: \"setSecretRef\", source: \"global\"}) { nodes { outcome detail } } }",
             json!({}),
         )
         .await;
     assert_eq!(
-        audit["data"]["auditLog"].as_array().unwrap().len(),
+        audit["data"]["auditLog"]["nodes"].as_array().unwrap().len(),
         7,
         "{audit}"
     );

@@ -254,12 +254,12 @@ async fn layered_values_history_and_rollback() {
     let log = s
         .gql(
             &admin,
-            "{ auditLog(filter: {action: \"updateTenantConfig\"}) { outcome } }",
+            "{ auditLog(filter: {action: \"updateTenantConfig\", source: \"global\"}) { nodes { outcome } } }",
             json!({}),
         )
         .await;
     assert_eq!(
-        log["data"]["auditLog"].as_array().unwrap().len(),
+        log["data"]["auditLog"]["nodes"].as_array().unwrap().len(),
         7,
         "{log}"
     );

@@ -56,6 +56,7 @@ pub fn authorize(h: &Hooks, headers: &HeaderMap) -> Result<(), Error> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let p = h.keys.verify(bearer(auth)?)?;
+    h.st.revocations.check(&p)?;
     if p.has(Role::PlatformAdmin)
         || (p.has(Role::DataPlane) && p.cell.as_ref() == Some(&h.st.cell_id))
     {

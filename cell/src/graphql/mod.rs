@@ -1,6 +1,7 @@
 //! The cell's GraphQL API: used by the global tier (service identity) and
 //! by per-cell administration.
 
+mod audit;
 mod config;
 mod impact;
 mod mutation;
@@ -34,6 +35,7 @@ pub struct AllQuery(
     plans::PlansQuery,
     impact::ImpactQuery,
     records::RecordsQuery,
+    audit::AuditQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use shared::auth::{Keys, Principal, Role, bearer};
+use shared::breakglass::Revocations;
 use shared::error::Error;
 use shared::ids::CellId;
 use shared::quota::hooks::{CHECK, CONSUME, ErrorBody, ErrorDetail, RELEASE, USAGE, UsageBatch};
@@ -29,10 +30,17 @@ struct Hooks {
     engine: Arc<Engine>,
     keys: Arc<Keys>,
     tokens: Arc<tokens::Tokens>,
+    revocations: Revocations,
     cell: CellId,
 }
 
-pub fn router(engine: Arc<Engine>, keys: Arc<Keys>, cell: CellId, max_body: usize) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    keys: Arc<Keys>,
+    revocations: Revocations,
+    cell: CellId,
+    max_body: usize,
+) -> Router {
     Router::new()
         .route(CHECK, post(check))
         .route(CONSUME, post(consume))
@@ -43,6 +51,7 @@ pub fn router(engine: Arc<Engine>, keys: Arc<Keys>, cell: CellId, max_body: usiz
             engine,
             keys,
             tokens: Arc::default(),
+            revocations,
             cell,
         })
 }
@@ -74,6 +83,9 @@ fn authenticate(h: &Hooks, headers: &HeaderMap) -> Result<Arc<Principal>, Error>
         .tokens
         .verify(&h.keys, token, chrono::Utc::now().timestamp())
         .map_err(|_| Error::Unauthenticated("the token is invalid or expired".into()))?;
+    h.revocations
+        .check(&p)
+        .map_err(|_| Error::Unauthenticated("this break-glass access was revoked".into()))?;
     if let Some(c) = &p.cell
         && c != &h.cell
     {

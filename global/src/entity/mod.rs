@@ -1,3 +1,4 @@
+pub mod break_glass;
 pub mod cell;
 pub mod idempotency;
 pub mod incident;

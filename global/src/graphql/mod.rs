@@ -1,6 +1,8 @@
 //! The global GraphQL API: the one API of the admin UI, tools and SREs.
 
+mod audit;
 mod auth;
+mod breakglass;
 mod config;
 mod flags;
 mod impact;
@@ -44,6 +46,8 @@ pub struct AllQuery(
     placement::PlacementQuery,
     ops::OpsQuery,
     impact::ImpactQuery,
+    audit::AuditQuery,
+    breakglass::BreakGlassQuery,
 );
 
 #[derive(async_graphql::MergedObject, Default)]
@@ -62,6 +66,7 @@ pub struct AllMutation(
     members::MembersMutation,
     ops::OpsMutation,
     recovery::RecoveryMutation,
+    breakglass::BreakGlassMutation,
 );
 
 #[derive(async_graphql::MergedSubscription)]

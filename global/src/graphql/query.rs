@@ -1,13 +1,12 @@
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{Context, ID, Object, Result};
 use shared::IntoGql;
-use shared::auth::Role;
 use shared::error::Field;
 use shared::ids::{CellId, Region, Slug, TenantId};
 use shared::server::{Placement, record_tenant, record_tenant_at};
 
 use super::auth::caller;
-use super::types::{AuditEntry, AuditFilter, Cell, Tenant, TenantFilter, TotalCount};
+use super::types::{Cell, Tenant, TenantFilter, TotalCount};
 use crate::service::members::{self, Level};
 use crate::service::{cells, directory};
 
@@ -30,7 +29,10 @@ impl Query {
         if members::level(&st.db, p, id).await.gql()? == Level::None {
             return Err(not_found());
         }
-        let row = directory::get(&st.db, id).await.gql()?.ok_or_else(not_found)?;
+        let row = directory::get(&st.db, id)
+            .await
+            .gql()?
+            .ok_or_else(not_found)?;
         record_tenant_at(ctx, &id, placement(&row));
         Ok(Tenant(row))
     }
@@ -124,39 +126,6 @@ impl Query {
                 .map(|t| Edge::new(OpaqueCursor(t.id.to_string()), Tenant(t))),
         );
         Ok(conn)
-    }
-
-    /// The newest audited changes (at most `first`, 1 to 200, default 50).
-    async fn audit_log(
-        &self,
-        ctx: &Context<'_>,
-        filter: Option<AuditFilter>,
-        first: Option<i32>,
-    ) -> Result<Vec<AuditEntry>> {
-        let (st, p) = caller(ctx).gql()?;
-        p.require_any(&[Role::PlatformAdmin, Role::Sre], "auditLog")
-            .gql()?;
-        let first = first.unwrap_or(50);
-        if !(1..=200).contains(&first) {
-            return Err(
-                shared::Error::bad_input("first", "first must be between 1 and 200").into_gql(),
-            );
-        }
-        let f = filter.unwrap_or_default();
-        let filter = shared::audit::Filter {
-            tenant_id: f
-                .tenant_id
-                .map(|t| t.parse::<TenantId>().map(|t| t.0))
-                .transpose()
-                .field("filter.tenantId")
-                .gql()?,
-            actor: f.actor,
-            action: f.action,
-        };
-        let rows = shared::audit::list(&st.db, &filter, first as u64)
-            .await
-            .gql()?;
-        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
     /// The config schema registry.

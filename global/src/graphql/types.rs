@@ -314,52 +314,6 @@ pub struct TotalCount {
     pub total_count: u64,
 }
 
-/// One audited change.
-#[derive(SimpleObject)]
-pub struct AuditEntry {
-    pub id: ID,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub roles: Vec<String>,
-    pub action: String,
-    pub tenant_id: Option<ID>,
-    pub target: Option<String>,
-    /// OK or REFUSED.
-    pub outcome: String,
-    pub request_id: Option<String>,
-    /// The input and, for a refusal, the error, as JSON.
-    pub detail: String,
-}
-
-impl From<shared::audit::Entry> for AuditEntry {
-    fn from(e: shared::audit::Entry) -> Self {
-        Self {
-            id: ID(e.id.to_string()),
-            at: e.at,
-            actor: e.actor,
-            roles: e
-                .roles
-                .split(',')
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            action: e.action,
-            tenant_id: e.tenant_id.map(|t| ID(t.to_string())),
-            target: e.target,
-            outcome: e.outcome,
-            request_id: e.request_id,
-            detail: e.detail,
-        }
-    }
-}
-
-#[derive(InputObject, Default)]
-pub struct AuditFilter {
-    pub tenant_id: Option<ID>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-}
-
 #[derive(InputObject)]
 pub struct DefineConfigKeyInput {
     /// Lowercase, with '.', '_' or '-': `limits.max_users`.

@@ -1,6 +1,8 @@
 //! Database logic of the global tier: resolvers call these with the state.
 
 pub mod antientropy;
+pub mod audit;
+pub mod breakglass;
 pub mod cells;
 pub mod configkeys;
 pub mod directory;

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "audit_log")]
 pub struct Model {
     /// UUIDv7: entries sort by time.
@@ -19,6 +19,20 @@ pub struct Model {
     /// JSON: the input, and the error for a refusal.
     #[sea_orm(column_type = "Text")]
     pub detail: String,
+    /// Which chain the entry belongs to: "" for this tier's own, a cell id
+    /// for entries a cell shipped to the global tier.
+    pub source: String,
+    /// Position in its chain, from 1, without gaps.
+    pub seq: i64,
+    /// The hash of the entry before it (64 zeros for the first).
+    pub prev_hash: String,
+    /// sha256 over the entry's canonical content and `prev_hash`.
+    pub hash: String,
+    /// The break-glass request the actor acted under, if any.
+    pub break_glass_id: Option<Uuid>,
+    /// JSON `{"before": …, "after": …}` for changes that have both.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub diff: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -59,3 +59,113 @@ impl MigrationTrait for CreateAuditLog {
             .await
     }
 }
+
+#[derive(DeriveIden)]
+enum AuditChain {
+    Source,
+    Seq,
+    PrevHash,
+    Hash,
+    BreakGlassId,
+    Diff,
+}
+
+#[derive(DeriveIden)]
+enum AuditChainHead {
+    Table,
+    Source,
+    Seq,
+    Hash,
+    ShipOrigin,
+}
+
+/// Hash-chains the audit log: every entry gets its chain (`source`), `seq`,
+/// `prev_hash` and `hash`, plus the break-glass id and a before/after diff.
+/// Entries written before are chained in id order, so the chain starts at
+/// the first entry ever written.
+pub struct ChainAuditLog;
+
+impl MigrationName for ChainAuditLog {
+    fn name(&self) -> &str {
+        "m0101_chain_audit_log"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ChainAuditLog {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per statement.
+        let columns = [
+            ColumnDef::new(AuditChain::Source)
+                .string()
+                .not_null()
+                .default("")
+                .to_owned(),
+            ColumnDef::new(AuditChain::Seq)
+                .big_integer()
+                .not_null()
+                .default(0)
+                .to_owned(),
+            ColumnDef::new(AuditChain::PrevHash)
+                .string()
+                .not_null()
+                .default("")
+                .to_owned(),
+            ColumnDef::new(AuditChain::Hash)
+                .string()
+                .not_null()
+                .default("")
+                .to_owned(),
+            ColumnDef::new(AuditChain::BreakGlassId)
+                .uuid()
+                .null()
+                .to_owned(),
+            ColumnDef::new(AuditChain::Diff).text().null().to_owned(),
+        ];
+        for mut c in columns {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(AuditLog::Table)
+                        .add_column(&mut c)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(AuditChainHead::Table)
+                    .if_not_exists()
+                    .col(string(AuditChainHead::Source).primary_key())
+                    .col(big_integer(AuditChainHead::Seq))
+                    .col(string(AuditChainHead::Hash))
+                    .col(string_null(AuditChainHead::ShipOrigin))
+                    .to_owned(),
+            )
+            .await?;
+        super::chain::backfill(manager.get_connection()).await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_audit_chain")
+                    .table(AuditLog::Table)
+                    .col(AuditChain::Source)
+                    .col(AuditChain::Seq)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_audit_break_glass")
+                    .table(AuditLog::Table)
+                    .col(AuditChain::BreakGlassId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}

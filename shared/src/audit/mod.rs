@@ -1,13 +1,18 @@
 //! The audit log both tiers write: who did what to which tenant, when, with
-//! what outcome, under which request. Each tier keeps its own table.
+//! what outcome, under which request (and break-glass grant), with the
+//! before/after of the change. Each tier keeps its own hash chain
+//! (`chain`); cells ship theirs to the global tier, which stores them
+//! beside its own (`source` = the cell id).
 
+pub mod api;
+pub mod chain;
 pub mod entity;
 pub mod migration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -41,37 +46,77 @@ pub struct Record<'a> {
     pub target: Option<String>,
     pub outcome: Outcome,
     pub detail: Value,
+    /// `{"before": …, "after": …}` (see [`diff`]), for changes that have both.
+    pub diff: Option<Value>,
 }
 
-/// Appends an entry; pass a transaction to make it part of the change.
-pub async fn record<C: ConnectionTrait>(db: &C, r: Record<'_>) -> Result<()> {
+/// The before/after of a change, as recorded.
+pub fn diff(before: Value, after: Value) -> Value {
+    serde_json::json!({ "before": before, "after": after })
+}
+
+fn entry(r: Record<'_>) -> Entry {
     let roles: Vec<&str> = r.actor.roles.iter().map(|x| x.as_str()).collect();
-    entity::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        at: Set(Utc::now()),
-        actor: Set(r.actor.subject.clone()),
-        roles: Set(roles.join(",")),
-        action: Set(r.action.to_owned()),
-        tenant_id: Set(r.tenant_id),
-        target: Set(r.target),
-        outcome: Set(r.outcome.as_str().to_owned()),
-        request_id: Set(RequestId::current().map(|i| i.to_string())),
-        detail: Set(r.detail.to_string()),
+    Entry {
+        id: Uuid::now_v7(),
+        at: chain::now(),
+        actor: r.actor.subject.clone(),
+        roles: roles.join(","),
+        action: r.action.to_owned(),
+        tenant_id: r.tenant_id,
+        target: r.target,
+        outcome: r.outcome.as_str().to_owned(),
+        request_id: RequestId::current().map(|i| i.to_string()),
+        detail: r.detail.to_string(),
+        source: chain::OWN.to_owned(),
+        seq: 0,
+        prev_hash: String::new(),
+        hash: String::new(),
+        break_glass_id: r.actor.break_glass.or_else(crate::breakglass::current),
+        diff: r.diff.map(|d| d.to_string()),
     }
-    .insert(db)
-    .await?;
-    Ok(())
+}
+
+/// Appends an entry in a transaction of its own.
+pub async fn record(db: &DatabaseConnection, r: Record<'_>) -> Result<Entry> {
+    let txn = crate::db::begin_write(db).await?;
+    let e = chain::append(&txn, entry(r)).await?;
+    txn.commit().await?;
+    Ok(e)
+}
+
+/// Appends an entry in the change's own write transaction (begun with
+/// `shared::db::begin_write`), so both commit or neither. Call it last:
+/// the chain's head stays locked until the transaction ends.
+pub async fn record_in<C: ConnectionTrait>(txn: &C, r: Record<'_>) -> Result<Entry> {
+    chain::append(txn, entry(r)).await
 }
 
 /// Records how a mutation ended: OK, or REFUSED with the error's code and
-/// message added to `detail`.
-pub async fn outcome<C: ConnectionTrait, T>(
-    db: &C,
+/// message added to `detail`, in a transaction of its own (after the
+/// change committed, or after it was refused).
+pub async fn outcome<T>(
+    db: &DatabaseConnection,
+    actor: &Principal,
+    action: &str,
+    tenant_id: Option<Uuid>,
+    target: Option<String>,
+    detail: Value,
+    result: &Result<T>,
+) -> Result<()> {
+    outcome_diff(db, actor, action, tenant_id, target, detail, None, result).await
+}
+
+/// [`outcome`] with the change's before/after (recorded only when it succeeded).
+#[allow(clippy::too_many_arguments)]
+pub async fn outcome_diff<T>(
+    db: &DatabaseConnection,
     actor: &Principal,
     action: &str,
     tenant_id: Option<Uuid>,
     target: Option<String>,
     mut detail: Value,
+    diff: Option<Value>,
     result: &Result<T>,
 ) -> Result<()> {
     let outcome = match result {
@@ -91,20 +136,30 @@ pub async fn outcome<C: ConnectionTrait, T>(
             target,
             outcome,
             detail,
+            diff: if outcome == Outcome::Ok { diff } else { None },
         },
     )
     .await
+    .map(|_| ())
 }
 
-/// Newest first, optionally for one tenant, actor or action.
+/// Newest first, optionally for one tenant, actor or action, in a time
+/// range, for some tenants only, under one break-glass grant, from one chain.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub tenant_id: Option<Uuid>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only entries of these tenants (a tenant principal's view).
+    pub tenants: Option<Vec<Uuid>>,
+    pub break_glass_id: Option<Uuid>,
+    /// Only this chain: [`chain::OWN`] or a cell id.
+    pub source: Option<String>,
 }
 
-pub async fn list<C: ConnectionTrait>(db: &C, f: &Filter, limit: u64) -> Result<Vec<Entry>> {
+fn query(f: &Filter) -> sea_orm::Select<entity::Entity> {
     let mut q = entity::Entity::find().order_by_desc(entity::Column::Id);
     if let Some(t) = f.tenant_id {
         q = q.filter(entity::Column::TenantId.eq(t));
@@ -115,5 +170,47 @@ pub async fn list<C: ConnectionTrait>(db: &C, f: &Filter, limit: u64) -> Result<
     if let Some(a) = &f.action {
         q = q.filter(entity::Column::Action.eq(a.as_str()));
     }
-    Ok(q.limit(limit).all(db).await?)
+    if let Some(t) = f.from {
+        q = q.filter(entity::Column::At.gte(t));
+    }
+    if let Some(t) = f.to {
+        q = q.filter(entity::Column::At.lt(t));
+    }
+    if let Some(ts) = &f.tenants {
+        q = q.filter(entity::Column::TenantId.is_in(ts.iter().copied()));
+    }
+    if let Some(b) = f.break_glass_id {
+        q = q.filter(entity::Column::BreakGlassId.eq(b));
+    }
+    if let Some(s) = &f.source {
+        q = q.filter(entity::Column::Source.eq(s.as_str()));
+    }
+    q
+}
+
+/// This tier's own entries, newest first.
+pub async fn list<C: ConnectionTrait>(db: &C, f: &Filter, limit: u64) -> Result<Vec<Entry>> {
+    let f = Filter {
+        source: Some(f.source.clone().unwrap_or_default()),
+        ..f.clone()
+    };
+    Ok(query(&f).limit(limit).all(db).await?)
+}
+
+/// One page, newest first (by id: UUIDv7, so by time), after the entry
+/// `after` when given; and whether more follow.
+pub async fn page<C: ConnectionTrait>(
+    db: &C,
+    f: &Filter,
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<(Vec<Entry>, bool)> {
+    let mut q = query(f);
+    if let Some(a) = after {
+        q = q.filter(entity::Column::Id.lt(a));
+    }
+    let mut rows = q.limit(first + 1).all(db).await?;
+    let more = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok((rows, more))
 }

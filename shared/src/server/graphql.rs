@@ -17,6 +17,7 @@ use axum::routing::get;
 
 use super::Shared;
 use crate::auth::{Keys, Principal, bearer};
+use crate::breakglass::{self, Revocations};
 use crate::error::{Code, Error};
 use crate::metrics::operation::{RequestFacts, inspect};
 use crate::metrics::{Metrics, Outcome};
@@ -72,6 +73,7 @@ pub struct GraphqlRoutes;
 struct GqlState<E> {
     executor: E,
     keys: Arc<Keys>,
+    revocations: Revocations,
     metrics: Metrics,
     dev_mode: bool,
     timeout: std::time::Duration,
@@ -82,6 +84,7 @@ impl GraphqlRoutes {
         let st = GqlState {
             executor,
             keys: shared.keys.clone(),
+            revocations: shared.revocations.clone(),
             metrics: shared.metrics.clone(),
             dev_mode: shared.dev_mode,
             timeout: std::time::Duration::from_millis(shared.limits.request_timeout_ms),
@@ -157,6 +160,7 @@ async fn execute_post<E: Executor>(
     };
     let principal = match authenticate(
         &st.keys,
+        &st.revocations,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
@@ -202,12 +206,25 @@ async fn execute_post<E: Executor>(
         span.0.record("tenant_id", t.as_str());
         facts.set_tenant(t);
     }
+    let bg = breakglass::of_request(
+        &principal,
+        headers
+            .get(breakglass::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if let Some(id) = bg {
+        span.0.record("break_glass", tracing::field::display(id));
+    }
     let request = request
         .data(principal)
         .data(request_id.clone())
         .data(span)
         .data(facts.clone());
-    let Ok(mut response) = tokio::time::timeout(st.timeout, st.executor.execute(request)).await
+    let Ok(mut response) = tokio::time::timeout(
+        st.timeout,
+        breakglass::scope(bg, st.executor.execute(request)),
+    )
+    .await
     else {
         st.metrics
             .graphql_errors
@@ -239,21 +256,28 @@ async fn execute_post<E: Executor>(
     }
     // Only an executed request (it passed validation) names a field of the
     // schema: data came back, or an error has a path into it.
-    let executed =
-        !matches!(response.data, async_graphql::Value::Null) || response.errors.iter().any(|e| !e.path.is_empty());
+    let executed = !matches!(response.data, async_graphql::Value::Null)
+        || response.errors.iter().any(|e| !e.path.is_empty());
     if executed {
         facts.set_operation(operation);
     }
     (axum::Json(response).into_response(), outcome)
 }
 
-/// Verifies the bearer token and logs why one was refused.
-fn authenticate(keys: &Keys, authorization: Option<&str>) -> Result<Principal, Error> {
+/// Verifies the bearer token (and that its break-glass request, if any, was
+/// not revoked) and logs why one was refused.
+fn authenticate(
+    keys: &Keys,
+    revocations: &Revocations,
+    authorization: Option<&str>,
+) -> Result<Principal, Error> {
     let token = bearer(authorization)?;
-    keys.verify(token).map_err(|e| {
-        tracing::info!(reason = %e, "token refused");
-        Error::from(e)
-    })
+    keys.verify(token)
+        .and_then(|p| revocations.check(&p).map(|()| p))
+        .map_err(|e| {
+            tracing::info!(reason = %e, "token refused");
+            Error::from(e)
+        })
 }
 
 /// Errors raised by the GraphQL engine itself (parse, validation, limits,
@@ -302,14 +326,15 @@ async fn websocket<E: Executor>(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let keys = st.keys.clone();
+    let revocations = st.revocations.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, st.executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let auth = connection_token(&payload);
-                    let principal =
-                        authenticate(&keys, auth.as_deref()).map_err(Error::into_gql)?;
+                    let principal = authenticate(&keys, &revocations, auth.as_deref())
+                        .map_err(Error::into_gql)?;
                     let mut data = Data::default();
                     data.insert(principal);
                     data.insert(RequestId::new());

@@ -101,6 +101,8 @@ pub struct Shared {
     pub component: Arc<Component>,
     pub limits: Limits,
     pub dev_mode: bool,
+    /// Revoked break-glass requests, checked on every request with a `bg` claim.
+    pub revocations: crate::breakglass::Revocations,
 }
 
 /// Wraps a tier's router with the common layers: request id, span and

@@ -56,6 +56,7 @@ pub async fn observe(
         tenant_id = tracing::field::Empty,
         plan = tracing::field::Empty,
         operation = tracing::field::Empty,
+        break_glass = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     crate::telemetry::adopt_remote_parent(&span, req.headers());

@@ -1,0 +1,90 @@
+//! Break-glass revocations in the cell: heard on `global.break-glass` (a
+//! consumer group of this process's own, so every replica hears each one)
+//! and loaded from the global tier at start and every minute, into the
+//! in-memory list every request with a `bg` claim is checked against.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use shared::breakglass::{Revocations, Revoked};
+use shared::client::GraphqlClient;
+use tokio_util::sync::CancellationToken;
+
+use crate::State;
+
+const RESYNC_EVERY: Duration = Duration::from_secs(60);
+
+pub fn spawn(
+    st: &State,
+    global: Option<(GraphqlClient, String)>,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![shared::breakglass::spawn_consumer(
+        st.transport.clone(),
+        format!("cell.{}.{}", st.cell_id, uuid::Uuid::now_v7()),
+        st.revocations.clone(),
+        shutdown.clone(),
+    )];
+    if let Some((client, url)) = global {
+        tasks.push(tokio::spawn(resync_loop(
+            st.revocations.clone(),
+            client,
+            url,
+            shutdown,
+        )));
+    }
+    tasks
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Snapshot {
+    break_glass_revocations: Vec<Revoked>,
+}
+
+/// Loads the revocations whose tokens may still be alive; returns how many.
+pub async fn resync(
+    list: &Revocations,
+    client: &GraphqlClient,
+    global_url: &str,
+) -> shared::Result<usize> {
+    let snap: Snapshot = client
+        .call(
+            "global tier",
+            global_url,
+            "{ breakGlassRevocations { id until } }",
+            serde_json::json!({}),
+        )
+        .await?;
+    for r in &snap.break_glass_revocations {
+        list.revoke(r);
+    }
+    Ok(snap.break_glass_revocations.len())
+}
+
+async fn resync_loop(
+    list: Revocations,
+    client: GraphqlClient,
+    url: String,
+    shutdown: CancellationToken,
+) {
+    let mut synced = false;
+    loop {
+        match resync(&list, &client, &url).await {
+            Ok(_) => synced = true,
+            Err(e) => {
+                tracing::debug!(error = %e, "revocation resync skipped; the global tier is unreachable")
+            }
+        }
+        // Until the first load succeeds, retry soon.
+        let wait = if synced {
+            RESYNC_EVERY
+        } else {
+            Duration::from_millis(500)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The audit log's GraphQL shapes, served by both tiers.
+
+use async_graphql::connection::{Connection, CursorType, Edge, OpaqueCursor};
+use async_graphql::{ID, InputObject, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Entry, Filter, chain};
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+
+/// One audited change (or refused attempt at one).
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    pub id: ID,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub roles: Vec<String>,
+    pub action: String,
+    pub tenant_id: Option<ID>,
+    pub target: Option<String>,
+    /// OK or REFUSED.
+    pub outcome: String,
+    pub request_id: Option<String>,
+    /// The break-glass request the actor acted under, if any.
+    pub break_glass_id: Option<ID>,
+    /// The input and, for a refusal, the error, as JSON.
+    pub detail: String,
+    /// `{"before": …, "after": …}` as JSON, for changes that have both.
+    pub diff: Option<String>,
+    /// The tier whose chain holds it: `global` or a cell id.
+    pub source: String,
+    /// Its position in that chain.
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// `own` names this tier's own chain (`global`, or the cell's id).
+    pub fn new(e: Entry, own: &str) -> Self {
+        Self {
+            id: ID(e.id.to_string()),
+            at: e.at,
+            actor: e.actor,
+            roles: e
+                .roles
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            action: e.action,
+            tenant_id: e.tenant_id.map(|t| ID(t.to_string())),
+            target: e.target,
+            outcome: e.outcome,
+            request_id: e.request_id,
+            break_glass_id: e.break_glass_id.map(|b| ID(b.to_string())),
+            detail: e.detail,
+            diff: e.diff,
+            source: if e.source == chain::OWN {
+                own.to_owned()
+            } else {
+                e.source
+            },
+            seq: e.seq,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    pub tenant_id: Option<ID>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Entries at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Only one tier's chain: `global` or a cell id (default: every tier).
+    pub source: Option<String>,
+    pub break_glass_id: Option<ID>,
+}
+
+pub type AuditConnection = Connection<OpaqueCursor<String>, AuditEntry>;
+
+pub const MAX_PAGE: i32 = 200;
+
+/// Checks `first` and decodes `after`.
+pub fn page_args(first: Option<i32>, after: Option<String>) -> Result<(u64, Option<Uuid>)> {
+    let first = first.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&first) {
+        return Err(Error::bad_input(
+            "first",
+            format!("first must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = match after {
+        None => None,
+        Some(c) => {
+            let c = OpaqueCursor::<String>::decode_cursor(&c)
+                .map_err(|_| Error::bad_input("after", "not a cursor from this API"))?;
+            Some(
+                Uuid::parse_str(&c.0)
+                    .map_err(|_| Error::bad_input("after", "not a cursor from this API"))?,
+            )
+        }
+    };
+    Ok((first as u64, after))
+}
+
+/// The store's filter for `f` as principal `p` may see it: platform readers
+/// see everything, tenant principals only their tokens' tenants (asking
+/// for another tenant finds nothing). `own` is this tier's chain name.
+pub fn filter(p: &Principal, f: Option<AuditFilter>, own: &str) -> Result<Filter> {
+    let f = f.unwrap_or_default();
+    let uuid = |field: &str, v: Option<ID>| -> Result<Option<Uuid>> {
+        v.map(|v| {
+            Uuid::parse_str(&v)
+                .map_err(|_| Error::bad_input(field, format!("`{}` is not an id", v.0)))
+        })
+        .transpose()
+    };
+    if let (Some(a), Some(b)) = (f.from, f.to)
+        && a >= b
+    {
+        return Err(Error::bad_input("filter.from", "from must be before to"));
+    }
+    let tenants = if p.reads_everything() {
+        None
+    } else {
+        Some(p.tenants.iter().map(|t| t.0).collect())
+    };
+    Ok(Filter {
+        tenant_id: uuid("filter.tenantId", f.tenant_id)?,
+        actor: f.actor,
+        action: f.action,
+        from: f.from,
+        to: f.to,
+        tenants,
+        break_glass_id: uuid("filter.breakGlassId", f.break_glass_id)?,
+        source: f
+            .source
+            .map(|s| if s == own { chain::OWN.to_owned() } else { s }),
+    })
+}
+
+pub fn connection(rows: Vec<Entry>, after: bool, more: bool, own: &str) -> AuditConnection {
+    let mut conn = Connection::new(after, more);
+    conn.edges.extend(
+        rows.into_iter()
+            .map(|e| Edge::new(OpaqueCursor(e.id.to_string()), AuditEntry::new(e, own))),
+    );
+    conn
+}
+
+/// The first link of a chain that does not hold.
+#[derive(SimpleObject)]
+pub struct BrokenLink {
+    /// The entry where the chain breaks; null when its tail is missing.
+    pub id: Option<ID>,
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// What `verifyAuditChain` found.
+#[derive(SimpleObject)]
+pub struct ChainVerdict {
+    pub valid: bool,
+    /// Entries checked.
+    pub checked: u64,
+    pub first_broken: Option<BrokenLink>,
+}
+
+impl From<chain::Verdict> for ChainVerdict {
+    fn from(v: chain::Verdict) -> Self {
+        Self {
+            valid: v.valid,
+            checked: v.checked,
+            first_broken: v.first_broken.map(|b| BrokenLink {
+                id: b.id.map(|i| ID(i.to_string())),
+                seq: b.seq,
+                reason: b.reason,
+            }),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Break-glass tokens across the tiers: the revocation list every process
+//! keeps in memory (checked on every request that carries a `bg` claim),
+//! the stream revocations travel on, and the request's break-glass id as a
+//! task-local, so audits and calls to the other tier carry it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::{Principal, TokenError};
+
+/// Revocations, global tier → every process of every tier.
+pub const STREAM: &str = "global.break-glass";
+
+/// The header the global tier names the break-glass request with when it
+/// calls a cell on behalf of a break-glass token; honoured only from the
+/// control plane's own service identity.
+pub const HEADER: &str = "x-break-glass-id";
+
+/// One revoked request: its tokens are refused until `until`, after which
+/// they have expired anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revoked {
+    pub id: Uuid,
+    pub until: DateTime<Utc>,
+}
+
+/// The revoked break-glass requests this process knows of: one hash lookup
+/// per request that carries a `bg` claim.
+#[derive(Clone, Default)]
+pub struct Revocations(Arc<RwLock<HashMap<Uuid, i64>>>);
+
+impl Revocations {
+    pub fn revoke(&self, r: &Revoked) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let now = Utc::now().timestamp();
+        m.retain(|_, until| *until >= now);
+        m.insert(r.id, r.until.timestamp());
+    }
+
+    pub fn is_revoked(&self, id: Uuid) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses a principal whose break-glass request was revoked.
+    pub fn check(&self, p: &Principal) -> Result<(), TokenError> {
+        match p.break_glass {
+            Some(id) if self.is_revoked(id) => Err(TokenError::Invalid(format!(
+                "break-glass access {id} was revoked"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Uuid;
+}
+
+/// The break-glass request the current request acts under, if any.
+pub fn current() -> Option<Uuid> {
+    CURRENT.try_with(|id| *id).ok()
+}
+
+/// Runs `fut` acting under break-glass request `id` (when there is one).
+pub async fn scope<F: Future>(id: Option<Uuid>, fut: F) -> F::Output {
+    match id {
+        Some(id) => CURRENT.scope(id, fut).await,
+        None => fut.await,
+    }
+}
+
+/// The break-glass request a request acts under: the caller's own `bg`
+/// claim, or the one the control plane names in [`HEADER`] when it calls on
+/// behalf of a break-glass token.
+pub fn of_request(p: &Principal, header: Option<&str>) -> Option<Uuid> {
+    p.break_glass.or_else(|| {
+        if p.is_control_plane() {
+            header.and_then(|h| Uuid::parse_str(h.trim()).ok())
+        } else {
+            None
+        }
+    })
+}
+
+/// Applies revocations from [`STREAM`] into `list` until `shutdown`. Each
+/// process reads the stream in a group of its own (`group`), so every
+/// replica of every tier hears every revocation.
+pub fn spawn_consumer(
+    transport: Arc<dyn crate::sync::Transport>,
+    group: String,
+    list: Revocations,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use crate::sync::{Event, consumer};
+    let handler: consumer::Handler = Arc::new(move |events: Vec<Event>| {
+        let list = list.clone();
+        Box::pin(async move {
+            for e in events {
+                match serde_json::from_value::<Revoked>(e.payload) {
+                    Ok(r) => list.revoke(&r),
+                    Err(err) => tracing::warn!(error = %err, "unreadable revocation skipped"),
+                }
+            }
+            Ok(())
+        })
+    });
+    let cfg = consumer::Config {
+        stream: STREAM.into(),
+        consumer: group.clone(),
+        group,
+        batch: 100,
+        block: std::time::Duration::from_secs(1),
+        claim_idle: std::time::Duration::from_secs(30),
+    };
+    tokio::spawn(consumer::run(transport, cfg, handler, None, shutdown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_requests_are_refused_until_their_tokens_expire() {
+        let r = Revocations::default();
+        let id = Uuid::now_v7();
+        let p = Principal {
+            subject: "a".into(),
+            roles: vec![],
+            tenants: vec![],
+            cell: None,
+            break_glass: Some(id),
+        };
+        assert!(r.check(&p).is_ok());
+        r.revoke(&Revoked {
+            id,
+            until: Utc::now() + chrono::Duration::seconds(60),
+        });
+        assert!(r.check(&p).is_err());
+        // An entry past its tokens' expiry is dropped on the next revocation.
+        r.revoke(&Revoked {
+            id: Uuid::now_v7(),
+            until: Utc::now(),
+        });
+        let old = Uuid::now_v7();
+        r.0.write()
+            .unwrap()
+            .insert(old, Utc::now().timestamp() - 10);
+        r.revoke(&Revoked {
+            id: Uuid::now_v7(),
+            until: Utc::now() + chrono::Duration::seconds(5),
+        });
+        assert!(!r.is_revoked(old));
+        assert!(r.is_revoked(id));
+    }
+}
