@@ -155,3 +155,56 @@ async fn config_writes_must_name_a_project_and_environment_the_tenant_has() {
     );
     s.stop().await;
 }
+
+/// GraphQL requests the cell at `url` has served so far (its own /metrics).
+async fn cell_graphql_calls(url: &str) -> i64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("tcp_http_requests_total") && l.contains("route=\"/graphql\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as i64)
+        .sum()
+}
+
+/// A page of tenants with their projects and plans costs one call per cell
+/// and kind, not one per tenant.
+#[tokio::test]
+async fn projects_and_plans_of_a_page_of_tenants_are_batched_per_cell() {
+    let s = Stack::start(Backend::Sqlite).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let t = s.create_tenant(&format!("page-{i}"), "eu-west-1").await;
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    let url = s.cell("eu-west-1-a").url();
+    let q = "{ tenants(first: 50) { edges { node { id projects { name environments { name } } planDetails { plan version } } } } }";
+    let before = cell_graphql_calls(&url).await;
+    let page = s.gql(&s.admin(), q, json!({})).await;
+    let after = cell_graphql_calls(&url).await;
+    assert!(page.get("errors").is_none(), "{page}");
+    let edges = page["data"]["tenants"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 6, "{page}");
+    for e in edges {
+        assert_eq!(e["node"]["projects"][0]["name"], "default", "{e}");
+        assert_eq!(
+            e["node"]["projects"][0]["environments"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3,
+            "{e}"
+        );
+        assert_eq!(e["node"]["planDetails"]["plan"], "pro", "{e}");
+    }
+    // Two batched calls (projects, plans); background work may add one or two.
+    let calls = after - before;
+    assert!(
+        (2..=4).contains(&calls),
+        "{calls} calls to the cell for 6 tenants"
+    );
+    s.stop().await;
+}
