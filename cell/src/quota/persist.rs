@@ -13,13 +13,11 @@
 //! `persist_interval` of consumes, whose keys and counts go together.
 //! RATE state is not kept: after a restart a tenant starts with a full burst.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use shared::Result;
 use shared::quota::decide::Outcome;
 use shared::quota::window;
-use shared::{Error, Result};
 use uuid::Uuid;
 
 use super::Engine;
@@ -269,35 +267,6 @@ impl Engine {
             ))
             .await?;
         Ok(keys.rows_affected() + counters.rows_affected())
-    }
-
-    /// The persisted counters of a tenant: metric → (window start, used). For tests and checks.
-    pub async fn stored_counters(&self, tenant: Uuid) -> Result<HashMap<String, (i64, i64)>> {
-        let backend = self.db.get_database_backend();
-        let p1 = if backend == DbBackend::Postgres {
-            "$1"
-        } else {
-            "?"
-        };
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "SELECT metric, window_start, used FROM quota_counters WHERE tenant_id = {p1} ORDER BY window_start"
-                ),
-                [tenant.to_string().into()],
-            ))
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("", "metric")?,
-                    (r.try_get("", "window_start")?, r.try_get("", "used")?),
-                ))
-            })
-            .collect::<std::result::Result<_, sea_orm::DbErr>>()
-            .map_err(Error::from)
     }
 }
 
