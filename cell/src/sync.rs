@@ -58,9 +58,7 @@ pub fn spawn(
                     .events
                     .with_label_values(&[configkeys::STREAM, "duplicate"])
                     .inc_by((defs.len() - changed) as u64);
-                let propagation = meters
-                    .propagation
-                    .with_label_values(&[configkeys::STREAM]);
+                let propagation = meters.propagation.with_label_values(&[configkeys::STREAM]);
                 let now = chrono::Utc::now();
                 for e in &events {
                     let lag = (now - e.created_at).num_microseconds().unwrap_or(0);

@@ -144,7 +144,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             shared::metrics::names::PROVISIONING_DURATION,
             "createTenant sagas from reservation to ACTIVE or FAILED, by outcome (active, failed)",
             &["outcome"],
-            vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+            vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ],
         ),
         metrics: metrics.clone(),
         relay,

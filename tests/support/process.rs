@@ -131,7 +131,16 @@ pub async fn spawn_cell(
     redis_prefix: &str,
     global_url: &str,
 ) -> std::process::Child {
-    spawn_cell_with(port, id, region, database_url, redis_prefix, global_url, &[]).await
+    spawn_cell_with(
+        port,
+        id,
+        region,
+        database_url,
+        redis_prefix,
+        global_url,
+        &[],
+    )
+    .await
 }
 
 /// As [`spawn_cell`], with `extra` environment variables.
@@ -145,8 +154,7 @@ pub async fn spawn_cell_with(
     extra: &[(&str, &str)],
 ) -> std::process::Child {
     let mut cmd = Command::new(binary("cell"));
-    cmd
-        .env("TENANT_CELL_LISTEN", format!("127.0.0.1:{port}"))
+    cmd.env("TENANT_CELL_LISTEN", format!("127.0.0.1:{port}"))
         .env("TENANT_CELL_ID", id)
         .env("TENANT_CELL_REGION", region)
         .env("TENANT_CELL_DATABASE_URL", database_url)

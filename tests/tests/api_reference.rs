@@ -34,17 +34,31 @@ fn args(a: &[async_graphql::Positioned<InputValueDefinition>]) -> String {
     format!("({})", parts.join(", "))
 }
 
-fn root_section(out: &mut String, title: &str, fields: &[async_graphql::Positioned<FieldDefinition>]) {
+fn root_section(
+    out: &mut String,
+    title: &str,
+    fields: &[async_graphql::Positioned<FieldDefinition>],
+) {
     let _ = writeln!(out, "## {title}\n");
     let mut fields: Vec<&FieldDefinition> = fields.iter().map(|f| &f.node).collect();
     fields.sort_by(|a, b| a.name.node.cmp(&b.name.node));
     for f in fields {
         let _ = writeln!(out, "### `{}`\n", f.name.node);
-        let _ = writeln!(out, "```graphql\n{}{}: {}\n```\n", f.name.node, args(&f.arguments), f.ty.node);
+        let _ = writeln!(
+            out,
+            "```graphql\n{}{}: {}\n```\n",
+            f.name.node,
+            args(&f.arguments),
+            f.ty.node
+        );
         if let Some(d) = &f.description {
             let _ = writeln!(out, "{}\n", d.node.trim());
         }
-        let described: Vec<_> = f.arguments.iter().filter(|a| a.node.description.is_some()).collect();
+        let described: Vec<_> = f
+            .arguments
+            .iter()
+            .filter(|a| a.node.description.is_some())
+            .collect();
         if !described.is_empty() {
             let _ = writeln!(out, "| argument | description |\n|---|---|");
             for a in described {
@@ -71,7 +85,10 @@ fn type_section(out: &mut String, t: &TypeDefinition) {
                     (
                         format!("{}{}", f.name.node, args(&f.arguments)),
                         f.ty.node.to_string(),
-                        f.description.as_ref().map(|d| one_line(&d.node)).unwrap_or_default(),
+                        f.description
+                            .as_ref()
+                            .map(|d| one_line(&d.node))
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),
@@ -89,7 +106,10 @@ fn type_section(out: &mut String, t: &TypeDefinition) {
                     (
                         f.name.node.to_string(),
                         ty,
-                        f.description.as_ref().map(|d| one_line(&d.node)).unwrap_or_default(),
+                        f.description
+                            .as_ref()
+                            .map(|d| one_line(&d.node))
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),
@@ -102,7 +122,11 @@ fn type_section(out: &mut String, t: &TypeDefinition) {
                     (
                         v.node.value.node.to_string(),
                         String::new(),
-                        v.node.description.as_ref().map(|d| one_line(&d.node)).unwrap_or_default(),
+                        v.node
+                            .description
+                            .as_ref()
+                            .map(|d| one_line(&d.node))
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),
@@ -111,7 +135,10 @@ fn type_section(out: &mut String, t: &TypeDefinition) {
         TypeKind::Interface(_) => ("interface", Vec::new()),
         TypeKind::Union(u) => (
             "union",
-            u.members.iter().map(|m| (m.node.to_string(), String::new(), String::new())).collect(),
+            u.members
+                .iter()
+                .map(|m| (m.node.to_string(), String::new(), String::new()))
+                .collect(),
         ),
     };
     let _ = writeln!(out, "### `{}` ({kind})\n", t.name.node);
@@ -153,7 +180,11 @@ fn render(title: &str, sdl_name: &str, sdl: &str) -> String {
          `UPDATE_API_DOCS=1 cargo test -p e2e --test api_reference`. Errors carry \
          `extensions.code` (see the README's Errors section).\n"
     );
-    for (root, title) in [("Query", "Queries"), ("Mutation", "Mutations"), ("Subscription", "Subscriptions")] {
+    for (root, title) in [
+        ("Query", "Queries"),
+        ("Mutation", "Mutations"),
+        ("Subscription", "Subscriptions"),
+    ] {
         if let Some(t) = types.iter().find(|t| t.name.node == root)
             && let TypeKind::Object(o) = &t.kind
         {

@@ -72,9 +72,14 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Every manifest but the example secrets is part of the kustomization.
-    let kustomization = std::fs::read_to_string(root().join("deploy/k8s/kustomization.yaml")).unwrap();
+    let kustomization =
+        std::fs::read_to_string(root().join("deploy/k8s/kustomization.yaml")).unwrap();
     for f in &files {
-        let rel = f.strip_prefix(root().join("deploy/k8s")).unwrap().to_str().unwrap();
+        let rel = f
+            .strip_prefix(root().join("deploy/k8s"))
+            .unwrap()
+            .to_str()
+            .unwrap();
         if rel != "secrets.example.yaml" {
             assert!(
                 kustomization.contains(&format!("- {rel}")),
@@ -95,7 +100,10 @@ fn workloads_probe_health_and_readiness_and_cells_egress_only_where_allowed() {
             if kind == "Deployment" || kind == "StatefulSet" {
                 workloads += 1;
                 let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
-                for c in doc["spec"]["template"]["spec"]["containers"].as_array().unwrap() {
+                for c in doc["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .unwrap()
+                {
                     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz", "{name}");
                     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{name}");
                 }
@@ -108,7 +116,10 @@ fn workloads_probe_health_and_readiness_and_cells_egress_only_where_allowed() {
             }
         }
     }
-    assert!(workloads >= 3, "a global Deployment and a cell StatefulSet per region");
+    assert!(
+        workloads >= 3,
+        "a global Deployment and a cell StatefulSet per region"
+    );
     assert!(cell_sets.len() >= 2, "a cell StatefulSet per region");
     // Each cell has its own database URL and database settings.
     for set in &cell_sets {
@@ -165,10 +176,17 @@ fn compose_file_runs_both_tiers_with_backing_services_and_health_checks() {
             deps.values().all(|d| d["condition"].is_string()),
             "{app} waits on conditions"
         );
-        assert!(svc["environment"].to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        assert!(
+            svc["environment"]
+                .to_string()
+                .contains("OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
     }
     for cell in ["cell-us-east-1-a", "cell-eu-west-1-a"] {
-        assert_eq!(services[cell]["depends_on"]["global"]["condition"], "service_healthy");
+        assert_eq!(
+            services[cell]["depends_on"]["global"]["condition"],
+            "service_healthy"
+        );
     }
     // Where the Compose tool exists, it must accept the file as it is.
     let compose = Command::new("docker").args(["compose", "version"]).output();
@@ -198,7 +216,11 @@ fn alert_rules_are_what_their_generator_writes() {
         .arg(root().join("deploy/prometheus/generate.py"))
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let committed = std::fs::read_to_string(root().join("deploy/prometheus/rules.yaml")).unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),

@@ -134,7 +134,13 @@ async fn one_trace_spans_both_tiers_with_the_tenant_attributes() {
     )
     .unwrap();
     let admin = keys
-        .mint("admin", vec![shared::auth::Role::PlatformAdmin], vec![], None, 600)
+        .mint(
+            "admin",
+            vec![shared::auth::Role::PlatformAdmin],
+            vec![],
+            None,
+            600,
+        )
         .unwrap();
     // The cell registers within its first heartbeat.
     let mut created = serde_json::Value::Null;
@@ -152,7 +158,10 @@ async fn one_trace_spans_both_tiers_with_the_tenant_attributes() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(created["data"]["createTenant"]["status"], "ACTIVE", "{created}");
+    assert_eq!(
+        created["data"]["createTenant"]["status"], "ACTIVE",
+        "{created}"
+    );
     let id = created["data"]["createTenant"]["id"]
         .as_str()
         .unwrap()
@@ -163,8 +172,10 @@ async fn one_trace_spans_both_tiers_with_the_tenant_attributes() {
         .post(format!("{global_url}/graphql"))
         .bearer_auth(&admin)
         .header("x-request-id", "otlp-trace-read-1")
-        .json(&json!({ "query": "query($id: ID!) { tenant(id: $id) { name plan } }",
-                       "variables": { "id": id } }))
+        .json(
+            &json!({ "query": "query($id: ID!) { tenant(id: $id) { name plan } }",
+                       "variables": { "id": id } }),
+        )
         .send()
         .await
         .unwrap()
@@ -192,9 +203,9 @@ async fn one_trace_spans_both_tiers_with_the_tenant_attributes() {
                 && s.name == "request"
                 && s.attrs.get("request_id").map(String::as_str) == Some("otlp-trace-read-1")
         })?;
-        let remote = spans.iter().find(|s| {
-            s.service == "cell" && s.name == "request" && s.trace_id == root.trace_id
-        })?;
+        let remote = spans
+            .iter()
+            .find(|s| s.service == "cell" && s.name == "request" && s.trace_id == root.trace_id)?;
         Some((root.clone(), remote.clone()))
     };
     for _ in 0..100 {
@@ -214,22 +225,50 @@ async fn one_trace_spans_both_tiers_with_the_tenant_attributes() {
         panic!(
             "no trace spanning both tiers among {} spans: {:#?}",
             spans.len(),
-            spans.iter().filter(|s| s.name == "request").collect::<Vec<_>>()
+            spans
+                .iter()
+                .filter(|s| s.name == "request")
+                .collect::<Vec<_>>()
         )
     });
 
     // Global side: the tenant, its home cell, region and plan.
     assert_eq!(root.attrs.get("tenant_id"), Some(&id), "{root:?}");
-    assert_eq!(root.attrs.get("cell").map(String::as_str), Some("us-east-1-a"), "{root:?}");
-    assert_eq!(root.attrs.get("region").map(String::as_str), Some("us-east-1"), "{root:?}");
-    assert_eq!(root.attrs.get("plan").map(String::as_str), Some("pro"), "{root:?}");
-    assert_eq!(root.attrs.get("operation").map(String::as_str), Some("tenant"), "{root:?}");
+    assert_eq!(
+        root.attrs.get("cell").map(String::as_str),
+        Some("us-east-1-a"),
+        "{root:?}"
+    );
+    assert_eq!(
+        root.attrs.get("region").map(String::as_str),
+        Some("us-east-1"),
+        "{root:?}"
+    );
+    assert_eq!(
+        root.attrs.get("plan").map(String::as_str),
+        Some("pro"),
+        "{root:?}"
+    );
+    assert_eq!(
+        root.attrs.get("operation").map(String::as_str),
+        Some("tenant"),
+        "{root:?}"
+    );
     // Cell side: same trace, a child of the global side, same tenant and request id.
-    assert!(!remote.parent_span_id.is_empty(), "the cell span has a remote parent");
+    assert!(
+        !remote.parent_span_id.is_empty(),
+        "the cell span has a remote parent"
+    );
     assert_ne!(remote.span_id, root.span_id);
     assert_eq!(remote.attrs.get("tenant_id"), Some(&id), "{remote:?}");
-    assert_eq!(remote.attrs.get("cell").map(String::as_str), Some("us-east-1-a"));
-    assert_eq!(remote.attrs.get("region").map(String::as_str), Some("us-east-1"));
+    assert_eq!(
+        remote.attrs.get("cell").map(String::as_str),
+        Some("us-east-1-a")
+    );
+    assert_eq!(
+        remote.attrs.get("region").map(String::as_str),
+        Some("us-east-1")
+    );
     assert_eq!(
         remote.attrs.get("request_id").map(String::as_str),
         Some("otlp-trace-read-1"),
@@ -256,7 +295,10 @@ async fn one_trace_spans_both_tiers_with_the_tenant_attributes() {
     let applied = applied.unwrap_or_else(|| {
         panic!(
             "no sync.apply span of the config-key stream in the define trace: {:#?}",
-            spans.iter().filter(|s| s.name == "sync.apply").collect::<Vec<_>>()
+            spans
+                .iter()
+                .filter(|s| s.name == "sync.apply")
+                .collect::<Vec<_>>()
         )
     });
     assert_eq!(applied.trace_id, define.trace_id, "{applied:?}");

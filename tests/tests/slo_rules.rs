@@ -19,7 +19,10 @@ fn referenced(rules: &str) -> BTreeSet<(String, Option<String>)> {
     while let Some(at) = rules[i..].find("tcp_") {
         let start = i + at;
         // A whole identifier only (not the tail of another name).
-        let boundary = start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_' || b[start - 1] == b':');
+        let boundary = start == 0
+            || !(b[start - 1].is_ascii_alphanumeric()
+                || b[start - 1] == b'_'
+                || b[start - 1] == b':');
         let mut end = start;
         while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
             end += 1;
@@ -28,7 +31,9 @@ fn referenced(rules: &str) -> BTreeSet<(String, Option<String>)> {
             let name = rules[start..end].to_owned();
             let le = rules[end..].strip_prefix('{').and_then(|sel| {
                 let sel = &sel[..sel.find('}')?];
-                let v = sel.split(',').find_map(|m| m.trim().strip_prefix("le=\""))?;
+                let v = sel
+                    .split(',')
+                    .find_map(|m| m.trim().strip_prefix("le=\""))?;
                 Some(v.trim_end_matches('"').to_owned())
             });
             out.insert((name, le));
@@ -54,10 +59,16 @@ fn the_rule_scanner_reads_names_and_bucket_bounds() {
 
 #[tokio::test]
 async fn every_metric_the_alert_rules_use_is_exported() {
-    let rules_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/rules.yaml");
+    let rules_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/rules.yaml"
+    );
     let rules = std::fs::read_to_string(rules_path).expect("deploy/prometheus/rules.yaml");
     let wanted = referenced(&rules);
-    assert!(wanted.len() >= 5, "the rules reference the SLO metrics: {wanted:?}");
+    assert!(
+        wanted.len() >= 5,
+        "the rules reference the SLO metrics: {wanted:?}"
+    );
 
     let s = Stack::start(Backend::Postgres).await;
     let admin = s.admin();
@@ -65,7 +76,11 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     let t = s.create_tenant("slo-one", "us-east-1").await;
     let id = t["id"].as_str().unwrap().to_owned();
     let read = s
-        .gql(&admin, "query($id: ID!) { tenant(id: $id) { name } }", json!({ "id": id }))
+        .gql(
+            &admin,
+            "query($id: ID!) { tenant(id: $id) { name } }",
+            json!({ "id": id }),
+        )
         .await;
     assert!(read.get("errors").is_none(), "{read}");
     // Config and flag propagation into every cell.
@@ -80,18 +95,35 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     boolean_flag(&s, "slo-flag").await;
     // Data-plane hook availability.
     let cell = s.cell("us-east-1-a").url();
-    let (status, _) = evaluate(&cell, &data_plane(&s, "us-east-1-a"), &id, "slo-flag", "prod").await;
+    let (status, _) = evaluate(
+        &cell,
+        &data_plane(&s, "us-east-1-a"),
+        &id,
+        "slo-flag",
+        "prod",
+    )
+    .await;
     assert_eq!(status, 200);
 
     let mut exported = String::new();
     for _ in 0..200 {
         exported.clear();
         for base in [s.url(), cell.clone(), s.cell("eu-west-1-a").url()] {
-            exported.push_str(&s.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap());
+            exported.push_str(
+                &s.http
+                    .get(format!("{base}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            );
         }
         let propagated = ["global.config-keys", "global.flags"].iter().all(|st| {
             exported.lines().any(|l| {
-                l.starts_with("tcp_sync_propagation_seconds_count{") && l.contains(&format!("stream=\"{st}\""))
+                l.starts_with("tcp_sync_propagation_seconds_count{")
+                    && l.contains(&format!("stream=\"{st}\""))
             })
         });
         if propagated {
@@ -103,16 +135,27 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     for (name, le) in &wanted {
         let present = exported.lines().any(|l| {
             l.starts_with(&format!("{name}{{"))
-                && le.as_ref().is_none_or(|le| l.contains(&format!("le=\"{le}\"")))
+                && le
+                    .as_ref()
+                    .is_none_or(|le| l.contains(&format!("le=\"{le}\"")))
         });
         if !present {
-            missing.push(format!("{name}{}", le.as_ref().map(|l| format!(" (le=\"{l}\")")).unwrap_or_default()));
+            missing.push(format!(
+                "{name}{}",
+                le.as_ref()
+                    .map(|l| format!(" (le=\"{l}\")"))
+                    .unwrap_or_default()
+            ));
         }
     }
     assert!(
         missing.is_empty(),
         "rules.yaml references metrics no tier exports: {missing:?}\nexported:\n{}",
-        exported.lines().filter(|l| l.starts_with("# TYPE")).collect::<Vec<_>>().join("\n")
+        exported
+            .lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     s.stop().await;
 }

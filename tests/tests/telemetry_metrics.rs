@@ -47,7 +47,11 @@ async fn tenant_series_stay_bounded_and_operations_carry_cell_and_plan() {
         .buffer_unordered(16)
         .collect()
         .await;
-    assert!(answers.iter().all(|b| e2e::stack::code(b) == Some("NOT_FOUND")));
+    assert!(
+        answers
+            .iter()
+            .all(|b| e2e::stack::code(b) == Some("NOT_FOUND"))
+    );
 
     let text = scrape(&s, &s.url()).await;
     let tenant_series: Vec<&str> = text
@@ -63,12 +67,22 @@ async fn tenant_series_stay_bounded_and_operations_carry_cell_and_plan() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     // createTenant and five reads of the real tenant, 600 unknown ones.
-    assert_eq!(total, 606.0, "every tenant request is counted once: {tenant_series:#?}");
+    assert_eq!(
+        total, 606.0,
+        "every tenant request is counted once: {tenant_series:#?}"
+    );
     let other = value(&text, "tcp_tenant_requests_total{", &["tenant=\"other\""]).unwrap_or(0.0);
-    assert!(other >= 600.0 - 3.0, "the rest fold into other: {tenant_series:#?}");
+    assert!(
+        other >= 600.0 - 3.0,
+        "the rest fold into other: {tenant_series:#?}"
+    );
     // The first tenants fill the free slots, so the real one has its own series.
     assert_eq!(
-        value(&text, "tcp_tenant_requests_total{", &[&format!("tenant=\"{id}\""), "outcome=\"ok\""]),
+        value(
+            &text,
+            "tcp_tenant_requests_total{",
+            &[&format!("tenant=\"{id}\""), "outcome=\"ok\""]
+        ),
         Some(6.0),
         "{tenant_series:#?}"
     );
@@ -79,11 +93,19 @@ async fn tenant_series_stay_bounded_and_operations_carry_cell_and_plan() {
         value(
             &text,
             "tcp_graphql_operations_total{",
-            &["operation=\"tenant\"", "cell=\"eu-west-1-a\"", "plan=\"pro\"", "outcome=\"ok\""]
+            &[
+                "operation=\"tenant\"",
+                "cell=\"eu-west-1-a\"",
+                "plan=\"pro\"",
+                "outcome=\"ok\""
+            ]
         ),
         Some(5.0),
         "{}",
-        text.lines().filter(|l| l.starts_with("tcp_graphql_operations_total")).collect::<Vec<_>>().join("\n")
+        text.lines()
+            .filter(|l| l.starts_with("tcp_graphql_operations_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         value(
@@ -97,28 +119,59 @@ async fn tenant_series_stay_bounded_and_operations_carry_cell_and_plan() {
         value(
             &text,
             "tcp_graphql_operation_duration_seconds_count{",
-            &["operation=\"tenant\"", "cell=\"eu-west-1-a\"", "plan=\"pro\""]
+            &[
+                "operation=\"tenant\"",
+                "cell=\"eu-west-1-a\"",
+                "plan=\"pro\""
+            ]
         ) == Some(5.0)
     );
     assert!(
-        value(&text, "tcp_graphql_operations_total{", &["operation=\"createTenant\"", "outcome=\"ok\""]).is_some(),
+        value(
+            &text,
+            "tcp_graphql_operations_total{",
+            &["operation=\"createTenant\"", "outcome=\"ok\""]
+        )
+        .is_some(),
         "createTenant is an operation too"
     );
     // A query naming no schema field is not an operation label.
     let bad = s.gql(&admin, "{ noSuchField }", json!({})).await;
     assert_eq!(e2e::stack::code(&bad), Some("BAD_USER_INPUT"));
     let text = scrape(&s, &s.url()).await;
-    assert!(!text.contains("noSuchField"), "unvalidated names never become labels");
-    assert!(value(&text, "tcp_graphql_operations_total{", &["operation=\"unknown\"", "outcome=\"rejected\""]).is_some());
+    assert!(
+        !text.contains("noSuchField"),
+        "unvalidated names never become labels"
+    );
+    assert!(
+        value(
+            &text,
+            "tcp_graphql_operations_total{",
+            &["operation=\"unknown\"", "outcome=\"rejected\""]
+        )
+        .is_some()
+    );
 
     // The cell's own registry: operations without a cell label (every
     // series of a cell carries `cell` already), the tenant's plan.
     let cell = s.cell("eu-west-1-a").url();
     let text = scrape(&s, &cell).await;
     assert!(
-        value(&text, "tcp_graphql_operations_total{", &["operation=\"tenants\"", "plan=\"pro\"", "cell=\"eu-west-1-a\""]).is_some(),
+        value(
+            &text,
+            "tcp_graphql_operations_total{",
+            &[
+                "operation=\"tenants\"",
+                "plan=\"pro\"",
+                "cell=\"eu-west-1-a\""
+            ]
+        )
+        .is_some(),
         "{}",
-        text.lines().filter(|l| l.starts_with("tcp_graphql_operations_total")).collect::<Vec<_>>().join("\n")
+        text.lines()
+            .filter(|l| l.starts_with("tcp_graphql_operations_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     s.stop().await;
 }

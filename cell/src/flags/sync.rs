@@ -118,19 +118,22 @@ pub fn spawn(
     let resync = Arc::new(Notify::new());
     // Applied means in the database and in the compiled snapshot the hooks
     // evaluate from.
-    let handler: consumer::Handler = consumer::measured({
-        let st = st.clone();
-        Arc::new(move |events: Vec<Event>| {
+    let handler: consumer::Handler = consumer::measured(
+        {
             let st = st.clone();
-            Box::pin(async move {
-                let changes = events
-                    .iter()
-                    .map(Change::decode)
-                    .collect::<shared::Result<Vec<_>>>()?;
-                apply(&st, &changes).await.map(|_| ())
+            Arc::new(move |events: Vec<Event>| {
+                let st = st.clone();
+                Box::pin(async move {
+                    let changes = events
+                        .iter()
+                        .map(Change::decode)
+                        .collect::<shared::Result<Vec<_>>>()?;
+                    apply(&st, &changes).await.map(|_| ())
+                })
             })
-        })
-    }, propagation);
+        },
+        propagation,
+    );
     let on_gap: consumer::OnGap = {
         let resync = resync.clone();
         Arc::new(move |_| resync.notify_one())

@@ -42,7 +42,7 @@ impl PlansMutation {
             on_behalf_of,
             detail,
             |st, t, _| async move {
-                plans::change(&st, t, &input.plan, input.expected_version).await
+                plans::change(st, t, &input.plan, input.expected_version).await
             },
         )
         .await

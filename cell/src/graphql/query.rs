@@ -69,7 +69,10 @@ impl Query {
         if !p.can_read_tenant(id) {
             return Err(not_found());
         }
-        let row = tenants::get(&st.db, id).await.gql()?.ok_or_else(not_found)?;
+        let row = tenants::get(&st.db, id)
+            .await
+            .gql()?
+            .ok_or_else(not_found)?;
         record_plan(ctx, &row);
         Ok(Tenant::from(row))
     }

@@ -30,7 +30,10 @@ impl Query {
         if members::level(&st.db, p, id).await.gql()? == Level::None {
             return Err(not_found());
         }
-        let row = directory::get(&st.db, id).await.gql()?.ok_or_else(not_found)?;
+        let row = directory::get(&st.db, id)
+            .await
+            .gql()?
+            .ok_or_else(not_found)?;
         record_tenant_at(ctx, &id, placement(&row));
         Ok(Tenant(row))
     }

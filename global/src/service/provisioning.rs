@@ -359,7 +359,10 @@ async fn finish(st: &State, id: TenantId, s: &crate::entity::saga::Model, kind: 
         TenantEventKind::Created => "active",
         _ => "failed",
     };
-    let took = Ord::max((Utc::now() - s.created_at).num_microseconds().unwrap_or(0), 0);
+    let took = Ord::max(
+        (Utc::now() - s.created_at).num_microseconds().unwrap_or(0),
+        0,
+    );
     st.provisioning_duration
         .with_label_values(&[outcome])
         .observe(took as f64 / 1e6);

@@ -76,10 +76,15 @@ pub fn inspect(
     let Some(op) = op else {
         return (None, None);
     };
-    let field = op.selection_set.node.items.iter().find_map(|s| match &s.node {
-        Selection::Field(f) => Some(&f.node),
-        _ => None,
-    });
+    let field = op
+        .selection_set
+        .node
+        .items
+        .iter()
+        .find_map(|s| match &s.node {
+            Selection::Field(f) => Some(&f.node),
+            _ => None,
+        });
     let Some(field) = field else {
         return (None, None);
     };
@@ -112,7 +117,11 @@ fn var(vars: &Variables, n: &Name) -> Result<Value, ()> {
 mod tests {
     use super::*;
 
-    fn run(q: &str, name: Option<&str>, vars: serde_json::Value) -> (Option<String>, Option<String>) {
+    fn run(
+        q: &str,
+        name: Option<&str>,
+        vars: serde_json::Value,
+    ) -> (Option<String>, Option<String>) {
         let doc = async_graphql::parser::parse_query(q).unwrap();
         inspect(&doc, name, &Variables::from_json(vars))
     }
@@ -121,12 +130,18 @@ mod tests {
     fn reads_the_first_root_field_and_the_tenant_argument() {
         let t = "0192f0c8-0000-7000-8000-000000000001";
         assert_eq!(
-            run("query($id: ID!) { tenant(id: $id) { id } }", None, serde_json::json!({ "id": t })),
+            run(
+                "query($id: ID!) { tenant(id: $id) { id } }",
+                None,
+                serde_json::json!({ "id": t })
+            ),
             (Some("tenant".into()), Some(t.into()))
         );
         assert_eq!(
             run(
-                &format!("mutation {{ updateTenantConfig(input: {{tenantId: \"{t}\", set: []}}) {{ version }} }}"),
+                &format!(
+                    "mutation {{ updateTenantConfig(input: {{tenantId: \"{t}\", set: []}}) {{ version }} }}"
+                ),
                 None,
                 serde_json::json!({})
             ),
@@ -142,7 +157,11 @@ mod tests {
         );
         // Not a tenant id: no tenant.
         assert_eq!(
-            run("{ tenant(id: \"nope\") { id } }", None, serde_json::json!({})),
+            run(
+                "{ tenant(id: \"nope\") { id } }",
+                None,
+                serde_json::json!({})
+            ),
             (Some("tenant".into()), None)
         );
         assert_eq!(

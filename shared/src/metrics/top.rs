@@ -125,8 +125,11 @@ mod tests {
 
     fn top(n: usize) -> (TenantTop, Registry) {
         let reg = Registry::new();
-        let c = IntCounterVec::new(Opts::new("tenant_requests_total", "t"), &["tenant", "outcome"])
-            .unwrap();
+        let c = IntCounterVec::new(
+            Opts::new("tenant_requests_total", "t"),
+            &["tenant", "outcome"],
+        )
+        .unwrap();
         reg.register(Box::new(c.clone())).unwrap();
         (TenantTop::new(n, Duration::from_secs(3600), c), reg)
     }

@@ -239,8 +239,8 @@ async fn execute_post<E: Executor>(
     }
     // Only an executed request (it passed validation) names a field of the
     // schema: data came back, or an error has a path into it.
-    let executed =
-        !matches!(response.data, async_graphql::Value::Null) || response.errors.iter().any(|e| !e.path.is_empty());
+    let executed = !matches!(response.data, async_graphql::Value::Null)
+        || response.errors.iter().any(|e| !e.path.is_empty());
     if executed {
         facts.set_operation(operation);
     }
