@@ -91,7 +91,7 @@ async fn a_lost_directory_is_rebuilt_from_the_cells() {
     // History worth keeping: a suspension and a plan change.
     let s = q(
         "mutation($i: ChangeTenantStatusInput!) { suspendTenant(input: $i) { status } }",
-        json!({ "i": { "tenantId": ids[1].0, "expectedVersion": ids[1].1 } }),
+        json!({ "i": { "tenantId": ids[1].0, "expectedVersion": ids[1].1, "idempotencyKey": "dr-suspend" } }),
     )
     .await;
     assert_eq!(s["data"]["suspendTenant"]["status"], "SUSPENDED", "{s}");
