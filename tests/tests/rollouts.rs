@@ -414,10 +414,12 @@ async fn bad_rollouts_are_refused_and_change_nothing() {
     let list = s.gql(&admin, "{ rollouts { id } }", json!({})).await;
     assert_eq!(list["data"]["rollouts"], json!([]), "{list}");
     // An empty cohort is allowed when asked for.
+    // A long soak keeps it RUNNING (a zero soak could complete it, making
+    // the flag's targeting permanent, before the archive below).
     let mut v = start(
         "f",
         "on",
-        one(json!({ "regions": ["ap-south-1"] })),
+        json!([stage("s", json!({ "regions": ["ap-south-1"] }), 3600)]),
         "empty-ok",
     );
     v["i"]["allowEmptyCohort"] = json!(true);

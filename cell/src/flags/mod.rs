@@ -23,6 +23,7 @@ pub struct Runtime {
     engine: Arc<ArcSwap<Engine>>,
     /// Wakes the rollout acknowledger after a rebuild.
     pub rebuilt: Arc<Notify>,
+    rebuilding: Arc<tokio::sync::Mutex<()>>,
     /// What this cell last acknowledged of each rollout (`sync::acknowledge`).
     pub acked: Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, sync::Acked>>>,
 }
@@ -34,7 +35,10 @@ impl Runtime {
     }
 
     /// Reloads the snapshot from the database and swaps it in.
+    /// Rebuilds run one at a time: two overlapping rebuilds could otherwise
+    /// store the one that read the database first last, losing a change.
     pub async fn rebuild<C: ConnectionTrait>(&self, db: &C, cell: &str) -> Result<()> {
+        let _one_at_a_time = self.rebuilding.lock().await;
         let snap = load(db, cell).await?;
         self.engine.store(Arc::new(Engine::compile(&snap)));
         // A stored permit: the acknowledger sees a rebuild made while it was busy.
