@@ -338,3 +338,221 @@ async fn the_audit_log_pages_newest_first_without_overlap() {
     assert_eq!(code(&bad), Some("BAD_USER_INPUT"));
     s.stop().await;
 }
+
+const DIFFS: &str = "query($f: AuditFilter) { auditLog(filter: $f) { nodes { actor action tenantId target outcome diff } } }";
+
+/// The global tier's own entries for `action`, newest first.
+async fn global_entries(s: &Stack, action: &str) -> Vec<serde_json::Value> {
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let log = s
+        .gql(
+            &sre,
+            DIFFS,
+            json!({ "f": { "action": action, "source": "global" } }),
+        )
+        .await;
+    log["data"]["auditLog"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{log}"))
+        .clone()
+}
+
+/// The one OK entry of `action` at the global tier, and its diff.
+async fn one_ok(s: &Stack, action: &str) -> (serde_json::Value, serde_json::Value) {
+    let entries = global_entries(s, action).await;
+    let ok: Vec<_> = entries.iter().filter(|e| e["outcome"] == "OK").collect();
+    assert_eq!(ok.len(), 1, "{action}: {entries:?}");
+    let e = ok[0].clone();
+    assert_eq!(e["actor"], "admin", "{e}");
+    let diff: serde_json::Value = serde_json::from_str(
+        e["diff"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{action} has no diff: {e}")),
+    )
+    .unwrap();
+    (e, diff)
+}
+
+/// The cell's own entry of `action` (its only one), and its diff.
+async fn cell_entry(s: &Stack, action: &str) -> (shared::audit::Entry, serde_json::Value) {
+    let f = shared::audit::Filter {
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    let mut rows = shared::audit::list(&s.cell("eu-west-1-a").state.db, &f, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{action}: {rows:?}");
+    let e = rows.remove(0);
+    let diff = serde_json::from_str(e.diff.as_deref().expect("a diff")).unwrap();
+    (e, diff)
+}
+
+#[tokio::test]
+async fn every_kind_of_mutation_records_its_before_and_after() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let key = s
+        .gql(
+            &admin,
+            "mutation($i: DefineConfigKeyInput!) { defineConfigKey(input: $i) { version } }",
+            json!({ "i": { "key": "limits.max_users", "type": "INT", "default": 10, "scopes": ["TENANT"] } }),
+        )
+        .await;
+    assert_eq!(key["data"]["defineConfigKey"]["version"], 1, "{key}");
+    let (e, diff) = one_ok(&s, "defineConfigKey").await;
+    assert_eq!(e["target"], "limits.max_users");
+    assert!(diff["before"].is_null(), "a create has no before: {diff}");
+    assert_eq!(diff["after"]["version"], 1);
+    assert_eq!(diff["after"]["def"]["default"], 10);
+
+    let t = s.create_tenant("diffed", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let (e, diff) = one_ok(&s, "createTenant").await;
+    assert_eq!(e["tenantId"], id);
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["slug"], "diffed");
+
+    // A cell write (routed there by the global tier): the cell's entry
+    // holds the document before and after.
+    let mut written = json!(null);
+    for _ in 0..100 {
+        written = s
+            .gql(
+                &admin,
+                "mutation($i: UpdateTenantConfigInput!) { updateTenantConfig(input: $i) { version } }",
+                json!({ "i": { "tenantId": id, "idempotencyKey": "c1", "expectedVersion": 0, "set": [{ "key": "limits.max_users", "value": 50 }] } }),
+            )
+            .await;
+        // The registry reaches the cell through the stream: retry until it has the key.
+        if written.get("errors").is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        written["data"]["updateTenantConfig"]["version"], 1,
+        "{written}"
+    );
+    let (e, diff) = cell_entry(&s, "updateTenantConfig").await;
+    assert_eq!(
+        (e.actor.as_str(), e.target.as_deref()),
+        ("global", Some("admin"))
+    );
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert_eq!(diff["before"]["version"], 0);
+    assert!(diff["before"]["doc"]["tenant"]["limits.max_users"].is_null());
+    assert_eq!(diff["after"]["version"], 1);
+    assert_eq!(diff["after"]["doc"]["tenant"]["limits.max_users"], 50);
+
+    let plan = s
+        .gql(
+            &admin,
+            "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan version } }",
+            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 1 } }),
+        )
+        .await;
+    assert_eq!(plan["data"]["changePlan"]["plan"], "enterprise", "{plan}");
+    let (e, diff) = cell_entry(&s, "changePlan").await;
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert_eq!(e.target.as_deref(), Some("admin"));
+    assert_eq!(
+        (&diff["before"]["plan"], &diff["before"]["version"]),
+        (&json!("pro"), &json!(1))
+    );
+    assert_eq!(
+        (&diff["after"]["plan"], &diff["after"]["version"]),
+        (&json!("enterprise"), &json!(2))
+    );
+
+    let metric = s
+        .gql(
+            &admin,
+            "mutation($i: DefineMetricInput!) { defineMetric(input: $i) { version } }",
+            json!({ "i": { "name": "audit.calls", "kind": "RATE", "unit": "call" } }),
+        )
+        .await;
+    assert_eq!(metric["data"]["defineMetric"]["version"], 1, "{metric}");
+    let (e, diff) = one_ok(&s, "defineMetric").await;
+    assert_eq!(e["target"], "audit.calls");
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["def"]["name"], "audit.calls");
+
+    let now = chrono::Utc::now();
+    let w = s
+        .gql(
+            &admin,
+            "mutation($i: ScheduleMaintenanceInput!) { scheduleMaintenance(input: $i) { id } }",
+            json!({ "i": { "scope": { "tenantIds": [id] }, "startsAt": now + chrono::Duration::hours(1),
+                "endsAt": now + chrono::Duration::hours(2), "description": "disk swap",
+                "freezeRollouts": false, "idempotencyKey": "w1" } }),
+        )
+        .await;
+    let wid = w["data"]["scheduleMaintenance"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{w}"))
+        .to_owned();
+    let (e, diff) = one_ok(&s, "scheduleMaintenance").await;
+    assert_eq!((&e["tenantId"], &e["target"]), (&json!(id), &json!(wid)));
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["description"], "disk swap");
+
+    let suspended = s
+        .gql(
+            &admin,
+            "mutation($i: ChangeTenantStatusInput!) { suspendTenant(input: $i) { status } }",
+            json!({ "i": { "tenantId": id, "expectedVersion": 1, "idempotencyKey": "s1" } }),
+        )
+        .await;
+    assert_eq!(
+        suspended["data"]["suspendTenant"]["status"], "SUSPENDED",
+        "{suspended}"
+    );
+    let (e, diff) = one_ok(&s, "suspendTenant").await;
+    assert_eq!(e["tenantId"], id);
+    assert_eq!(
+        (&diff["before"]["status"], &diff["before"]["version"]),
+        (&json!("ACTIVE"), &json!(1))
+    );
+    assert_eq!(
+        (&diff["after"]["status"], &diff["after"]["version"]),
+        (&json!("SUSPENDED"), &json!(2))
+    );
+
+    // A refused change is audited too, without a diff; the accepted one
+    // after it has one.
+    let set_state = "mutation($c: ID!, $s: CellState!, $v: Int!) { setCellState(cellId: $c, state: $s, expectedVersion: $v) { version } }";
+    let stale = s
+        .gql(
+            &admin,
+            set_state,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7 }),
+        )
+        .await;
+    assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
+    let drained = s
+        .gql(
+            &admin,
+            set_state,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
+        )
+        .await;
+    assert_eq!(drained["data"]["setCellState"]["version"], 2, "{drained}");
+    let entries = global_entries(&s, "setCellState").await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1]["outcome"], "REFUSED");
+    assert!(entries[1]["diff"].is_null());
+    let (e, diff) = one_ok(&s, "setCellState").await;
+    assert_eq!(e["target"], "us-east-1-a");
+    assert_eq!(
+        (&diff["before"]["state"], &diff["after"]["state"]),
+        (&json!("ACCEPTING"), &json!("DRAINING"))
+    );
+    assert_eq!(diff["after"]["version"], 2);
+
+    // Written in the changes' transactions, the chain still holds.
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let v = s.gql(&sre, VERIFY, json!({})).await;
+    assert_eq!(v["data"]["verifyAuditChain"]["valid"], true, "{v}");
+    s.stop().await;
+}

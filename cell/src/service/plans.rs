@@ -38,7 +38,7 @@ async fn record<C: ConnectionTrait>(db: &C, id: TenantId) -> Result<tenant::Mode
 }
 
 /// The tenant's plan, quotas and effective entitlements.
-pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<TenantPlan> {
+pub async fn get<C: ConnectionTrait>(db: &C, id: TenantId) -> Result<TenantPlan> {
     let t = record(db, id).await?;
     let overrides = entitlement_override::Entity::find()
         .filter(entitlement_override::Column::TenantId.eq(id.0))
@@ -156,6 +156,7 @@ pub async fn change(st: &State, id: TenantId, plan: &str, expected: i64) -> Resu
             ),
         ));
     }
+    let before = get(&txn, id).await?;
     bump(&txn, id, expected, Some(plan)).await?;
     let t = record(&txn, id).await?;
     let change = RecordChange {
@@ -172,6 +173,8 @@ pub async fn change(st: &State, id: TenantId, plan: &str, expected: i64) -> Resu
         serde_json::to_value(change).map_err(Error::internal)?,
     );
     outbox::enqueue(&txn, &event).await?;
+    let after = get(&txn, id).await?;
+    shared::audit::change(&txn, Some(id.0), None, &before, &after).await?;
     txn.commit().await?;
     st.relay.nudge();
     // The plan is a tenant attribute flags and rollouts target.
@@ -198,6 +201,7 @@ pub async fn set_override(
     }
     writable_tenant(db, id).await?;
     let txn = begin_write(db).await?;
+    let before = get(&txn, id).await?;
     bump(&txn, id, expected, None).await?;
     match enabled {
         Some(on) => {
@@ -229,8 +233,10 @@ pub async fn set_override(
                 .await?;
         }
     }
+    let after = get(&txn, id).await?;
+    shared::audit::change(&txn, Some(id.0), Some(name.to_owned()), &before, &after).await?;
     txn.commit().await?;
-    get(db, id).await
+    Ok(after)
 }
 
 /// Refuses a new project or environment beyond the plan's quota.

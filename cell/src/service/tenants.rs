@@ -95,6 +95,8 @@ pub async fn create(
     };
     match row.insert(&txn).await {
         Ok(m) => {
+            let target = Some(t.id.to_string());
+            shared::audit::change(&txn, Some(t.id.0), target, shared::audit::NONE, &m).await?;
             txn.commit().await?;
             to_record(m)
         }

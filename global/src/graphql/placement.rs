@@ -100,15 +100,15 @@ impl PlacementMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "cellId": cell_id.as_str(), "state": state.as_str(), "expectedVersion": expected_version });
         let target = Some(cell_id.to_string());
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "setCellState")?;
-            let id = CellId::parse(&cell_id).field("cellId")?;
-            cells::set_state(&st.db, &st.cells, &id, state.as_str(), expected_version).await
-        }
-        .await;
-        audit::outcome(&st.db, p, "setCellState", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "setCellState", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "setCellState")?;
+                let id = CellId::parse(&cell_id).field("cellId")?;
+                cells::set_state(&st.db, &st.cells, &id, state.as_str(), expected_version).await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(view(result.gql()?))
     }
 }

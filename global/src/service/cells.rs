@@ -115,7 +115,9 @@ pub async fn register(
             }
         }
     }
-    if let Some(existing) = cell::Entity::find_by_id(r.id.to_string()).one(db).await?
+    let txn = shared::db::begin_write(db).await?;
+    let before = cell::Entity::find_by_id(r.id.to_string()).one(&txn).await?;
+    if let Some(existing) = &before
         && existing.region != r.region.as_str()
     {
         return Err(Error::Conflict(format!(
@@ -158,12 +160,14 @@ pub async fn register(
                 .update_columns(update)
                 .to_owned(),
         )
-        .exec(db)
+        .exec(&txn)
         .await?;
     let saved = cell::Entity::find_by_id(r.id.to_string())
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("cell vanished after upsert")))?;
+    shared::audit::change(&txn, None, Some(saved.id.clone()), &before, &saved).await?;
+    txn.commit().await?;
     cache.put(saved.clone());
     Ok(saved)
 }
@@ -178,8 +182,9 @@ pub async fn set_state(
     state: &str,
     expected: i64,
 ) -> Result<cell::Model> {
+    let txn = shared::db::begin_write(db).await?;
     let current = cell::Entity::find_by_id(id.to_string())
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
     if current.version != expected {
@@ -197,7 +202,7 @@ pub async fn set_state(
         .col_expr(cell::Column::Version, Expr::value(expected + 1))
         .filter(cell::Column::Id.eq(id.as_str()))
         .filter(cell::Column::Version.eq(expected))
-        .exec(db)
+        .exec(&txn)
         .await?;
     if res.rows_affected == 0 {
         return Err(Error::Conflict(format!(
@@ -205,9 +210,11 @@ pub async fn set_state(
         )));
     }
     let saved = cell::Entity::find_by_id(id.to_string())
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
+    shared::audit::change(&txn, None, Some(id.to_string()), &current, &saved).await?;
+    txn.commit().await?;
     cache.put(saved.clone());
     Ok(saved)
 }
