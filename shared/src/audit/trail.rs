@@ -23,11 +23,6 @@ use crate::error::{Error, Result};
 /// The state of something that does not exist (before a create, after a delete).
 pub const NONE: Value = Value::Null;
 
-/// Whether the current task runs inside a [`Trail`].
-pub fn active() -> bool {
-    CURRENT.try_with(|_| ()).is_ok()
-}
-
 struct Inner {
     actor: Principal,
     action: String,
