@@ -136,7 +136,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         flags: flags::Runtime::default(),
         quota: quota.clone(),
         config_index: impact::ConfigIndex::default(),
-        revocations: shared::breakglass::Revocations::default(),
+        revocations: shared::breakglass::Revocations::unloaded(),
     };
     state
         .flags
@@ -187,9 +187,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .endpoint
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let server = serve(listener, router, shutdown);
-
-    let mut tasks = Vec::new();
     let global = settings.global_url.clone().map(|url| {
         let token = Arc::new(ServiceToken::new(
             settings.keys.clone(),
@@ -198,6 +195,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         ));
         (GraphqlClient::new(token, Duration::from_secs(5)), url)
     });
+    breakglass::load_at_start(&state.revocations, global.as_ref()).await;
+    let server = serve(listener, router, shutdown);
+
+    let mut tasks = Vec::new();
     if let Some((client, global_url)) = global.clone() {
         let reg = registration::Registration {
             client,

@@ -4,6 +4,7 @@
 //! task-local, so audits and calls to the other tier carry it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -30,11 +31,39 @@ pub struct Revoked {
 }
 
 /// The revoked break-glass requests this process knows of: one hash lookup
-/// per request that carries a `bg` claim.
-#[derive(Clone, Default)]
-pub struct Revocations(Arc<RwLock<HashMap<Uuid, i64>>>);
+/// per request that carries a `bg` claim. A list made [`unloaded`]
+/// (a cell's, before it has read the global tier's list) refuses every
+/// break-glass token until [`mark_loaded`]: a token revoked while the
+/// process was down must not get through in the moments after it starts.
+///
+/// [`unloaded`]: Revocations::unloaded
+/// [`mark_loaded`]: Revocations::mark_loaded
+#[derive(Clone)]
+pub struct Revocations(Arc<RwLock<HashMap<Uuid, i64>>>, Arc<AtomicBool>);
+
+impl Default for Revocations {
+    /// A list that is complete as it is (the global tier fills it from its
+    /// database before it serves).
+    fn default() -> Self {
+        Self(Arc::default(), Arc::new(AtomicBool::new(true)))
+    }
+}
 
 impl Revocations {
+    /// A list that refuses break-glass tokens until it is loaded.
+    pub fn unloaded() -> Self {
+        Self(Arc::default(), Arc::new(AtomicBool::new(false)))
+    }
+
+    /// The whole list has been read (from the global tier).
+    pub fn mark_loaded(&self) {
+        self.1.store(true, Ordering::Release);
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.1.load(Ordering::Acquire)
+    }
+
     pub fn revoke(&self, r: &Revoked) {
         let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
         let now = Utc::now().timestamp();
@@ -57,12 +86,18 @@ impl Revocations {
         self.len() == 0
     }
 
-    /// Refuses a principal whose break-glass request was revoked.
+    /// Refuses a principal whose break-glass request was revoked, and every
+    /// break-glass principal while the list is not loaded yet.
     pub fn check(&self, p: &Principal) -> Result<(), TokenError> {
         match p.break_glass {
             Some(id) if self.is_revoked(id) => Err(TokenError::Invalid(format!(
                 "break-glass access {id} was revoked"
             ))),
+            Some(_) if !self.is_loaded() => Err(TokenError::Invalid(
+                "break-glass tokens are refused until this process has loaded the \
+                 revocation list from the global tier; retry shortly"
+                    .into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -167,5 +202,22 @@ mod tests {
         });
         assert!(!r.is_revoked(old));
         assert!(r.is_revoked(id));
+    }
+
+    #[test]
+    fn an_unloaded_list_refuses_break_glass_tokens_only() {
+        let r = Revocations::unloaded();
+        let mut p = Principal {
+            subject: "a".into(),
+            roles: vec![],
+            tenants: vec![],
+            cell: None,
+            break_glass: None,
+        };
+        assert!(r.check(&p).is_ok(), "other tokens pass");
+        p.break_glass = Some(Uuid::now_v7());
+        assert!(r.check(&p).is_err());
+        r.mark_loaded();
+        assert!(r.check(&p).is_ok());
     }
 }
