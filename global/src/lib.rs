@@ -238,6 +238,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.revocations.clone(),
         server.shutdown.clone(),
     ));
+    tasks.push(shared::breakglass::spawn_group_sweeper(
+        state.transport.clone(),
+        state.ops.break_glass_group_idle,
+        server.shutdown.clone(),
+    ));
     tasks.push(tokio::spawn(expire_break_glass(
         state.clone(),
         server.shutdown.clone(),

@@ -166,6 +166,80 @@ pub fn spawn_consumer(
     tokio::spawn(consumer::run(transport, cfg, handler, None, shutdown))
 }
 
+/// Groups on [`STREAM`] that no process has read for `idle` (each process
+/// reads it in a group of its own, so a stopped or crashed process leaves
+/// its group behind): dropped by [`GroupSweeper::sweep`]. A group no consumer has
+/// read yet counts from the first sweep that saw it so.
+#[derive(Default)]
+pub struct GroupSweeper {
+    unread_since: HashMap<String, std::time::Instant>,
+}
+
+impl GroupSweeper {
+    /// Drops the groups idle for `idle` or longer; returns their names.
+    pub async fn sweep(
+        &mut self,
+        transport: &dyn crate::sync::Transport,
+        idle: std::time::Duration,
+    ) -> crate::Result<Vec<String>> {
+        let groups = transport.groups(STREAM).await?;
+        let now = std::time::Instant::now();
+        self.unread_since
+            .retain(|name, _| groups.iter().any(|g| &g.name == name && g.idle.is_none()));
+        let mut dropped = Vec::new();
+        for g in groups {
+            let stale = match g.idle {
+                Some(i) => i >= idle,
+                None => {
+                    let since = *self.unread_since.entry(g.name.clone()).or_insert(now);
+                    now.duration_since(since) >= idle
+                }
+            };
+            if stale {
+                transport.drop_group(STREAM, &g.name).await?;
+                self.unread_since.remove(&g.name);
+                dropped.push(g.name);
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// Drops the groups of dead processes on [`STREAM`] every `idle / 2` (at
+/// most every minute) until `shutdown`. Every global replica runs it;
+/// dropping a group twice is harmless, and a live process whose group was
+/// dropped (cut off from Redis for longer than `idle`) recreates it.
+pub fn spawn_group_sweeper(
+    transport: Arc<dyn crate::sync::Transport>,
+    idle: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let every = (idle / 2).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    tokio::spawn(async move {
+        let mut sweeper = GroupSweeper::default();
+        loop {
+            match sweeper.sweep(transport.as_ref(), idle).await {
+                Ok(dropped) if !dropped.is_empty() => {
+                    tracing::info!(
+                        stream = STREAM,
+                        ?dropped,
+                        "idle consumer groups of stopped processes dropped"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "consumer group sweep skipped"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
