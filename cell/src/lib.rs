@@ -162,6 +162,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: settings.limits,
         dev_mode: settings.dev_mode,
         revocations: state.revocations.clone(),
+        placement: Some(Arc::new(service::tenants::Placement(state.db.clone()))),
     };
     let schema = graphql::schema(
         Some(state.clone()),

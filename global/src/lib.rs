@@ -194,6 +194,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: settings.limits,
         dev_mode: settings.dev_mode,
         revocations: state.revocations.clone(),
+        placement: Some(Arc::new(service::directory::Placement(state.db.clone()))),
     };
     let schema = graphql::schema(
         Some(state.clone()),

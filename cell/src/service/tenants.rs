@@ -190,3 +190,19 @@ pub async fn records_after(
     }
     Ok(q.limit(first).all(db).await?)
 }
+
+/// Places a request's tenant for its metrics: its plan (the cell is this one).
+pub struct Placement(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl shared::metrics::operation::PlacementLookup for Placement {
+    async fn placement(&self, tenant: &str) -> Option<(Option<String>, Option<String>)> {
+        let id: uuid::Uuid = tenant.parse().ok()?;
+        let row = tenant::Entity::find_by_id(id)
+            .one(&self.0)
+            .await
+            .ok()
+            .flatten()?;
+        Some((None, Some(row.plan)))
+    }
+}
