@@ -33,10 +33,17 @@ pub struct CellPass {
 
 /// Applies one record to the directory: (restored, updated).
 async fn apply(st: &State, cell_id: &str, r: &Record) -> Result<(bool, bool)> {
+    let current = |row: &tenant::Model| row.version >= r.version && row.cell_id == cell_id;
+    // Most records are up to date: only a change takes a write transaction.
+    if let Some(row) = tenant::Entity::find_by_id(r.id).one(&st.db).await?
+        && current(&row)
+    {
+        return Ok((false, false));
+    }
     let txn = shared::db::begin_write(&st.db).await?;
     let existing = tenant::Entity::find_by_id(r.id).one(&txn).await?;
     let changed = match &existing {
-        Some(row) if row.version >= r.version && row.cell_id == cell_id => Ok((false, false)),
+        Some(row) if current(row) => Ok((false, false)),
         Some(_) => {
             tenant::Entity::update_many()
                 .col_expr(tenant::Column::CellId, cell_id.into())

@@ -146,11 +146,6 @@ async fn insert_all(
     }
     .insert(&txn)
     .await?;
-    // The reservation is the change createTenant records; the saga's later
-    // steps move the row on in the background.
-    shared::audit::change(&txn, Some(id.0), None, shared::audit::NONE, &row)
-        .await
-        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
     saga::ActiveModel {
         tenant_id: Set(id.0),
         idempotency_key: Set(key.to_string()),
@@ -191,6 +186,12 @@ async fn insert_all(
         .insert(&txn)
         .await?;
     }
+    // The reservation is the change createTenant records (last: the audit
+    // chain's head stays locked until commit); the saga's later steps move
+    // the row on in the background.
+    shared::audit::change(&txn, Some(id.0), None, shared::audit::NONE, &row)
+        .await
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
     txn.commit().await
 }
 
