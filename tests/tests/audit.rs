@@ -339,7 +339,7 @@ async fn the_audit_log_pages_newest_first_without_overlap() {
     s.stop().await;
 }
 
-const DIFFS: &str = "query($f: AuditFilter) { auditLog(filter: $f) { nodes { actor action tenantId target outcome diff } } }";
+const DIFFS: &str = "query($f: AuditFilter) { auditLog(filter: $f) { nodes { actor action tenantId target outcome diff requestId source } } }";
 
 /// The global tier's own entries for `action`, newest first.
 async fn global_entries(s: &Stack, action: &str) -> Vec<serde_json::Value> {
@@ -463,6 +463,88 @@ async fn every_kind_of_mutation_records_its_before_and_after() {
     assert_eq!(
         (&diff["after"]["plan"], &diff["after"]["version"]),
         (&json!("enterprise"), &json!(2))
+    );
+    // The global tier's own entry of the routed write has no diff (the change
+    // is the cell's); the cell's entry, shipped on `cell.audit`, is served
+    // beside it with the same request id.
+    let routed = global_entries(&s, "changePlan").await;
+    assert_eq!(routed.len(), 1, "{routed:?}");
+    assert!(routed[0]["diff"].is_null());
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let mut shipped = json!(null);
+    for _ in 0..100 {
+        let log = s
+            .gql(
+                &sre,
+                DIFFS,
+                json!({ "f": { "action": "changePlan", "source": "eu-west-1-a" } }),
+            )
+            .await;
+        shipped = log["data"]["auditLog"]["nodes"][0].clone();
+        if !shipped.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(shipped["requestId"], routed[0]["requestId"], "{shipped}");
+    let shipped_diff: serde_json::Value =
+        serde_json::from_str(shipped["diff"].as_str().expect("the shipped entry's diff")).unwrap();
+    assert_eq!(shipped_diff, diff);
+
+    let member = s
+        .gql(
+            &admin,
+            "mutation($i: AddMemberInput!) { addMember(input: $i) { subject } }",
+            json!({ "i": { "tenantId": id, "subject": "carol", "role": "member", "idempotencyKey": "m1" } }),
+        )
+        .await;
+    assert_eq!(member["data"]["addMember"]["subject"], "carol", "{member}");
+    let (e, diff) = one_ok(&s, "addMember").await;
+    assert_eq!(
+        (&e["tenantId"], &e["target"]),
+        (&json!(id), &json!("carol"))
+    );
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["role"], "member");
+
+    let inc = s
+        .gql(
+            &admin,
+            "mutation($i: CreateIncidentInput!) { createIncident(input: $i) { id } }",
+            json!({ "i": { "title": "EU latency", "severity": "SEV2", "idempotencyKey": "inc-1",
+                "scope": { "cellIds": ["eu-west-1-a"] } } }),
+        )
+        .await;
+    let inc_id = inc["data"]["createIncident"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{inc}"))
+        .to_owned();
+    let update_incident =
+        "mutation($i: UpdateIncidentInput!) { updateIncident(input: $i) { status } }";
+    let resolve = json!({ "i": { "id": inc_id, "status": "RESOLVED", "note": "rolled back", "expectedVersion": 1, "idempotencyKey": "inc-1-r" } });
+    let upd = s.gql(&admin, update_incident, resolve.clone()).await;
+    assert_eq!(upd["data"]["updateIncident"]["status"], "RESOLVED", "{upd}");
+    let (e, diff) = one_ok(&s, "updateIncident").await;
+    assert_eq!(e["target"], inc_id);
+    assert_eq!(
+        (&diff["before"]["status"], &diff["after"]["status"]),
+        (&json!("INVESTIGATING"), &json!("RESOLVED"))
+    );
+    assert_eq!(
+        (&diff["before"]["version"], &diff["after"]["version"]),
+        (&json!(1), &json!(2))
+    );
+    // A retry with the same key changes nothing: recorded OK, without a diff.
+    let again = s.gql(&admin, update_incident, resolve).await;
+    assert_eq!(
+        again["data"]["updateIncident"]["status"], "RESOLVED",
+        "{again}"
+    );
+    let both = global_entries(&s, "updateIncident").await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(
+        (&both[0]["outcome"], &both[0]["diff"]),
+        (&json!("OK"), &json!(null))
     );
 
     let metric = s
