@@ -638,3 +638,102 @@ async fn every_kind_of_mutation_records_its_before_and_after() {
     assert_eq!(v["data"]["verifyAuditChain"]["valid"], true, "{v}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn cell_writes_record_the_entity_before_and_after() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    e2e::quota::define(&s, "api.calls", "PERIODIC", "CLOSED").await;
+    e2e::quota::wait_synced(&s, &["api.calls"]).await;
+    let t = s.create_tenant("cellwrites", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let ok = |v: &serde_json::Value| assert!(v.get("errors").is_none(), "{v}");
+
+    ok(&s
+        .gql(
+            &admin,
+            "mutation($i: CreateProjectInput!) { createProject(input: $i) { id } }",
+            json!({ "i": { "tenantId": id, "name": "web", "idempotencyKey": "p1" } }),
+        )
+        .await);
+    let (e, diff) = cell_entry(&s, "createProject").await;
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["name"], "web");
+    assert_eq!(diff["after"]["version"], 1);
+
+    ok(&s
+        .gql(
+            &admin,
+            "mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) { id } }",
+            json!({ "i": { "tenantId": id, "projectId": "web", "name": "qa", "idempotencyKey": "e1", "expectedVersion": 1 } }),
+        )
+        .await);
+    let (_, diff) = cell_entry(&s, "createEnvironment").await;
+    let envs = |v: &serde_json::Value| -> Vec<String> {
+        let mut e: Vec<String> = serde_json::from_value(v["environments"].clone()).unwrap();
+        e.sort();
+        e
+    };
+    assert_eq!(envs(&diff["before"]), ["dev", "prod", "stage"]);
+    assert_eq!(envs(&diff["after"]), ["dev", "prod", "qa", "stage"]);
+    assert_eq!(
+        (&diff["before"]["version"], &diff["after"]["version"]),
+        (&json!(1), &json!(2))
+    );
+
+    let secret = "mutation($i: SetSecretRefInput!) { setSecretRef(input: $i) { version } }";
+    ok(&s
+        .gql(&admin, secret, json!({ "i": { "tenantId": id, "name": "db.password", "ref": "vault://secret/data/a#password" } }))
+        .await);
+    // The same reference again changes nothing: no second diff.
+    ok(&s
+        .gql(&admin, secret, json!({ "i": { "tenantId": id, "name": "db.password", "ref": "vault://secret/data/a#password" } }))
+        .await);
+    ok(&s
+        .gql(&admin, secret, json!({ "i": { "tenantId": id, "name": "db.password", "ref": "vault://secret/data/b#password", "expectedVersion": 1 } }))
+        .await);
+    let f = shared::audit::Filter {
+        action: Some("setSecretRef".into()),
+        ..Default::default()
+    };
+    let rows = shared::audit::list(&s.cell("eu-west-1-a").state.db, &f, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let diffs: Vec<Option<serde_json::Value>> = rows
+        .iter()
+        .map(|r| r.diff.as_deref().map(|d| serde_json::from_str(d).unwrap()))
+        .collect();
+    // Newest first: the change, the no-op, the create.
+    let change = diffs[0].as_ref().expect("the change's diff");
+    assert_eq!(
+        change["before"]["reference"],
+        "vault://secret/data/a#password"
+    );
+    assert_eq!(
+        change["after"]["reference"],
+        "vault://secret/data/b#password"
+    );
+    assert!(diffs[1].is_none(), "a no-op has no diff: {rows:?}");
+    let create = diffs[2].as_ref().expect("the create's diff");
+    assert!(create["before"].is_null());
+    assert_eq!(create["after"]["version"], 1);
+
+    ok(&s
+        .gql(
+            &admin,
+            e2e::quota::SET,
+            json!({ "i": { "tenantId": id, "metric": "api.calls", "limit": 5, "period": "DAY",
+                "enforcement": "HARD", "expectedVersion": 0, "idempotencyKey": "q1" } }),
+        )
+        .await);
+    let (e, diff) = cell_entry(&s, "setQuota").await;
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["metric"], "api.calls");
+    let rule: serde_json::Value =
+        serde_json::from_str(diff["after"]["rule"].as_str().expect("the rule")).unwrap();
+    assert_eq!(rule["limit"], 5, "{rule}");
+    s.stop().await;
+}
