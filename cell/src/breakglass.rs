@@ -1,7 +1,8 @@
 //! Break-glass revocations in the cell: heard on `global.break-glass` (a
 //! consumer group of this process's own, so every replica hears each one)
-//! and loaded from the global tier at start and every minute, into the
-//! in-memory list every request with a `bg` claim is checked against.
+//! and loaded from the global tier at start (before the cell serves; until
+//! a load succeeds, every break-glass token is refused) and every minute,
+//! into the in-memory list every request with a `bg` claim is checked against.
 
 use std::time::Duration;
 
@@ -13,6 +14,28 @@ use tokio_util::sync::CancellationToken;
 use crate::State;
 
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a starting cell waits for the global tier's list before it
+/// serves anyway (break-glass tokens stay refused until the list loads).
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(3);
+
+/// The first load, before the cell serves: a token revoked while the cell
+/// was down is refused from its first request.
+pub async fn load_at_start(list: &Revocations, global: Option<&(GraphqlClient, String)>) {
+    let Some((client, url)) = global else {
+        list.mark_loaded(); // no global tier: nothing to load
+        return;
+    };
+    match tokio::time::timeout(FIRST_LOAD_WAIT, resync(list, client, url)).await {
+        Ok(Ok(n)) => tracing::info!(revoked = n, "break-glass revocations loaded"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "break-glass revocations not loaded at start; break-glass tokens are refused until they are")
+        }
+        Err(_) => tracing::warn!(
+            "break-glass revocations not loaded at start (timeout); break-glass tokens are refused until they are"
+        ),
+    }
+}
 
 pub fn spawn(
     st: &State,
@@ -59,6 +82,7 @@ pub async fn resync(
     for r in &snap.break_glass_revocations {
         list.revoke(r);
     }
+    list.mark_loaded();
     Ok(snap.break_glass_revocations.len())
 }
 

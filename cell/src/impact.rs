@@ -78,6 +78,60 @@ impl ConfigIndex {
     }
 }
 
+/// (flag key, variant, environment) of a flag question.
+type FlagQuestion = (String, Option<String>, String);
+
+/// Flag answers of the compiled snapshot they were computed from. The
+/// snapshot is immutable and evaluation depends on nothing else, so the
+/// same question asked of the same snapshot has the same answer: it is
+/// kept until the snapshot is replaced (held by `Arc`, so its address is
+/// never reused while cached), and repeated impact queries skip the
+/// evaluation of every tenant.
+#[derive(Clone, Default)]
+pub struct FlagAnswers {
+    inner: Arc<std::sync::Mutex<FlagCache>>,
+}
+
+#[derive(Default)]
+struct FlagCache {
+    engine: Option<Arc<Engine>>,
+    answers: HashMap<FlagQuestion, Arc<Vec<Uuid>>>,
+}
+
+/// At most this many distinct questions are kept per snapshot.
+const FLAG_ANSWERS_CAP: usize = 256;
+
+impl FlagAnswers {
+    fn get(&self, engine: &Arc<Engine>, q: &FlagQuestion) -> Arc<Vec<Uuid>> {
+        {
+            let cache = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if cache
+                .engine
+                .as_ref()
+                .is_some_and(|e| Arc::ptr_eq(e, engine))
+                && let Some(hit) = cache.answers.get(q)
+            {
+                return hit.clone();
+            }
+        }
+        let ids = Arc::new(flag_matches(engine, &q.0, q.1.as_deref(), &q.2));
+        let mut cache = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache
+            .engine
+            .as_ref()
+            .is_some_and(|e| Arc::ptr_eq(e, engine))
+        {
+            cache.engine = Some(engine.clone());
+            cache.answers.clear();
+        }
+        if cache.answers.len() >= FLAG_ANSWERS_CAP {
+            cache.answers.clear();
+        }
+        cache.answers.insert(q.clone(), ids.clone());
+        ids
+    }
+}
+
 /// Checks a question names exactly one fact.
 pub fn check(q: &Question) -> Result<()> {
     match (&q.flag_key, &q.config_key) {
@@ -117,8 +171,9 @@ fn flag_matches(engine: &Engine, key: &str, variant: Option<&str>, env: &str) ->
 /// Answers every question about the tenants this cell holds now.
 pub async fn answer<C: ConnectionTrait>(
     db: &C,
-    engine: &Engine,
+    engine: &Arc<Engine>,
     index: &ConfigIndex,
+    flags: &FlagAnswers,
     questions: &[Question],
 ) -> Result<Answer> {
     let mut matches = Vec::with_capacity(questions.len());
@@ -126,7 +181,8 @@ pub async fn answer<C: ConnectionTrait>(
         check(q)?;
         if let Some(key) = &q.flag_key {
             let env = q.environment.as_deref().unwrap_or(DEFAULT_ENVIRONMENT);
-            matches.push(flag_matches(engine, key, q.flag_variant.as_deref(), env));
+            let q = (key.clone(), q.flag_variant.clone(), env.to_owned());
+            matches.push(flags.get(engine, &q).as_ref().clone());
             continue;
         }
         let (Some(key), Some(value)) = (&q.config_key, &q.config_value) else {

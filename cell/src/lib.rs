@@ -53,6 +53,8 @@ pub struct State {
     pub quota: Arc<quota::Engine>,
     /// Tenant-level config values in memory, for impact questions.
     pub config_index: impact::ConfigIndex,
+    /// Flag answers to impact questions, per compiled snapshot.
+    pub flag_answers: impact::FlagAnswers,
     /// Revoked break-glass requests, checked on every request with a `bg` claim.
     pub revocations: shared::breakglass::Revocations,
 }
@@ -136,7 +138,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         flags: flags::Runtime::default(),
         quota: quota.clone(),
         config_index: impact::ConfigIndex::default(),
-        revocations: shared::breakglass::Revocations::default(),
+        flag_answers: impact::FlagAnswers::default(),
+        revocations: shared::breakglass::Revocations::unloaded(),
     };
     state
         .flags
@@ -162,6 +165,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: settings.limits,
         dev_mode: settings.dev_mode,
         revocations: state.revocations.clone(),
+        placement: Some(Arc::new(service::tenants::Placement(state.db.clone()))),
     };
     let schema = graphql::schema(
         Some(state.clone()),
@@ -187,9 +191,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .endpoint
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let server = serve(listener, router, shutdown);
-
-    let mut tasks = Vec::new();
     let global = settings.global_url.clone().map(|url| {
         let token = Arc::new(ServiceToken::new(
             settings.keys.clone(),
@@ -198,6 +199,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         ));
         (GraphqlClient::new(token, Duration::from_secs(5)), url)
     });
+    breakglass::load_at_start(&state.revocations, global.as_ref()).await;
+    let server = serve(listener, router, shutdown);
+
+    let mut tasks = Vec::new();
     if let Some((client, global_url)) = global.clone() {
         let reg = registration::Registration {
             client,

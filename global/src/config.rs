@@ -102,6 +102,9 @@ pub struct Config {
     pub break_glass_max_duration_secs: u64,
     /// An unapproved break-glass request expires after this.
     pub break_glass_request_expiry_secs: u64,
+    /// A process's consumer group on `global.break-glass` that nobody has
+    /// read for this long (its process is gone) is dropped.
+    pub break_glass_group_idle_secs: u64,
 }
 
 /// How the global tier checks that cells hold what it published.
@@ -148,6 +151,7 @@ impl Default for Config {
             impact_timeout_ms: 2000,
             break_glass_max_duration_secs: 4 * 3600,
             break_glass_request_expiry_secs: 3600,
+            break_glass_group_idle_secs: 600,
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct Ops {
     pub break_glass_max_duration: Duration,
     /// An unapproved break-glass request expires after this.
     pub break_glass_request_expiry: Duration,
+    /// Consumer groups on `global.break-glass` idle this long are dropped.
+    pub break_glass_group_idle: Duration,
 }
 
 impl Default for Ops {
@@ -170,6 +176,7 @@ impl Default for Ops {
             impact_timeout: Duration::from_secs(2),
             break_glass_max_duration: Duration::from_secs(4 * 3600),
             break_glass_request_expiry: Duration::from_secs(3600),
+            break_glass_group_idle: Duration::from_secs(600),
         }
     }
 }
@@ -293,6 +300,11 @@ impl Config {
         if self.impact_timeout_ms < 50 {
             return Err("impact_timeout_ms must be at least 50".into());
         }
+        if self.break_glass_group_idle_secs < 60 {
+            // A live process reads every second; a minute leaves room for a
+            // Redis hiccup before its group is dropped (it would recreate it).
+            return Err("break_glass_group_idle_secs must be at least 60".into());
+        }
         if self.break_glass_max_duration_secs == 0 || self.break_glass_request_expiry_secs == 0 {
             return Err(
                 "break_glass_max_duration_secs and break_glass_request_expiry_secs must be at least 1"
@@ -378,6 +390,7 @@ impl Config {
                 break_glass_request_expiry: Duration::from_secs(
                     self.break_glass_request_expiry_secs,
                 ),
+                break_glass_group_idle: Duration::from_secs(self.break_glass_group_idle_secs),
             },
         })
     }

@@ -195,6 +195,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: settings.limits,
         dev_mode: settings.dev_mode,
         revocations: state.revocations.clone(),
+        placement: Some(Arc::new(service::directory::Placement(state.db.clone()))),
     };
     let schema = graphql::schema(
         Some(state.clone()),
@@ -237,6 +238,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.transport.clone(),
         format!("global.{}", state.replica),
         state.revocations.clone(),
+        server.shutdown.clone(),
+    ));
+    tasks.push(shared::breakglass::spawn_group_sweeper(
+        state.transport.clone(),
+        state.ops.break_glass_group_idle,
         server.shutdown.clone(),
     ));
     tasks.push(tokio::spawn(expire_break_glass(

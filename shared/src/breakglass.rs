@@ -4,6 +4,7 @@
 //! task-local, so audits and calls to the other tier carry it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -30,11 +31,39 @@ pub struct Revoked {
 }
 
 /// The revoked break-glass requests this process knows of: one hash lookup
-/// per request that carries a `bg` claim.
-#[derive(Clone, Default)]
-pub struct Revocations(Arc<RwLock<HashMap<Uuid, i64>>>);
+/// per request that carries a `bg` claim. A list made [`unloaded`]
+/// (a cell's, before it has read the global tier's list) refuses every
+/// break-glass token until [`mark_loaded`]: a token revoked while the
+/// process was down must not get through in the moments after it starts.
+///
+/// [`unloaded`]: Revocations::unloaded
+/// [`mark_loaded`]: Revocations::mark_loaded
+#[derive(Clone)]
+pub struct Revocations(Arc<RwLock<HashMap<Uuid, i64>>>, Arc<AtomicBool>);
+
+impl Default for Revocations {
+    /// A list that is complete as it is (the global tier fills it from its
+    /// database before it serves).
+    fn default() -> Self {
+        Self(Arc::default(), Arc::new(AtomicBool::new(true)))
+    }
+}
 
 impl Revocations {
+    /// A list that refuses break-glass tokens until it is loaded.
+    pub fn unloaded() -> Self {
+        Self(Arc::default(), Arc::new(AtomicBool::new(false)))
+    }
+
+    /// The whole list has been read (from the global tier).
+    pub fn mark_loaded(&self) {
+        self.1.store(true, Ordering::Release);
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.1.load(Ordering::Acquire)
+    }
+
     pub fn revoke(&self, r: &Revoked) {
         let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
         let now = Utc::now().timestamp();
@@ -57,12 +86,18 @@ impl Revocations {
         self.len() == 0
     }
 
-    /// Refuses a principal whose break-glass request was revoked.
+    /// Refuses a principal whose break-glass request was revoked, and every
+    /// break-glass principal while the list is not loaded yet.
     pub fn check(&self, p: &Principal) -> Result<(), TokenError> {
         match p.break_glass {
             Some(id) if self.is_revoked(id) => Err(TokenError::Invalid(format!(
                 "break-glass access {id} was revoked"
             ))),
+            Some(_) if !self.is_loaded() => Err(TokenError::Invalid(
+                "break-glass tokens are refused until this process has loaded the \
+                 revocation list from the global tier; retry shortly"
+                    .into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -131,6 +166,80 @@ pub fn spawn_consumer(
     tokio::spawn(consumer::run(transport, cfg, handler, None, shutdown))
 }
 
+/// Groups on [`STREAM`] that no process has read for `idle` (each process
+/// reads it in a group of its own, so a stopped or crashed process leaves
+/// its group behind): dropped by [`GroupSweeper::sweep`]. A group no consumer has
+/// read yet counts from the first sweep that saw it so.
+#[derive(Default)]
+pub struct GroupSweeper {
+    unread_since: HashMap<String, std::time::Instant>,
+}
+
+impl GroupSweeper {
+    /// Drops the groups idle for `idle` or longer; returns their names.
+    pub async fn sweep(
+        &mut self,
+        transport: &dyn crate::sync::Transport,
+        idle: std::time::Duration,
+    ) -> crate::Result<Vec<String>> {
+        let groups = transport.groups(STREAM).await?;
+        let now = std::time::Instant::now();
+        self.unread_since
+            .retain(|name, _| groups.iter().any(|g| &g.name == name && g.idle.is_none()));
+        let mut dropped = Vec::new();
+        for g in groups {
+            let stale = match g.idle {
+                Some(i) => i >= idle,
+                None => {
+                    let since = *self.unread_since.entry(g.name.clone()).or_insert(now);
+                    now.duration_since(since) >= idle
+                }
+            };
+            if stale {
+                transport.drop_group(STREAM, &g.name).await?;
+                self.unread_since.remove(&g.name);
+                dropped.push(g.name);
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// Drops the groups of dead processes on [`STREAM`] every `idle / 2` (at
+/// most every minute) until `shutdown`. Every global replica runs it;
+/// dropping a group twice is harmless, and a live process whose group was
+/// dropped (cut off from Redis for longer than `idle`) recreates it.
+pub fn spawn_group_sweeper(
+    transport: Arc<dyn crate::sync::Transport>,
+    idle: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let every = (idle / 2).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    tokio::spawn(async move {
+        let mut sweeper = GroupSweeper::default();
+        loop {
+            match sweeper.sweep(transport.as_ref(), idle).await {
+                Ok(dropped) if !dropped.is_empty() => {
+                    tracing::info!(
+                        stream = STREAM,
+                        ?dropped,
+                        "idle consumer groups of stopped processes dropped"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "consumer group sweep skipped"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +276,22 @@ mod tests {
         });
         assert!(!r.is_revoked(old));
         assert!(r.is_revoked(id));
+    }
+
+    #[test]
+    fn an_unloaded_list_refuses_break_glass_tokens_only() {
+        let r = Revocations::unloaded();
+        let mut p = Principal {
+            subject: "a".into(),
+            roles: vec![],
+            tenants: vec![],
+            cell: None,
+            break_glass: None,
+        };
+        assert!(r.check(&p).is_ok(), "other tokens pass");
+        p.break_glass = Some(Uuid::now_v7());
+        assert!(r.check(&p).is_err());
+        r.mark_loaded();
+        assert!(r.check(&p).is_ok());
     }
 }

@@ -10,6 +10,9 @@
 //! flags use Yggdrasil's cheapest call (`is_enabled`, a bool) against our
 //! full answer (value, variant, reason).
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 

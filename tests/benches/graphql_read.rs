@@ -6,6 +6,9 @@
 //! `--tracing` installs an info-level JSON subscriber writing to a sink, to
 //! measure what per-request spans cost.
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,9 @@
 //! flag and the config key are defined through the API, and each cell
 //! recompiles its flag snapshot from its database as it does at start.
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::time::Instant;
 
 use e2e::{Backend, CellSpec, Options, Stack};

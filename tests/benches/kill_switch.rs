@@ -8,6 +8,9 @@
 //! until every cell serves it, then kills it and polls each cell's compiled
 //! snapshot (in process, every 100 µs) until it serves `off`.
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::time::{Duration, Instant};
 
 use e2e::flags::{boolean_flag, kill_flag, set_targeting};

@@ -9,6 +9,9 @@
 //! that cell's row's `updated_at` (same clock, same machine). `--rate`
 //! paces the writers; without it they go as fast as they can.
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,9 @@
 //!
 //! cargo bench -p e2e --bench provisioning -- [--backend postgres|sqlite] [--tenants N] [--concurrency C]
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

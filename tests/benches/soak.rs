@@ -8,6 +8,9 @@
 //!
 //! cargo bench -p e2e --bench soak -- [--secs 120] [--tenants 30]
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 use std::collections::BTreeMap;
 use std::process::Child;
 use std::sync::Arc;

@@ -338,3 +338,402 @@ async fn the_audit_log_pages_newest_first_without_overlap() {
     assert_eq!(code(&bad), Some("BAD_USER_INPUT"));
     s.stop().await;
 }
+
+const DIFFS: &str = "query($f: AuditFilter) { auditLog(filter: $f) { nodes { actor action tenantId target outcome diff requestId source } } }";
+
+/// The global tier's own entries for `action`, newest first.
+async fn global_entries(s: &Stack, action: &str) -> Vec<serde_json::Value> {
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let log = s
+        .gql(
+            &sre,
+            DIFFS,
+            json!({ "f": { "action": action, "source": "global" } }),
+        )
+        .await;
+    log["data"]["auditLog"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{log}"))
+        .clone()
+}
+
+/// The one OK entry of `action` at the global tier, and its diff.
+async fn one_ok(s: &Stack, action: &str) -> (serde_json::Value, serde_json::Value) {
+    let entries = global_entries(s, action).await;
+    let ok: Vec<_> = entries.iter().filter(|e| e["outcome"] == "OK").collect();
+    assert_eq!(ok.len(), 1, "{action}: {entries:?}");
+    let e = ok[0].clone();
+    assert_eq!(e["actor"], "admin", "{e}");
+    let diff: serde_json::Value = serde_json::from_str(
+        e["diff"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{action} has no diff: {e}")),
+    )
+    .unwrap();
+    (e, diff)
+}
+
+/// The cell's own entry of `action` (its only one), and its diff.
+async fn cell_entry(s: &Stack, action: &str) -> (shared::audit::Entry, serde_json::Value) {
+    let f = shared::audit::Filter {
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    let mut rows = shared::audit::list(&s.cell("eu-west-1-a").state.db, &f, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{action}: {rows:?}");
+    let e = rows.remove(0);
+    let diff = serde_json::from_str(e.diff.as_deref().expect("a diff")).unwrap();
+    (e, diff)
+}
+
+#[tokio::test]
+async fn every_kind_of_mutation_records_its_before_and_after() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let key = s
+        .gql(
+            &admin,
+            "mutation($i: DefineConfigKeyInput!) { defineConfigKey(input: $i) { version } }",
+            json!({ "i": { "key": "limits.max_users", "type": "INT", "default": 10, "scopes": ["TENANT"] } }),
+        )
+        .await;
+    assert_eq!(key["data"]["defineConfigKey"]["version"], 1, "{key}");
+    let (e, diff) = one_ok(&s, "defineConfigKey").await;
+    assert_eq!(e["target"], "limits.max_users");
+    assert!(diff["before"].is_null(), "a create has no before: {diff}");
+    assert_eq!(diff["after"]["version"], 1);
+    assert_eq!(diff["after"]["def"]["default"], 10);
+
+    let t = s.create_tenant("diffed", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let (e, diff) = one_ok(&s, "createTenant").await;
+    assert_eq!(e["tenantId"], id);
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["slug"], "diffed");
+
+    // A cell write (routed there by the global tier): the cell's entry
+    // holds the document before and after.
+    let mut written = json!(null);
+    for _ in 0..100 {
+        written = s
+            .gql(
+                &admin,
+                "mutation($i: UpdateTenantConfigInput!) { updateTenantConfig(input: $i) { version } }",
+                json!({ "i": { "tenantId": id, "idempotencyKey": "c1", "expectedVersion": 0, "set": [{ "key": "limits.max_users", "value": 50 }] } }),
+            )
+            .await;
+        // The registry reaches the cell through the stream: retry until it has the key.
+        if written.get("errors").is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        written["data"]["updateTenantConfig"]["version"], 1,
+        "{written}"
+    );
+    let (e, diff) = cell_entry(&s, "updateTenantConfig").await;
+    assert_eq!(
+        (e.actor.as_str(), e.target.as_deref()),
+        ("global", Some("admin"))
+    );
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert_eq!(diff["before"]["version"], 0);
+    assert!(diff["before"]["doc"]["tenant"]["limits.max_users"].is_null());
+    assert_eq!(diff["after"]["version"], 1);
+    assert_eq!(diff["after"]["doc"]["tenant"]["limits.max_users"], 50);
+
+    let plan = s
+        .gql(
+            &admin,
+            "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan version } }",
+            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 1 } }),
+        )
+        .await;
+    assert_eq!(plan["data"]["changePlan"]["plan"], "enterprise", "{plan}");
+    let (e, diff) = cell_entry(&s, "changePlan").await;
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert_eq!(e.target.as_deref(), Some("admin"));
+    assert_eq!(
+        (&diff["before"]["plan"], &diff["before"]["version"]),
+        (&json!("pro"), &json!(1))
+    );
+    assert_eq!(
+        (&diff["after"]["plan"], &diff["after"]["version"]),
+        (&json!("enterprise"), &json!(2))
+    );
+    // The global tier's own entry of the routed write has no diff (the change
+    // is the cell's); the cell's entry, shipped on `cell.audit`, is served
+    // beside it with the same request id.
+    let routed = global_entries(&s, "changePlan").await;
+    assert_eq!(routed.len(), 1, "{routed:?}");
+    assert!(routed[0]["diff"].is_null());
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let mut shipped = json!(null);
+    for _ in 0..100 {
+        let log = s
+            .gql(
+                &sre,
+                DIFFS,
+                json!({ "f": { "action": "changePlan", "source": "eu-west-1-a" } }),
+            )
+            .await;
+        shipped = log["data"]["auditLog"]["nodes"][0].clone();
+        if !shipped.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(shipped["requestId"], routed[0]["requestId"], "{shipped}");
+    let shipped_diff: serde_json::Value =
+        serde_json::from_str(shipped["diff"].as_str().expect("the shipped entry's diff")).unwrap();
+    assert_eq!(shipped_diff, diff);
+
+    let member = s
+        .gql(
+            &admin,
+            "mutation($i: AddMemberInput!) { addMember(input: $i) { subject } }",
+            json!({ "i": { "tenantId": id, "subject": "carol", "role": "member", "idempotencyKey": "m1" } }),
+        )
+        .await;
+    assert_eq!(member["data"]["addMember"]["subject"], "carol", "{member}");
+    let (e, diff) = one_ok(&s, "addMember").await;
+    assert_eq!(
+        (&e["tenantId"], &e["target"]),
+        (&json!(id), &json!("carol"))
+    );
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["role"], "member");
+
+    let inc = s
+        .gql(
+            &admin,
+            "mutation($i: CreateIncidentInput!) { createIncident(input: $i) { id } }",
+            json!({ "i": { "title": "EU latency", "severity": "SEV2", "idempotencyKey": "inc-1",
+                "scope": { "cellIds": ["eu-west-1-a"] } } }),
+        )
+        .await;
+    let inc_id = inc["data"]["createIncident"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{inc}"))
+        .to_owned();
+    let update_incident =
+        "mutation($i: UpdateIncidentInput!) { updateIncident(input: $i) { status } }";
+    let resolve = json!({ "i": { "id": inc_id, "status": "RESOLVED", "note": "rolled back", "expectedVersion": 1, "idempotencyKey": "inc-1-r" } });
+    let upd = s.gql(&admin, update_incident, resolve.clone()).await;
+    assert_eq!(upd["data"]["updateIncident"]["status"], "RESOLVED", "{upd}");
+    let (e, diff) = one_ok(&s, "updateIncident").await;
+    assert_eq!(e["target"], inc_id);
+    assert_eq!(
+        (&diff["before"]["status"], &diff["after"]["status"]),
+        (&json!("INVESTIGATING"), &json!("RESOLVED"))
+    );
+    assert_eq!(
+        (&diff["before"]["version"], &diff["after"]["version"]),
+        (&json!(1), &json!(2))
+    );
+    // A retry with the same key changes nothing: recorded OK, without a diff.
+    let again = s.gql(&admin, update_incident, resolve).await;
+    assert_eq!(
+        again["data"]["updateIncident"]["status"], "RESOLVED",
+        "{again}"
+    );
+    let both = global_entries(&s, "updateIncident").await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(
+        (&both[0]["outcome"], &both[0]["diff"]),
+        (&json!("OK"), &json!(null))
+    );
+
+    let metric = s
+        .gql(
+            &admin,
+            "mutation($i: DefineMetricInput!) { defineMetric(input: $i) { version } }",
+            json!({ "i": { "name": "audit.calls", "kind": "RATE", "unit": "call" } }),
+        )
+        .await;
+    assert_eq!(metric["data"]["defineMetric"]["version"], 1, "{metric}");
+    let (e, diff) = one_ok(&s, "defineMetric").await;
+    assert_eq!(e["target"], "audit.calls");
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["def"]["name"], "audit.calls");
+
+    let now = chrono::Utc::now();
+    let w = s
+        .gql(
+            &admin,
+            "mutation($i: ScheduleMaintenanceInput!) { scheduleMaintenance(input: $i) { id } }",
+            json!({ "i": { "scope": { "tenantIds": [id] }, "startsAt": now + chrono::Duration::hours(1),
+                "endsAt": now + chrono::Duration::hours(2), "description": "disk swap",
+                "freezeRollouts": false, "idempotencyKey": "w1" } }),
+        )
+        .await;
+    let wid = w["data"]["scheduleMaintenance"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{w}"))
+        .to_owned();
+    let (e, diff) = one_ok(&s, "scheduleMaintenance").await;
+    assert_eq!((&e["tenantId"], &e["target"]), (&json!(id), &json!(wid)));
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["description"], "disk swap");
+
+    let suspended = s
+        .gql(
+            &admin,
+            "mutation($i: ChangeTenantStatusInput!) { suspendTenant(input: $i) { status } }",
+            json!({ "i": { "tenantId": id, "expectedVersion": 1, "idempotencyKey": "s1" } }),
+        )
+        .await;
+    assert_eq!(
+        suspended["data"]["suspendTenant"]["status"], "SUSPENDED",
+        "{suspended}"
+    );
+    let (e, diff) = one_ok(&s, "suspendTenant").await;
+    assert_eq!(e["tenantId"], id);
+    assert_eq!(
+        (&diff["before"]["status"], &diff["before"]["version"]),
+        (&json!("ACTIVE"), &json!(1))
+    );
+    assert_eq!(
+        (&diff["after"]["status"], &diff["after"]["version"]),
+        (&json!("SUSPENDED"), &json!(2))
+    );
+
+    // A refused change is audited too, without a diff; the accepted one
+    // after it has one.
+    let set_state = "mutation($c: ID!, $s: CellState!, $v: Int!) { setCellState(cellId: $c, state: $s, expectedVersion: $v) { version } }";
+    let stale = s
+        .gql(
+            &admin,
+            set_state,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7 }),
+        )
+        .await;
+    assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
+    let drained = s
+        .gql(
+            &admin,
+            set_state,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
+        )
+        .await;
+    assert_eq!(drained["data"]["setCellState"]["version"], 2, "{drained}");
+    let entries = global_entries(&s, "setCellState").await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1]["outcome"], "REFUSED");
+    assert!(entries[1]["diff"].is_null());
+    let (e, diff) = one_ok(&s, "setCellState").await;
+    assert_eq!(e["target"], "us-east-1-a");
+    assert_eq!(
+        (&diff["before"]["state"], &diff["after"]["state"]),
+        (&json!("ACCEPTING"), &json!("DRAINING"))
+    );
+    assert_eq!(diff["after"]["version"], 2);
+
+    // Written in the changes' transactions, the chain still holds.
+    let sre = s.token("oncall", &[Role::Sre], &[], None);
+    let v = s.gql(&sre, VERIFY, json!({})).await;
+    assert_eq!(v["data"]["verifyAuditChain"]["valid"], true, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cell_writes_record_the_entity_before_and_after() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    e2e::quota::define(&s, "api.calls", "PERIODIC", "CLOSED").await;
+    e2e::quota::wait_synced(&s, &["api.calls"]).await;
+    let t = s.create_tenant("cellwrites", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let ok = |v: &serde_json::Value| assert!(v.get("errors").is_none(), "{v}");
+
+    ok(&s
+        .gql(
+            &admin,
+            "mutation($i: CreateProjectInput!) { createProject(input: $i) { id } }",
+            json!({ "i": { "tenantId": id, "name": "web", "idempotencyKey": "p1" } }),
+        )
+        .await);
+    let (e, diff) = cell_entry(&s, "createProject").await;
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["name"], "web");
+    assert_eq!(diff["after"]["version"], 1);
+
+    ok(&s
+        .gql(
+            &admin,
+            "mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) { id } }",
+            json!({ "i": { "tenantId": id, "projectId": "web", "name": "qa", "idempotencyKey": "e1", "expectedVersion": 1 } }),
+        )
+        .await);
+    let (_, diff) = cell_entry(&s, "createEnvironment").await;
+    let envs = |v: &serde_json::Value| -> Vec<String> {
+        let mut e: Vec<String> = serde_json::from_value(v["environments"].clone()).unwrap();
+        e.sort();
+        e
+    };
+    assert_eq!(envs(&diff["before"]), ["dev", "prod", "stage"]);
+    assert_eq!(envs(&diff["after"]), ["dev", "prod", "qa", "stage"]);
+    assert_eq!(
+        (&diff["before"]["version"], &diff["after"]["version"]),
+        (&json!(1), &json!(2))
+    );
+
+    let secret = "mutation($i: SetSecretRefInput!) { setSecretRef(input: $i) { version } }";
+    ok(&s
+        .gql(&admin, secret, json!({ "i": { "tenantId": id, "name": "db.password", "ref": "vault://secret/data/a#password" } }))
+        .await);
+    // The same reference again changes nothing: no second diff.
+    ok(&s
+        .gql(&admin, secret, json!({ "i": { "tenantId": id, "name": "db.password", "ref": "vault://secret/data/a#password" } }))
+        .await);
+    ok(&s
+        .gql(&admin, secret, json!({ "i": { "tenantId": id, "name": "db.password", "ref": "vault://secret/data/b#password", "expectedVersion": 1 } }))
+        .await);
+    let f = shared::audit::Filter {
+        action: Some("setSecretRef".into()),
+        ..Default::default()
+    };
+    let rows = shared::audit::list(&s.cell("eu-west-1-a").state.db, &f, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let diffs: Vec<Option<serde_json::Value>> = rows
+        .iter()
+        .map(|r| r.diff.as_deref().map(|d| serde_json::from_str(d).unwrap()))
+        .collect();
+    // Newest first: the change, the no-op, the create.
+    let change = diffs[0].as_ref().expect("the change's diff");
+    assert_eq!(
+        change["before"]["reference"],
+        "vault://secret/data/a#password"
+    );
+    assert_eq!(
+        change["after"]["reference"],
+        "vault://secret/data/b#password"
+    );
+    assert!(diffs[1].is_none(), "a no-op has no diff: {rows:?}");
+    let create = diffs[2].as_ref().expect("the create's diff");
+    assert!(create["before"].is_null());
+    assert_eq!(create["after"]["version"], 1);
+
+    ok(&s
+        .gql(
+            &admin,
+            e2e::quota::SET,
+            json!({ "i": { "tenantId": id, "metric": "api.calls", "limit": 5, "period": "DAY",
+                "enforcement": "HARD", "expectedVersion": 0, "idempotencyKey": "q1" } }),
+        )
+        .await);
+    let (e, diff) = cell_entry(&s, "setQuota").await;
+    assert_eq!(e.tenant_id.map(|t| t.to_string()), Some(id.clone()));
+    assert!(diff["before"].is_null());
+    assert_eq!(diff["after"]["metric"], "api.calls");
+    let rule: serde_json::Value =
+        serde_json::from_str(diff["after"]["rule"].as_str().expect("the rule")).unwrap();
+    assert_eq!(rule["limit"], 5, "{rule}");
+    s.stop().await;
+}

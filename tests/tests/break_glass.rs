@@ -383,6 +383,61 @@ async fn a_revoked_token_is_refused_by_the_cell_within_a_second() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cell_started_after_a_revocation_refuses_the_token_from_its_first_request() {
+    let mut s = Stack::start(Backend::Postgres).await;
+    let pp = people(&s);
+    let t = s.create_tenant("restarted", "us-east-1").await;
+    let tenant = t["id"].as_str().unwrap().to_owned();
+    let (id, revoked) = granted(&s, &pp, &tenant, "rs1", "READ", 600).await;
+    let (_, kept) = granted(&s, &pp, &tenant, "rs2", "READ", 600).await;
+    let (status, body) = cell_reads(&s, &s.cell("us-east-1-a").url(), &revoked, &tenant).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The cell is down while the grant is revoked.
+    let at = s
+        .cells
+        .iter()
+        .position(|c| c.state.cell_id.as_str() == "us-east-1-a")
+        .unwrap();
+    s.cells.remove(at).stop().await;
+    let rv = s.gql(&pp.alice, REVOKE, json!({ "id": id })).await;
+    assert_eq!(rv["data"]["revokeBreakGlass"]["status"], "REVOKED", "{rv}");
+
+    // It comes back on its own database, but on a Redis prefix of its own:
+    // its break-glass stream is empty, so only the list it loads from the
+    // global tier at start can tell it about the revocation.
+    let spec = s
+        .options
+        .cells
+        .iter()
+        .find(|c| c.id == "us-east-1-a")
+        .unwrap()
+        .clone();
+    let cell = e2e::stack::start_cell(
+        &spec,
+        s.cell_database_urls["us-east-1-a"].clone(),
+        &s.url(),
+        &s.keys,
+        &s.options,
+        &e2e::backing::redis_prefix().await,
+        None,
+    )
+    .await;
+    let url = cell.url();
+    s.cells.push(cell);
+    // Its very first request with the revoked token is refused...
+    let (status, body) = cell_reads(&s, &url, &revoked, &tenant).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(code(&body), Some("UNAUTHENTICATED"), "{body}");
+    assert!(message(&body).contains("revoked"), "{body}");
+    // ...while a live grant's token works: the list was loaded, not guessed.
+    let (status, body) = cell_reads(&s, &url, &kept, &tenant).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["tenant"]["id"], tenant.as_str(), "{body}");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn an_expired_break_glass_token_is_refused() {
     let s = Stack::start(Backend::Sqlite).await;

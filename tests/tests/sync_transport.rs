@@ -111,6 +111,40 @@ async fn conformance(t: Arc<dyn Transport>) {
     let woke = reader.await.unwrap();
     assert_eq!(woke.len(), 1);
     assert_eq!(woke[0].event.version, 6);
+
+    // Groups and how idle they are; a group nobody read has no idle time.
+    t.ensure_group("conf", "g3").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let groups = t.groups("conf").await.unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["g1", "g2", "g3"]);
+    // g2 last read 300 ms+ ago (before g1's blocked read).
+    let idle = |n: &str| groups.iter().find(|g| g.name == n).unwrap().idle;
+    assert!(
+        idle("g2").unwrap() >= Duration::from_millis(300),
+        "{groups:?}"
+    );
+    assert!(idle("g1").unwrap() < idle("g2").unwrap(), "{groups:?}");
+    assert_eq!(idle("g3"), None);
+    t.drop_group("conf", "g2").await.unwrap();
+    t.drop_group("conf", "g2").await.unwrap(); // a no-op now
+    let left: Vec<String> = t
+        .groups("conf")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(left, ["g1", "g3"]);
+    assert!(t.groups("no-such-stream").await.unwrap().is_empty());
+    t.drop_group("no-such-stream", "g1").await.unwrap();
+    // A dropped group's consumer reading again recreates it from the start.
+    t.ensure_group("conf", "g2").await.unwrap();
+    let reread = t
+        .read("conf", "g2", "x", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(reread.len(), 6);
 }
 
 #[tokio::test]

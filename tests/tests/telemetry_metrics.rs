@@ -175,3 +175,106 @@ async fn tenant_series_stay_bounded_and_operations_carry_cell_and_plan() {
     );
     s.stop().await;
 }
+
+/// The operations lines of a scrape, for failure messages.
+fn operations(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.starts_with("tcp_graphql_operations_total"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn every_tenant_scoped_operation_carries_its_cell_and_plan() {
+    let s = Stack::start(Backend::Postgres).await;
+    let admin = s.admin();
+    let t = s.create_tenant("labelled", "eu-west-1").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+
+    // Operations whose resolvers only know the tenant id: a query and a
+    // mutation routed to the cell, and one served by the global tier alone.
+    let config = s
+        .gql(
+            &admin,
+            "query($t: ID!) { effectiveConfig(tenantId: $t) { key } }",
+            json!({ "t": id }),
+        )
+        .await;
+    assert!(config.get("errors").is_none(), "{config}");
+    let project = s
+        .gql(
+            &admin,
+            "mutation($i: CreateProjectInput!) { createProject(input: $i) { id } }",
+            json!({ "i": { "tenantId": id, "name": "web", "idempotencyKey": "web" } }),
+        )
+        .await;
+    assert!(project.get("errors").is_none(), "{project}");
+    let member = s
+        .gql(
+            &admin,
+            "mutation($i: AddMemberInput!) { addMember(input: $i) { subject } }",
+            json!({ "i": { "tenantId": id, "subject": "carol", "role": "member", "idempotencyKey": "m1" } }),
+        )
+        .await;
+    assert!(member.get("errors").is_none(), "{member}");
+
+    let text = scrape(&s, &s.url()).await;
+    for op in ["effectiveConfig", "createProject", "addMember"] {
+        assert_eq!(
+            value(
+                &text,
+                "tcp_graphql_operations_total{",
+                &[
+                    &format!("operation=\"{op}\""),
+                    "cell=\"eu-west-1-a\"",
+                    "plan=\"pro\"",
+                    "outcome=\"ok\""
+                ]
+            ),
+            Some(1.0),
+            "{op}:\n{}",
+            operations(&text)
+        );
+    }
+    // A refused one is labelled too.
+    let stale = s
+        .gql(
+            &admin,
+            "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan } }",
+            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 9 } }),
+        )
+        .await;
+    assert_eq!(e2e::stack::code(&stale), Some("CONFLICT"), "{stale}");
+    let text = scrape(&s, &s.url()).await;
+    assert_eq!(
+        value(
+            &text,
+            "tcp_graphql_operations_total{",
+            &[
+                "operation=\"changePlan\"",
+                "cell=\"eu-west-1-a\"",
+                "plan=\"pro\"",
+                "outcome=\"rejected\""
+            ]
+        ),
+        Some(1.0),
+        "{}",
+        operations(&text)
+    );
+
+    // In the cell, the same writes carry the tenant's plan.
+    let text = scrape(&s, &s.cell("eu-west-1-a").url()).await;
+    for op in ["effectiveConfig", "createProject"] {
+        assert!(
+            value(
+                &text,
+                "tcp_graphql_operations_total{",
+                &[&format!("operation=\"{op}\""), "plan=\"pro\""]
+            )
+            .is_some_and(|n| n >= 1.0),
+            "{op}:\n{}",
+            operations(&text)
+        );
+    }
+    s.stop().await;
+}

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A tenant's configuration: the whole layered document and its version.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "tenant_config")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

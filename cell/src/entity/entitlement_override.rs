@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A tenant's override of one of its plan's entitlements.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "entitlement_overrides")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// An environment of a project (`dev`, `stage`, `prod` by default).
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "environments")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A tenant's project. Its id is its name: a DNS label, unique in the tenant, never renamed.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "projects")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

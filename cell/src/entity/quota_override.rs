@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One tenant's override of its plan's limit on one metric. `rule` is null
 /// once cleared; the version keeps counting either way.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "quota_overrides")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

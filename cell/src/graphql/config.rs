@@ -257,11 +257,13 @@ where
     let (st, p) = reader(ctx).gql()?;
     let tenant = tenant_id.parse::<TenantId>().ok().map(|t| t.0);
     let who = actor(p, on_behalf_of);
+    let trail = audit::Trail::with_target(p, action, detail, who.clone());
     let result = match writable(p, tenant_id) {
-        Ok(t) => write(st, t, who.clone()).await,
+        Ok(t) => trail.scope(write(st, t, who.clone())).await,
         Err(e) => Err(e),
     };
-    audit::outcome(&st.db, p, action, tenant, Some(who), detail, &result)
+    trail
+        .finish(&st.db, tenant, Some(who), &result)
         .await
         .gql()?;
     result.gql()

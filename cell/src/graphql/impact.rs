@@ -42,9 +42,15 @@ impl ImpactQuery {
             );
         }
         let engine = st.flags.engine();
-        let answer = impact::answer(&st.db, &engine, &st.config_index, &questions)
-            .await
-            .gql()?;
+        let answer = impact::answer(
+            &st.db,
+            &engine,
+            &st.config_index,
+            &st.flag_answers,
+            &questions,
+        )
+        .await
+        .gql()?;
         Ok(ImpactMatches {
             matches: answer.matches.iter().map(|ids| pack(ids)).collect(),
             checked: answer.checked,

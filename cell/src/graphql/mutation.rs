@@ -20,29 +20,24 @@ impl Mutation {
         let (st, p) = reader(ctx).gql()?;
         let detail = serde_json::json!({ "id": input.id.as_str(), "slug": input.slug, "region": input.region, "plan": input.plan });
         let target = Some(input.id.to_string());
-        let result = async {
-            if !(p.is_control_plane() || p.has(Role::PlatformAdmin)) {
-                return Err(shared::Error::Forbidden(
-                    "createTenant on a cell is for the global tier or a platform-admin".into(),
-                ));
-            }
-            tenants::create(&st.db, &st.region, parse(input)?).await
-        }
-        .await;
+        let trail = audit::Trail::new(p, "createTenant", detail.clone());
+        let result = trail
+            .scope(async {
+                if !(p.is_control_plane() || p.has(Role::PlatformAdmin)) {
+                    return Err(shared::Error::Forbidden(
+                        "createTenant on a cell is for the global tier or a platform-admin".into(),
+                    ));
+                }
+                tenants::create(&st.db, &st.region, parse(input)?).await
+            })
+            .await;
         // A refused create (e.g. of a purged tenant) is recorded without the
         // tenant id: it must leave no tenant-scoped row behind.
         let tenant_id = result.as_ref().ok().map(|t| t.id.0);
-        audit::outcome(
-            &st.db,
-            p,
-            "createTenant",
-            tenant_id,
-            target,
-            detail,
-            &result,
-        )
-        .await
-        .gql()?;
+        trail
+            .finish(&st.db, tenant_id, target, &result)
+            .await
+            .gql()?;
         let created = result.gql()?;
         shared::server::record_tenant(ctx, &created.id);
         let _ = st.events.send(created.clone());

@@ -108,24 +108,16 @@ impl ProjectsMutation {
     ) -> Result<Vec<Project>> {
         let (st, p) = reader(ctx).gql()?;
         let t: TenantId = tenant_id.parse().field("tenantId").gql()?;
-        let result = async {
-            control_plane(p, "allocateTenantResources")?;
-            projects::allocate_defaults(&st.db, t).await?;
-            crate::flags::allocate(st, t).await?;
-            projects::list(&st.db, t).await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
-            "allocateTenantResources",
-            Some(t.0),
-            None,
-            serde_json::json!({}),
-            &result,
-        )
-        .await
-        .gql()?;
+        let trail = audit::Trail::new(p, "allocateTenantResources", serde_json::json!({}).clone());
+        let result = trail
+            .scope(async {
+                control_plane(p, "allocateTenantResources")?;
+                projects::allocate_defaults(&st.db, t).await?;
+                crate::flags::allocate(st, t).await?;
+                projects::list(&st.db, t).await
+            })
+            .await;
+        trail.finish(&st.db, Some(t.0), None, &result).await.gql()?;
         Ok(result.gql()?.into_iter().map(view).collect())
     }
 
@@ -134,23 +126,22 @@ impl ProjectsMutation {
     async fn purge_tenant(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<u64> {
         let (st, p) = reader(ctx).gql()?;
         let t: TenantId = tenant_id.parse().field("tenantId").gql()?;
-        let result = async {
-            control_plane(p, "purgeTenant")?;
-            purge::purge(&st.db, t).await
-        }
-        .await;
-        // Recorded without the tenant id: nothing tenant-scoped may remain.
-        audit::outcome(
-            &st.db,
+        let trail = audit::Trail::new(
             p,
             "purgeTenant",
-            None,
-            Some(t.to_string()),
-            serde_json::json!({ "tenantId": t }),
-            &result,
-        )
-        .await
-        .gql()?;
+            serde_json::json!({ "tenantId": t }).clone(),
+        );
+        let result = trail
+            .scope(async {
+                control_plane(p, "purgeTenant")?;
+                purge::purge(&st.db, t).await
+            })
+            .await;
+        // Recorded without the tenant id: nothing tenant-scoped may remain.
+        trail
+            .finish(&st.db, None, Some(t.to_string()), &result)
+            .await
+            .gql()?;
         result.gql()
     }
 

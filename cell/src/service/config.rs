@@ -274,6 +274,7 @@ async fn commit(
     if current != expected {
         return Err(stale(current));
     }
+    let before = json!({ "version": current, "doc": &doc });
     let diff = change(&mut doc);
     let version = current + 1;
     let doc_text = serde_json::to_string(&doc).map_err(Error::internal)?;
@@ -324,6 +325,8 @@ async fn commit(
             e.into()
         });
     }
+    let after = json!({ "version": version, "doc": &doc });
+    shared::audit::change(&txn, Some(tenant.0), None, before, after).await?;
     txn.commit().await?;
     Ok(version)
 }

@@ -40,7 +40,7 @@ async fn record<C: ConnectionTrait>(db: &C, id: TenantId) -> Result<tenant::Mode
 }
 
 /// The tenant's plan, quotas and effective entitlements.
-pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<TenantPlan> {
+pub async fn get<C: ConnectionTrait>(db: &C, id: TenantId) -> Result<TenantPlan> {
     let t = record(db, id).await?;
     let overrides = entitlement_override::Entity::find()
         .filter(entitlement_override::Column::TenantId.eq(id.0))
@@ -181,6 +181,7 @@ async fn change_once(
             ),
         ));
     }
+    let before = get(&txn, id).await?;
     bump(&txn, id, expected, Some(plan)).await?;
     let t = record(&txn, id).await?;
     remember(&txn, id, key, hash, t.plan_version).await?;
@@ -198,6 +199,8 @@ async fn change_once(
         serde_json::to_value(change).map_err(Error::internal)?,
     );
     outbox::enqueue(&txn, &event).await?;
+    let after = get(&txn, id).await?;
+    shared::audit::change(&txn, Some(id.0), None, &before, &after).await?;
     txn.commit().await?;
     st.relay.nudge();
     // The plan is a tenant attribute flags and rollouts target.
@@ -243,6 +246,7 @@ async fn override_once(
     }
     writable_tenant(db, id).await?;
     let txn = begin_write(db).await?;
+    let before = get(&txn, id).await?;
     bump(&txn, id, expected, None).await?;
     let version = record(&txn, id).await?.plan_version;
     remember(&txn, id, key, hash, version).await?;
@@ -276,8 +280,10 @@ async fn override_once(
                 .await?;
         }
     }
+    let after = get(&txn, id).await?;
+    shared::audit::change(&txn, Some(id.0), Some(name.to_owned()), &before, &after).await?;
     txn.commit().await?;
-    get(db, id).await
+    Ok(after)
 }
 
 fn request_hash(request: &serde_json::Value) -> String {

@@ -18,7 +18,7 @@ use crate::service::tenants;
 pub const DEFAULT_ENVIRONMENTS: [&str; 3] = ["dev", "stage", "prod"];
 
 /// A project with its environments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Project {
     pub name: String,
     pub version: i64,
@@ -83,7 +83,11 @@ pub async fn allocate_defaults(db: &DatabaseConnection, tenant: TenantId) -> Res
         .await?
         .ok_or_else(|| Error::NotFound(format!("tenant {tenant} not found")))?;
     let txn = begin_write(db).await?;
-    insert_project(&txn, tenant, DEFAULT_PROJECT, None).await?;
+    if insert_project(&txn, tenant, DEFAULT_PROJECT, None).await? {
+        let made = get(&txn, tenant, DEFAULT_PROJECT).await?;
+        let target = Some(DEFAULT_PROJECT.to_owned());
+        shared::audit::change(&txn, Some(tenant.0), target, shared::audit::NONE, &made).await?;
+    }
     txn.commit().await?;
     Ok(())
 }
@@ -127,7 +131,7 @@ pub async fn list_many(
         .collect())
 }
 
-pub async fn list(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<Project>> {
+pub async fn list<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<Vec<Project>> {
     let projects = project::Entity::find()
         .filter(project::Column::TenantId.eq(tenant.0))
         .order_by_asc(project::Column::Name)
@@ -153,7 +157,11 @@ pub async fn list(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<Proje
         .collect())
 }
 
-pub async fn get(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<Option<Project>> {
+pub async fn get<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Option<Project>> {
     Ok(list(db, tenant).await?.into_iter().find(|p| p.name == name))
 }
 
@@ -195,8 +203,11 @@ pub async fn create_project(
     if !insert_project(&txn, tenant, name, Some(key)).await? {
         return Err(Error::Conflict(format!("project `{name}` already exists")));
     }
+    let made = get(&txn, tenant, name).await?.ok_or_else(gone)?;
+    let target = Some(name.to_owned());
+    shared::audit::change(&txn, Some(tenant.0), target, shared::audit::NONE, &made).await?;
     txn.commit().await?;
-    get(db, tenant, name).await?.ok_or_else(gone)
+    Ok(made)
 }
 
 fn gone() -> Error {
@@ -259,6 +270,7 @@ pub async fn create_environment(
         )));
     }
     crate::service::plans::check_room(&txn, tenant, Some(project_name)).await?;
+    let before = get(&txn, tenant, project_name).await?;
     environment::Entity::insert(environment::ActiveModel {
         tenant_id: Set(tenant.0),
         project: Set(project_name.to_owned()),
@@ -284,8 +296,11 @@ pub async fn create_environment(
             "project `{project_name}` changed concurrently; retry"
         )));
     }
+    let after = get(&txn, tenant, project_name).await?.ok_or_else(gone)?;
+    let target = Some(project_name.to_owned());
+    shared::audit::change(&txn, Some(tenant.0), target, &before, &after).await?;
     txn.commit().await?;
-    get(db, tenant, project_name).await?.ok_or_else(gone)
+    Ok(after)
 }
 
 /// Refuses a config target naming a project or environment the tenant does

@@ -44,6 +44,13 @@ pub const TENANT_TABLES: [(&str, &str); 15] = [
 pub async fn purge(db: &DatabaseConnection, tenant: TenantId) -> Result<u64> {
     let txn = begin_write(db).await?;
     let total = delete_rows(&txn, tenant).await?;
+    if total > 0 {
+        // Recorded without the tenant id and without its data: only how
+        // many rows went (nothing tenant-scoped may remain).
+        let before = serde_json::json!({ "tenantId": tenant, "rows": total });
+        let target = Some(tenant.to_string());
+        shared::audit::change(&txn, None, target, before, shared::audit::NONE).await?;
+    }
     txn.commit().await?;
     Ok(total)
 }

@@ -105,11 +105,10 @@ async fn write(db: &DatabaseConnection, c: &Change, hash: &str) -> Result<QuotaC
     if let Some(done) = replay(&txn, c, hash).await? {
         return Ok(done);
     }
-    let current = quota_override::Entity::find_by_id((c.tenant.to_string(), c.metric.clone()))
+    let before = quota_override::Entity::find_by_id((c.tenant.to_string(), c.metric.clone()))
         .one(&txn)
-        .await?
-        .map(|r| r.version)
-        .unwrap_or(0);
+        .await?;
+    let current = before.as_ref().map(|r| r.version).unwrap_or(0);
     if current != c.expected_version {
         return Err(Error::Conflict(format!(
             "the quota of {} on `{}` is at version {current}; expectedVersion was {}",
@@ -156,6 +155,11 @@ async fn write(db: &DatabaseConnection, c: &Change, hash: &str) -> Result<QuotaC
     .exec(&txn)
     .await
     .map_err(Error::internal)?;
+    let after = quota_override::Entity::find_by_id((c.tenant.to_string(), c.metric.clone()))
+        .one(&txn)
+        .await?;
+    let target = Some(c.metric.clone());
+    shared::audit::change(&txn, Some(c.tenant.0), target, &before, &after).await?;
     txn.commit().await?;
     Ok(answer(&c.metric, version, c.rule.is_some()))
 }

@@ -39,8 +39,9 @@ pub async fn set(
     check_name(name)?;
     shared::secretref::validate(reference).field("input.ref")?;
     crate::service::config::writable_tenant(db, tenant).await?;
+    let txn = shared::db::begin_write(db).await?;
     let existing = secret_ref::Entity::find_by_id((tenant.0, name.to_owned()))
-        .one(db)
+        .one(&txn)
         .await?;
     let stale = |current: i64| {
         Error::Conflict(format!(
@@ -48,9 +49,9 @@ pub async fn set(
             expected.unwrap_or(0)
         ))
     };
-    match existing {
-        Some(e) if e.reference == reference => Ok(e),
-        Some(e) if expected != Some(e.version) => Err(stale(e.version)),
+    let saved = match &existing {
+        Some(e) if e.reference == reference => return Ok(e.clone()),
+        Some(e) if expected != Some(e.version) => return Err(stale(e.version)),
         Some(e) => {
             let res = secret_ref::Entity::update_many()
                 .col_expr(secret_ref::Column::Reference, Expr::value(reference))
@@ -59,17 +60,17 @@ pub async fn set(
                 .filter(secret_ref::Column::TenantId.eq(tenant.0))
                 .filter(secret_ref::Column::Name.eq(name))
                 .filter(secret_ref::Column::Version.eq(e.version))
-                .exec(db)
+                .exec(&txn)
                 .await?;
             if res.rows_affected == 0 {
                 return Err(stale(e.version + 1));
             }
             secret_ref::Entity::find_by_id((tenant.0, name.to_owned()))
-                .one(db)
+                .one(&txn)
                 .await?
-                .ok_or_else(|| Error::internal(anyhow::anyhow!("secret reference vanished")))
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("secret reference vanished")))?
         }
-        None if expected.is_some_and(|v| v != 0) => Err(stale(0)),
+        None if expected.is_some_and(|v| v != 0) => return Err(stale(0)),
         None => {
             let row = secret_ref::ActiveModel {
                 tenant_id: Set(tenant.0),
@@ -78,15 +79,19 @@ pub async fn set(
                 version: Set(1),
                 updated_at: Set(Utc::now()),
             };
-            row.insert(db).await.map_err(|e| {
+            row.insert(&txn).await.map_err(|e| {
                 if is_unique_violation(&e) {
                     stale(1)
                 } else {
-                    e.into()
+                    Error::from(e)
                 }
-            })
+            })?
         }
-    }
+    };
+    let target = Some(name.to_owned());
+    shared::audit::change(&txn, Some(tenant.0), target, &existing, &saved).await?;
+    txn.commit().await?;
+    Ok(saved)
 }
 
 pub async fn list(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<secret_ref::Model>> {

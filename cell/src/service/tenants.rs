@@ -95,6 +95,8 @@ pub async fn create(
     };
     match row.insert(&txn).await {
         Ok(m) => {
+            let target = Some(t.id.to_string());
+            shared::audit::change(&txn, Some(t.id.0), target, shared::audit::NONE, &m).await?;
             txn.commit().await?;
             to_record(m)
         }
@@ -187,4 +189,20 @@ pub async fn records_after(
         q = q.filter(tenant::Column::Id.gt(a));
     }
     Ok(q.limit(first).all(db).await?)
+}
+
+/// Places a request's tenant for its metrics: its plan (the cell is this one).
+pub struct Placement(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl shared::metrics::operation::PlacementLookup for Placement {
+    async fn placement(&self, tenant: &str) -> Option<(Option<String>, Option<String>)> {
+        let id: uuid::Uuid = tenant.parse().ok()?;
+        let row = tenant::Entity::find_by_id(id)
+            .one(&self.0)
+            .await
+            .ok()
+            .flatten()?;
+        Some((None, Some(row.plan)))
+    }
 }

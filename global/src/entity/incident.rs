@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// An incident: what is wrong, how bad, where, and how far along.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "incidents")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -3,7 +3,7 @@ use sea_orm::entity::prelude::*;
 /// A maintenance window. Its status follows from the clock (SCHEDULED
 /// before `starts_at`, IN_PROGRESS until `ends_at`, then COMPLETED) unless
 /// it was cancelled.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "maintenance_windows")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A subject (the JWT `sub`) with a role in one tenant.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "members")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

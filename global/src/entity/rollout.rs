@@ -3,7 +3,7 @@ use sea_orm::entity::prelude::*;
 /// A rollout: its plan, progress, cell acknowledgements and history (`doc`,
 /// JSON). `version` counts every change; `plan_version` only the changes
 /// the cells must hear of (state, stage), and is the version they apply.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "rollouts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

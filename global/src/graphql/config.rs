@@ -213,27 +213,27 @@ pub(super) async fn routed_write<T: serde::de::DeserializeOwned>(
     input: impl serde::Serialize,
 ) -> Result<T> {
     let (st, p) = caller(ctx).gql()?;
-    let result = async {
-        // Plans are the owners' to change; configuration and projects, any member's.
-        let need = match action {
-            "changePlan" | "setEntitlementOverride" => Level::Owner,
-            _ => Level::Member,
-        };
-        let (t, cell) = home(st, p, tenant_id, need, action).await?;
-        check?;
-        let mut out: std::collections::HashMap<String, T> = st
-            .cell_client
-            .forward(&cell, mutation, json!({ "i": input, "who": p.subject }))
-            .await?;
-        let answer = out.remove(action).ok_or_else(|| {
-            shared::Error::internal(anyhow::anyhow!("cell answered without {action}"))
-        })?;
-        Ok::<_, shared::Error>((t, answer))
-    }
-    .await;
+    let trail = audit::Trail::new(p, action, detail.clone());
+    let result = trail
+        .scope(async {
+            // Plans are the owners' to change; configuration and projects, any member's.
+            let need = match action {
+                "changePlan" | "setEntitlementOverride" => Level::Owner,
+                _ => Level::Member,
+            };
+            let (t, cell) = home(st, p, tenant_id, need, action).await?;
+            check?;
+            let mut out: std::collections::HashMap<String, T> = st
+                .cell_client
+                .forward(&cell, mutation, json!({ "i": input, "who": p.subject }))
+                .await?;
+            let answer = out.remove(action).ok_or_else(|| {
+                shared::Error::internal(anyhow::anyhow!("cell answered without {action}"))
+            })?;
+            Ok::<_, shared::Error>((t, answer))
+        })
+        .await;
     let tenant = result.as_ref().ok().map(|(t, _)| t.0);
-    audit::outcome(&st.db, p, action, tenant, None, detail, &result)
-        .await
-        .gql()?;
+    trail.finish(&st.db, tenant, None, &result).await.gql()?;
     Ok(result.gql()?.1)
 }

@@ -194,22 +194,17 @@ where
     F: AsyncFnOnce(&crate::State, &Principal) -> shared::Result<StoredFlag>,
 {
     let (st, p) = caller(ctx).gql()?;
-    let result = async {
-        p.require_any(roles, action)?;
-        write(st, p).await
-    }
-    .await;
-    audit::outcome(
-        &st.db,
-        p,
-        action,
-        None,
-        Some(target.to_owned()),
-        detail,
-        &result,
-    )
-    .await
-    .gql()?;
+    let trail = audit::Trail::new(p, action, detail.clone());
+    let result = trail
+        .scope(async {
+            p.require_any(roles, action)?;
+            write(st, p).await
+        })
+        .await;
+    trail
+        .finish(&st.db, None, Some(target.to_owned()), &result)
+        .await
+        .gql()?;
     Ok(Flag::new(result.gql()?, None))
 }
 

@@ -88,19 +88,19 @@ where
     Fut: std::future::Future<Output = shared::Result<member::Model>>,
 {
     let (st, p) = caller(ctx).gql()?;
-    let result = async {
-        let t: TenantId = tenant_id.parse().field("input.tenantId")?;
-        let have = members::require(&st.db, p, t, need, action).await?;
-        crate::service::directory::writable(&st.db, t).await?;
-        f(st.clone(), p.subject.clone(), have, t)
-            .await
-            .map(|m| (t, m))
-    }
-    .await;
+    let trail = audit::Trail::new(p, action, detail.clone());
+    let result = trail
+        .scope(async {
+            let t: TenantId = tenant_id.parse().field("input.tenantId")?;
+            let have = members::require(&st.db, p, t, need, action).await?;
+            crate::service::directory::writable(&st.db, t).await?;
+            f(st.clone(), p.subject.clone(), have, t)
+                .await
+                .map(|m| (t, m))
+        })
+        .await;
     let tenant = result.as_ref().ok().map(|(t, _)| t.0);
-    audit::outcome(&st.db, p, action, tenant, None, detail, &result)
-        .await
-        .gql()?;
+    trail.finish(&st.db, tenant, None, &result).await.gql()?;
     Ok(result.gql()?.1.into())
 }
 

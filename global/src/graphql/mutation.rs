@@ -27,21 +27,21 @@ impl Mutation {
     async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "slug": input.slug, "region": input.region, "plan": input.plan, "idempotencyKey": input.idempotency_key });
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "createTenant")?;
-            let key =
-                IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
-            let mut t = parse_new_tenant(input)?;
-            if t.owner.is_empty() {
-                t.owner = p.subject.clone();
-            }
-            directory::create(st, &p.subject, &key, t).await
-        }
-        .await;
+        let trail = audit::Trail::new(p, "createTenant", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "createTenant")?;
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+                let mut t = parse_new_tenant(input)?;
+                if t.owner.is_empty() {
+                    t.owner = p.subject.clone();
+                }
+                directory::create(st, &p.subject, &key, t).await
+            })
+            .await;
         let tenant_id = result.as_ref().ok().map(|r| r.id);
-        audit::outcome(&st.db, p, "createTenant", tenant_id, None, detail, &result)
-            .await
-            .gql()?;
+        trail.finish(&st.db, tenant_id, None, &result).await.gql()?;
         // The saga announces the tenant on `tenantEvents` when it is ACTIVE.
         let row = result.gql()?;
         shared::server::record_tenant_at(ctx, &row.id, super::query::placement(&row));
@@ -58,27 +58,27 @@ impl Mutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "key": input.key, "type": format!("{:?}", input.value_type), "expectedVersion": input.expected_version });
         let target = Some(input.key.clone());
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "defineConfigKey")?;
-            let def = KeyDef {
-                key: input.key,
-                value_type: input.value_type,
-                default: input.default.0,
-                scopes: input.scopes,
-                description: input.description,
-                min: input.min,
-                max: input.max,
-                allowed: input.allowed,
-                pattern: input.pattern,
-                json_schema: input.json_schema.map(|j| j.0),
-                deprecated: false,
-            };
-            configkeys::define(st, def, input.expected_version).await
-        }
-        .await;
-        audit::outcome(&st.db, p, "defineConfigKey", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "defineConfigKey", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "defineConfigKey")?;
+                let def = KeyDef {
+                    key: input.key,
+                    value_type: input.value_type,
+                    default: input.default.0,
+                    scopes: input.scopes,
+                    description: input.description,
+                    min: input.min,
+                    max: input.max,
+                    allowed: input.allowed,
+                    pattern: input.pattern,
+                    json_schema: input.json_schema.map(|j| j.0),
+                    deprecated: false,
+                };
+                configkeys::define(st, def, input.expected_version).await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(result.gql()?.into())
     }
 
@@ -91,22 +91,17 @@ impl Mutation {
     ) -> Result<shared::configkeys::View> {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "key": key, "expectedVersion": expected_version });
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "deprecateConfigKey")?;
-            configkeys::deprecate(st, &key, expected_version).await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
-            "deprecateConfigKey",
-            None,
-            Some(key.clone()),
-            detail,
-            &result,
-        )
-        .await
-        .gql()?;
+        let trail = audit::Trail::new(p, "deprecateConfigKey", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "deprecateConfigKey")?;
+                configkeys::deprecate(st, &key, expected_version).await
+            })
+            .await;
+        trail
+            .finish(&st.db, None, Some(key.clone()), &result)
+            .await
+            .gql()?;
         Ok(result.gql()?.into())
     }
 
@@ -116,30 +111,30 @@ impl Mutation {
         let detail = json!({ "id": input.id.as_str(), "region": input.region, "endpoint": input.endpoint, "capacity": input.capacity });
         let target = Some(input.id.to_string());
         let known = st.cells.get(&input.id).is_some();
-        let result = async {
-            let id = CellId::parse(&input.id).field("input.id")?;
-            require_cell_identity(p, &id)?;
-            let region = Region::parse(&input.region).field("input.region")?;
-            cells::register(
-                &st.db,
-                &st.cells,
-                Registration {
-                    id,
-                    region,
-                    endpoint: input.endpoint,
-                    capacity: input.capacity,
-                    weight: input.weight,
-                    labels: input
-                        .labels
-                        .map(|l| l.into_iter().map(|l| (l.key, l.value)).collect()),
-                },
-            )
-            .await
-        }
-        .await;
-        audit::outcome(&st.db, p, "registerCell", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "registerCell", detail.clone());
+        let result = trail
+            .scope(async {
+                let id = CellId::parse(&input.id).field("input.id")?;
+                require_cell_identity(p, &id)?;
+                let region = Region::parse(&input.region).field("input.region")?;
+                cells::register(
+                    &st.db,
+                    &st.cells,
+                    Registration {
+                        id,
+                        region,
+                        endpoint: input.endpoint,
+                        capacity: input.capacity,
+                        weight: input.weight,
+                        labels: input
+                            .labels
+                            .map(|l| l.into_iter().map(|l| (l.key, l.value)).collect()),
+                    },
+                )
+                .await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         let model = result.gql()?;
         st.refresh_cell_gauge();
         if !known {

@@ -335,22 +335,22 @@ impl OpsMutation {
             "title": input.title, "severity": input.severity.as_str(),
             "idempotencyKey": input.idempotency_key,
         });
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin, Role::Sre], "createIncident")?;
-            let key = idem(&input.idempotency_key)?;
-            let n = incidents::NewIncident {
-                title: input.title,
-                severity: input.severity,
-                scope: input.scope.into_service()?,
-                note: input.note,
-            };
-            incidents::create(st, &p.subject, &key, n).await
-        }
-        .await;
+        let trail = audit::Trail::new(p, "createIncident", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin, Role::Sre], "createIncident")?;
+                let key = idem(&input.idempotency_key)?;
+                let n = incidents::NewIncident {
+                    title: input.title,
+                    severity: input.severity,
+                    scope: input.scope.into_service()?,
+                    note: input.note,
+                };
+                incidents::create(st, &p.subject, &key, n).await
+            })
+            .await;
         let target = result.as_ref().ok().map(|i| i.id.to_string());
-        audit::outcome(&st.db, p, "createIncident", None, target, detail, &result)
-            .await
-            .gql()?;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(Incident(result.gql()?))
     }
 
@@ -366,21 +366,21 @@ impl OpsMutation {
             "expectedVersion": input.expected_version,
         });
         let target = Some(input.id.to_string());
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin, Role::Sre], "updateIncident")?;
-            let key = idem(&input.idempotency_key)?;
-            let u = incidents::Update {
-                id: uuid("input.id", &input.id)?,
-                status: input.status,
-                note: input.note,
-                expected_version: input.expected_version,
-            };
-            incidents::update(st, &p.subject, &key, u).await
-        }
-        .await;
-        audit::outcome(&st.db, p, "updateIncident", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "updateIncident", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin, Role::Sre], "updateIncident")?;
+                let key = idem(&input.idempotency_key)?;
+                let u = incidents::Update {
+                    id: uuid("input.id", &input.id)?,
+                    status: input.status,
+                    note: input.note,
+                    expected_version: input.expected_version,
+                };
+                incidents::update(st, &p.subject, &key, u).await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(Incident(result.gql()?))
     }
 
@@ -394,38 +394,30 @@ impl OpsMutation {
             "startsAt": input.starts_at, "endsAt": input.ends_at,
             "freezeRollouts": input.freeze_rollouts, "idempotencyKey": input.idempotency_key,
         });
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin, Role::Sre], "scheduleMaintenance")?;
-            let key = idem(&input.idempotency_key)?;
-            let n = maintenance::NewWindow {
-                scope: maintenance::Scope {
-                    tenant_ids: crate::service::scope::tenant_ids(
-                        "input.scope.tenantIds",
-                        &input.scope.tenant_ids,
-                    )?,
-                    cell_ids: input.scope.cell_ids,
-                    regions: input.scope.regions,
-                },
-                starts_at: input.starts_at,
-                ends_at: input.ends_at,
-                description: input.description,
-                freeze_rollouts: input.freeze_rollouts,
-            };
-            maintenance::schedule(st, &p.subject, &key, n).await
-        }
-        .await;
+        let trail = audit::Trail::new(p, "scheduleMaintenance", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin, Role::Sre], "scheduleMaintenance")?;
+                let key = idem(&input.idempotency_key)?;
+                let n = maintenance::NewWindow {
+                    scope: maintenance::Scope {
+                        tenant_ids: crate::service::scope::tenant_ids(
+                            "input.scope.tenantIds",
+                            &input.scope.tenant_ids,
+                        )?,
+                        cell_ids: input.scope.cell_ids,
+                        regions: input.scope.regions,
+                    },
+                    starts_at: input.starts_at,
+                    ends_at: input.ends_at,
+                    description: input.description,
+                    freeze_rollouts: input.freeze_rollouts,
+                };
+                maintenance::schedule(st, &p.subject, &key, n).await
+            })
+            .await;
         let target = result.as_ref().ok().map(|w| w.id.to_string());
-        audit::outcome(
-            &st.db,
-            p,
-            "scheduleMaintenance",
-            None,
-            target,
-            detail,
-            &result,
-        )
-        .await
-        .gql()?;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(MaintenanceWindow(result.gql()?))
     }
 
@@ -438,16 +430,16 @@ impl OpsMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "expectedVersion": input.expected_version });
         let target = Some(input.id.to_string());
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin, Role::Sre], "endMaintenance")?;
-            let key = idem(&input.idempotency_key)?;
-            let id = uuid("input.id", &input.id)?;
-            maintenance::end(st, &p.subject, &key, id, input.expected_version).await
-        }
-        .await;
-        audit::outcome(&st.db, p, "endMaintenance", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "endMaintenance", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin, Role::Sre], "endMaintenance")?;
+                let key = idem(&input.idempotency_key)?;
+                let id = uuid("input.id", &input.id)?;
+                maintenance::end(st, &p.subject, &key, id, input.expected_version).await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(MaintenanceWindow(result.gql()?))
     }
 }

@@ -102,25 +102,25 @@ impl PlacementMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "cellId": cell_id.as_str(), "state": state.as_str(), "expectedVersion": expected_version, "idempotencyKey": idempotency_key });
         let target = Some(cell_id.to_string());
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "setCellState")?;
-            let id = CellId::parse(&cell_id).field("cellId")?;
-            let key = IdempotencyKey::parse(&idempotency_key).field("idempotencyKey")?;
-            cells::set_state(
-                &st.db,
-                &st.cells,
-                &p.subject,
-                &key,
-                &id,
-                state.as_str(),
-                expected_version,
-            )
-            .await
-        }
-        .await;
-        audit::outcome(&st.db, p, "setCellState", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "setCellState", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "setCellState")?;
+                let id = CellId::parse(&cell_id).field("cellId")?;
+                let key = IdempotencyKey::parse(&idempotency_key).field("idempotencyKey")?;
+                cells::set_state(
+                    &st.db,
+                    &st.cells,
+                    &p.subject,
+                    &key,
+                    &id,
+                    state.as_str(),
+                    expected_version,
+                )
+                .await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(view(result.gql()?))
     }
 }

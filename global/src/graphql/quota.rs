@@ -109,14 +109,14 @@ impl QuotaMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let target = Some(input.name.clone());
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "defineMetric")?;
-            metrics_catalog::define(st, input.def(), input.expected_version).await
-        }
-        .await;
-        audit::outcome(&st.db, p, "defineMetric", None, target, detail, &result)
-            .await
-            .gql()?;
+        let trail = audit::Trail::new(p, "defineMetric", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "defineMetric")?;
+                metrics_catalog::define(st, input.def(), input.expected_version).await
+            })
+            .await;
+        trail.finish(&st.db, None, target, &result).await.gql()?;
         Ok(result.gql()?.into())
     }
 

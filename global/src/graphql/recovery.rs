@@ -29,17 +29,21 @@ impl RecoveryMutation {
     /// are left alone, so it is safe to run again (platform-admin only).
     async fn rebuild_directory(&self, ctx: &Context<'_>) -> Result<DirectoryRebuild> {
         let (st, p) = caller(ctx).gql()?;
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "rebuildDirectory")?;
-            let cells = rebuild::all(st).await;
-            Ok(DirectoryRebuild {
-                restored: cells.iter().map(|c| c.restored).sum(),
-                updated: cells.iter().map(|c| c.updated).sum(),
-                complete: cells.iter().all(|c| c.error.is_none()),
-                cells,
+        // Each directory row it restores or updates is audited with its
+        // diff in the row's transaction; the summary is recorded after.
+        let trail = audit::Trail::new(p, "rebuildDirectory", json!({}));
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "rebuildDirectory")?;
+                let cells = rebuild::all(st).await;
+                Ok(DirectoryRebuild {
+                    restored: cells.iter().map(|c| c.restored).sum(),
+                    updated: cells.iter().map(|c| c.updated).sum(),
+                    complete: cells.iter().all(|c| c.error.is_none()),
+                    cells,
+                })
             })
-        }
-        .await;
+            .await;
         let detail = match &result {
             Ok(r) => {
                 json!({ "restored": r.restored, "updated": r.updated, "complete": r.complete })

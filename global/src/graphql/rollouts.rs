@@ -227,23 +227,18 @@ impl RolloutQuery {
 async fn operate(ctx: &Context<'_>, action: &str, id: ID, op: Op) -> Result<Rollout> {
     let (st, p) = caller(ctx).gql()?;
     let detail = json!({ "id": id.to_string() });
-    let result = async {
-        p.require_any(&[Role::PlatformAdmin, Role::Sre], action)?;
-        let id = rollout_id(&id)?;
-        rollouts::operate(st, id, op, &p.subject).await
-    }
-    .await;
-    audit::outcome(
-        &st.db,
-        p,
-        action,
-        None,
-        Some(id.to_string()),
-        detail,
-        &result,
-    )
-    .await
-    .gql()?;
+    let trail = audit::Trail::new(p, action, detail.clone());
+    let result = trail
+        .scope(async {
+            p.require_any(&[Role::PlatformAdmin, Role::Sre], action)?;
+            let id = rollout_id(&id)?;
+            rollouts::operate(st, id, op, &p.subject).await
+        })
+        .await;
+    trail
+        .finish(&st.db, None, Some(id.to_string()), &result)
+        .await
+        .gql()?;
     Ok(result.gql()?.into())
 }
 
@@ -254,34 +249,29 @@ impl RolloutMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "flagKey": input.flag_key, "environment": input.environment, "variant": input.variant, "stages": input.stages, "requiresTenantVersion": input.requires_tenant_version, "startAt": input.start_at, "idempotencyKey": input.idempotency_key });
         let target = input.flag_key.clone();
-        let result = async {
-            p.require_any(&[Role::PlatformAdmin], "startRollout")?;
-            let key =
-                IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
-            let n = NewRollout {
-                flag_key: input.flag_key,
-                environment: input.environment,
-                variant: input.variant,
-                stages: input.stages,
-                requires_tenant_version: input.requires_tenant_version,
-                allow_empty_cohort: input.allow_empty_cohort,
-                ack_deadline_seconds: input.ack_deadline_seconds,
-                start_at: input.start_at,
-            };
-            rollouts::start(st, &p.subject, &key, n).await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
-            "startRollout",
-            None,
-            Some(target),
-            detail,
-            &result,
-        )
-        .await
-        .gql()?;
+        let trail = audit::Trail::new(p, "startRollout", detail.clone());
+        let result = trail
+            .scope(async {
+                p.require_any(&[Role::PlatformAdmin], "startRollout")?;
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+                let n = NewRollout {
+                    flag_key: input.flag_key,
+                    environment: input.environment,
+                    variant: input.variant,
+                    stages: input.stages,
+                    requires_tenant_version: input.requires_tenant_version,
+                    allow_empty_cohort: input.allow_empty_cohort,
+                    ack_deadline_seconds: input.ack_deadline_seconds,
+                    start_at: input.start_at,
+                };
+                rollouts::start(st, &p.subject, &key, n).await
+            })
+            .await;
+        trail
+            .finish(&st.db, None, Some(target), &result)
+            .await
+            .gql()?;
         Ok(result.gql()?.into())
     }
 

@@ -65,17 +65,17 @@ async fn run(
     detail: serde_json::Value,
 ) -> Result<Tenant> {
     let (st, p) = caller(ctx).gql()?;
-    let result = async {
-        let id: TenantId = tenant_id.parse().field("input.tenantId")?;
-        authorize(st, p, id, change).await?;
-        let key = IdempotencyKey::parse(key).field("input.idempotencyKey")?;
-        tenant_status::change(st, &p.subject, id, expected, &key, change).await
-    }
-    .await;
+    let trail = audit::Trail::new(p, change.action(), detail.clone());
+    let result = trail
+        .scope(async {
+            let id: TenantId = tenant_id.parse().field("input.tenantId")?;
+            authorize(st, p, id, change).await?;
+            let key = IdempotencyKey::parse(key).field("input.idempotencyKey")?;
+            tenant_status::change(st, &p.subject, id, expected, &key, change).await
+        })
+        .await;
     let tenant = result.as_ref().ok().map(|r| r.id);
-    audit::outcome(&st.db, p, change.action(), tenant, None, detail, &result)
-        .await
-        .gql()?;
+    trail.finish(&st.db, tenant, None, &result).await.gql()?;
     let row = result.gql()?;
     shared::server::record_tenant_at(ctx, &row.id, super::query::placement(&row));
     Ok(Tenant(row))

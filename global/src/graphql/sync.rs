@@ -106,36 +106,36 @@ impl SyncMutation {
     async fn repair_sync(&self, ctx: &Context<'_>, cell_id: Option<ID>) -> Result<Vec<SyncStatus>> {
         let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "cellId": cell_id.as_ref().map(|c| c.as_str()) });
-        let result = async {
-            operator(p, "repairSync")?;
-            let cells: Vec<_> = match &cell_id {
-                Some(id) => vec![st.cells.get(id).ok_or_else(|| {
-                    shared::Error::NotFound(format!("cell {} is not registered", id.as_str()))
-                })?],
-                None => st
-                    .cells
-                    .all()
-                    .into_iter()
-                    .filter(|c| c.status == crate::service::cells::UP)
-                    .collect(),
-            };
-            for c in &cells {
-                antientropy::check_cell(st, c).await;
-            }
-            sync_status::statuses(st, cell_id.as_ref().map(|c| c.as_str())).await
-        }
-        .await;
-        audit::outcome(
-            &st.db,
-            p,
-            "repairSync",
-            None,
-            cell_id.as_ref().map(|c| c.to_string()),
-            detail,
-            &result,
-        )
-        .await
-        .gql()?;
+        let trail = audit::Trail::new(p, "repairSync", detail.clone());
+        let result = trail
+            .scope(async {
+                operator(p, "repairSync")?;
+                let cells: Vec<_> = match &cell_id {
+                    Some(id) => vec![st.cells.get(id).ok_or_else(|| {
+                        shared::Error::NotFound(format!("cell {} is not registered", id.as_str()))
+                    })?],
+                    None => st
+                        .cells
+                        .all()
+                        .into_iter()
+                        .filter(|c| c.status == crate::service::cells::UP)
+                        .collect(),
+                };
+                for c in &cells {
+                    antientropy::check_cell(st, c).await;
+                }
+                sync_status::statuses(st, cell_id.as_ref().map(|c| c.as_str())).await
+            })
+            .await;
+        trail
+            .finish(
+                &st.db,
+                None,
+                cell_id.as_ref().map(|c| c.to_string()),
+                &result,
+            )
+            .await
+            .gql()?;
         Ok(result
             .gql()?
             .into_iter()

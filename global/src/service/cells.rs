@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use shared::ids::{CellId, IdempotencyKey, Region};
 use shared::model::TenantStatus;
 use shared::{Error, Result};
@@ -118,7 +116,9 @@ pub async fn register(
             }
         }
     }
-    if let Some(existing) = cell::Entity::find_by_id(r.id.to_string()).one(db).await?
+    let txn = shared::db::begin_write(db).await?;
+    let before = cell::Entity::find_by_id(r.id.to_string()).one(&txn).await?;
+    if let Some(existing) = &before
         && existing.region != r.region.as_str()
     {
         return Err(Error::Conflict(format!(
@@ -161,12 +161,14 @@ pub async fn register(
                 .update_columns(update)
                 .to_owned(),
         )
-        .exec(db)
+        .exec(&txn)
         .await?;
     let saved = cell::Entity::find_by_id(r.id.to_string())
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("cell vanished after upsert")))?;
+    shared::audit::change(&txn, None, Some(saved.id.clone()), &before, &saved).await?;
+    txn.commit().await?;
     cache.put(saved.clone());
     Ok(saved)
 }
@@ -191,7 +193,7 @@ pub async fn set_state(
         &(id.as_str(), state, expected),
         id.as_str(),
         |_| async move {
-            let txn = db.begin().await?;
+            let txn = shared::db::begin_write(db).await?;
             let current = cell::Entity::find_by_id(id.to_string())
                 .one(&txn)
                 .await?
@@ -219,13 +221,14 @@ pub async fn set_state(
                     "cell {id} changed concurrently; read it and retry"
                 )));
             }
+            let saved = cell::Entity::find_by_id(id.to_string())
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
+            shared::audit::change(&txn, None, Some(id.to_string()), &current, &saved).await?;
             idempotency::complete(&txn, "setCellState", key).await?;
             txn.commit().await?;
-            Ok(cell::Model {
-                state: state.to_owned(),
-                version: expected + 1,
-                ..current
-            })
+            Ok(saved)
         },
         |_| async move {
             cell::Entity::find_by_id(id.to_string())

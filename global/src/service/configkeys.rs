@@ -37,7 +37,7 @@ pub async fn define(st: &State, def: KeyDef, expected_version: Option<i64>) -> R
         }
         None => 1,
     };
-    write(st, txn, def, version).await
+    write(st, txn, existing, def, version).await
 }
 
 /// Marks a key deprecated: values stay, new uses are discouraged.
@@ -54,14 +54,16 @@ pub async fn deprecate(st: &State, key: &str, expected_version: i64) -> Result<S
     }
     let def = KeyDef {
         deprecated: true,
-        ..existing.def
+        ..existing.def.clone()
     };
-    write(st, txn, def, existing.version + 1).await
+    let version = existing.version + 1;
+    write(st, txn, Some(existing), def, version).await
 }
 
 async fn write(
     st: &State,
     txn: sea_orm::DatabaseTransaction,
+    before: Option<Stored>,
     def: KeyDef,
     version: i64,
 ) -> Result<Stored> {
@@ -75,7 +77,10 @@ async fn write(
         payload,
     );
     outbox::enqueue(&txn, &event).await?;
+    let stored = Stored { def, version };
+    let target = Some(stored.def.key.clone());
+    shared::audit::change(&txn, None, target, before, &stored).await?;
     txn.commit().await?;
     st.relay.nudge();
-    Ok(Stored { def, version })
+    Ok(stored)
 }

@@ -244,3 +244,15 @@ pub async fn record_plan<C: sea_orm::ConnectionTrait>(
         .await?;
     Ok(())
 }
+
+/// Places a request's tenant for its metrics: the directory row's cell and plan.
+pub struct Placement(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl shared::metrics::operation::PlacementLookup for Placement {
+    async fn placement(&self, tenant: &str) -> Option<(Option<String>, Option<String>)> {
+        let id: TenantId = tenant.parse().ok()?;
+        let row = get(&self.0, id).await.ok().flatten()?;
+        Some((Some(row.cell_id), Some(row.plan)))
+    }
+}

@@ -144,7 +144,7 @@ pub async fn create(
                 def.key
             )));
         }
-        write(st, txn, def.clone(), 1).await
+        write(st, txn, None, def.clone(), 1).await
     })
     .await
 }
@@ -174,6 +174,7 @@ pub async fn update(
         || async {
             let txn = st.db.begin().await?;
             let cur = current(&txn, &change.key, change.expected_version).await?;
+            let before = cur.clone();
             let mut def = cur.def;
             if let Some(d) = &change.description {
                 def.description = d.clone();
@@ -185,7 +186,7 @@ pub async fn update(
                 def.off_variant = o.clone();
             }
             def.check()?;
-            write(st, txn, def, cur.version + 1).await
+            write(st, txn, Some(&before), def, cur.version + 1).await
         },
     )
     .await
@@ -208,6 +209,7 @@ pub async fn set_targeting(
         || async {
             let txn = st.db.begin().await?;
             let cur = current(&txn, &change.key, change.expected_version).await?;
+            let before = cur.clone();
             let mut def = cur.def;
             if def.archived {
                 return Err(Error::Conflict(format!(
@@ -231,7 +233,7 @@ pub async fn set_targeting(
                 .map(|r| (r.flag.def.key.clone(), r.flag.def))
                 .collect();
             check_prerequisites(&def, &|k| others.get(k).cloned())?;
-            write(st, txn, def, cur.version + 1).await
+            write(st, txn, Some(&before), def, cur.version + 1).await
         },
     )
     .await
@@ -248,9 +250,10 @@ pub async fn archive(
     once(st, "archiveFlag", key, actor, &input, flag_key, || async {
         let txn = st.db.begin().await?;
         let cur = current(&txn, flag_key, expected_version).await?;
+        let before = cur.clone();
         let mut def = cur.def;
         def.archived = true;
-        let out = write(st, txn, def, cur.version + 1).await?;
+        let out = write(st, txn, Some(&before), def, cur.version + 1).await?;
         super::rollouts::abort(st, flag_key, None, "the flag was archived").await?;
         Ok(out)
     })
@@ -268,6 +271,7 @@ pub async fn kill(st: &State, flag_key: &str, environment: &str) -> Result<Store
             .await?
             .ok_or_else(|| not_found(flag_key))?
             .flag;
+        let before = cur.clone();
         let mut def = cur.def.clone();
         let t = def.environments.entry(environment.to_owned()).or_default();
         if t.killed {
@@ -275,7 +279,7 @@ pub async fn kill(st: &State, flag_key: &str, environment: &str) -> Result<Store
         }
         t.killed = true;
         t.enabled = false;
-        write(st, txn, def, cur.version + 1).await
+        write(st, txn, Some(&before), def, cur.version + 1).await
     })
     .await?;
     super::rollouts::abort(st, flag_key, Some(environment), "the flag was killed").await?;
@@ -317,13 +321,17 @@ pub(crate) async fn put<C: sea_orm::ConnectionTrait>(
 async fn write(
     st: &State,
     txn: DatabaseTransaction,
+    before: Option<&StoredFlag>,
     def: FlagDef,
     version: i64,
 ) -> Result<StoredFlag> {
     put(&txn, &def, version).await?;
+    let after = StoredFlag { def, version };
+    let target = Some(after.def.key.clone());
+    shared::audit::change(&txn, None, target, before, &after).await?;
     txn.commit().await?;
     st.relay.nudge();
-    Ok(StoredFlag { def, version })
+    Ok(after)
 }
 
 fn event(def: &FlagDef, version: i64) -> Result<Event> {

@@ -236,33 +236,8 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         }
         cond = cond.add(direct.condition());
     }
-    let rows: Vec<(Uuid, String, String)> = tenant::Entity::find()
-        .select_only()
-        .columns([
-            tenant::Column::Id,
-            tenant::Column::CellId,
-            tenant::Column::Region,
-        ])
-        .filter(cond)
-        .order_by_asc(tenant::Column::Id)
-        .into_tuple()
-        .all(&st.db)
-        .await?;
-    let candidates: Vec<Candidate> = rows
-        .into_iter()
-        .map(|(id, cell, region)| Candidate {
-            incident_direct: incident_direct.as_ref().is_some_and(|s| {
-                s.cell_ids.contains(&cell)
-                    || s.regions.contains(&region)
-                    || s.tenant_ids.contains(&id)
-            }),
-            id,
-            cell,
-            region,
-        })
-        .collect();
-
-    // Cell facts, asked of every cell holding a candidate.
+    // Cell facts are asked of every cell that may hold a candidate while
+    // the directory answers (the two do not wait for each other).
     let mut asked = Asked::default();
     if let Some(key) = &q.flag_key {
         asked.flag = Some(asked.questions.len());
@@ -294,12 +269,54 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
             config_value: None,
         });
     }
-    let answers = ask_cells(st, &candidates, &asked).await;
-    let unreachable_cells: Vec<String> = answers
-        .iter()
-        .filter(|(_, a)| a.is_none())
-        .map(|(c, _)| c.clone())
+    let may_hold: Vec<String> = st
+        .cells
+        .all()
+        .into_iter()
+        .filter(|c| q.cell_ids.is_empty() || q.cell_ids.contains(&c.id))
+        .filter(|c| q.regions.is_empty() || q.regions.contains(&c.region))
+        .map(|c| c.id)
         .collect();
+    let directory = tenant::Entity::find()
+        .select_only()
+        .columns([
+            tenant::Column::Id,
+            tenant::Column::CellId,
+            tenant::Column::Region,
+        ])
+        .filter(cond)
+        .order_by_asc(tenant::Column::Id)
+        .into_tuple()
+        .all(&st.db);
+    let (rows, answers) = tokio::join!(directory, ask_cells(st, may_hold, &asked));
+    let rows: Vec<(Uuid, String, String)> = rows?;
+    let candidates: Vec<Candidate> = rows
+        .into_iter()
+        .map(|(id, cell, region)| Candidate {
+            incident_direct: incident_direct.as_ref().is_some_and(|s| {
+                s.cell_ids.contains(&cell)
+                    || s.regions.contains(&region)
+                    || s.tenant_ids.contains(&id)
+            }),
+            id,
+            cell,
+            region,
+        })
+        .collect();
+
+    let holding: std::collections::HashSet<&str> =
+        candidates.iter().map(|c| c.cell.as_str()).collect();
+    // A cell that did not answer matters when it holds a candidate.
+    let mut unreachable_cells: Vec<String> = if asked.questions.is_empty() {
+        Vec::new()
+    } else {
+        holding
+            .iter()
+            .filter(|c| answers.get(**c).is_none_or(Option::is_none))
+            .map(|c| (*c).to_owned())
+            .collect()
+    };
+    unreachable_cells.sort();
 
     let matches = |c: &Candidate| -> Option<bool> {
         if asked.questions.is_empty() {
@@ -400,12 +417,9 @@ fn reasons(q: &Query, t: &tenant::Model, unreachable: bool) -> Vec<String> {
 /// answer in time). No questions, no calls.
 async fn ask_cells(
     st: &State,
-    candidates: &[Candidate],
+    cells: Vec<String>,
     asked: &Asked,
 ) -> HashMap<String, Option<Vec<Vec<Uuid>>>> {
-    let mut cells: Vec<String> = candidates.iter().map(|c| c.cell.clone()).collect();
-    cells.sort();
-    cells.dedup();
     if asked.questions.is_empty() {
         return HashMap::new();
     }

@@ -4,9 +4,7 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use shared::ids::IdempotencyKey;
 use shared::{Error, Result};
@@ -225,7 +223,7 @@ pub async fn create(
         |rid| async move {
             let id = Uuid::parse_str(&rid).map_err(Error::internal)?;
             let now = Utc::now();
-            let txn = st.db.begin().await?;
+            let txn = shared::db::begin_write(&st.db).await?;
             let status = Status::Investigating.as_str();
             let row = incident::ActiveModel {
                 id: Set(id),
@@ -244,6 +242,8 @@ pub async fn create(
             let note = n.note.clone().unwrap_or_else(|| "opened".into());
             event(id, actor, status, note).insert(&txn).await?;
             idempotency::complete(&txn, "createIncident", key).await?;
+            let target = Some(id.to_string());
+            shared::audit::change(&txn, None, target, shared::audit::NONE, &row).await?;
             txn.commit().await?;
             Ok(row)
         },
@@ -276,7 +276,7 @@ pub async fn update(
         u,
         &id.to_string(),
         |_| async move {
-            let txn = st.db.begin().await?;
+            let txn = shared::db::begin_write(&st.db).await?;
             let cur = incident::Entity::find_by_id(id)
                 .one(&txn)
                 .await?
@@ -316,14 +316,16 @@ pub async fn update(
                 .insert(&txn)
                 .await?;
             idempotency::complete(&txn, "updateIncident", key).await?;
-            txn.commit().await?;
-            Ok(incident::Model {
+            let new = incident::Model {
                 status,
                 version: cur.version + 1,
                 updated_at: now,
                 resolved_at,
-                ..cur
-            })
+                ..cur.clone()
+            };
+            shared::audit::change(&txn, None, Some(id.to_string()), &cur, &new).await?;
+            txn.commit().await?;
+            Ok(new)
         },
         |_| async move { get(st, id).await },
     )

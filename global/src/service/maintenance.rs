@@ -6,7 +6,6 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use shared::ids::IdempotencyKey;
@@ -230,7 +229,7 @@ pub async fn schedule(
         &proposed,
         |rid| async move {
             let id = Uuid::parse_str(&rid).map_err(Error::internal)?;
-            let txn = st.db.begin().await?;
+            let txn = shared::db::begin_write(&st.db).await?;
             let row = maintenance::ActiveModel {
                 id: Set(id),
                 scope: Set(serde_json::to_string(&n.scope).map_err(Error::internal)?),
@@ -247,6 +246,13 @@ pub async fn schedule(
             .insert(&txn)
             .await?;
             idempotency::complete(&txn, "scheduleMaintenance", key).await?;
+            // A window for one tenant is filed under it.
+            let tenant = match n.scope.tenant_ids.as_slice() {
+                [t] => Some(*t),
+                _ => None,
+            };
+            let target = Some(id.to_string());
+            shared::audit::change(&txn, tenant, target, shared::audit::NONE, &row).await?;
             txn.commit().await?;
             Ok(row)
         },
@@ -272,7 +278,7 @@ pub async fn end(
         &(id, expected_version),
         &id.to_string(),
         |_| async move {
-            let txn = st.db.begin().await?;
+            let txn = shared::db::begin_write(&st.db).await?;
             let cur = maintenance::Entity::find_by_id(id)
                 .one(&txn)
                 .await?
@@ -319,6 +325,7 @@ pub async fn end(
                 )));
             }
             idempotency::complete(&txn, "endMaintenance", key).await?;
+            shared::audit::change(&txn, None, Some(id.to_string()), &cur, &next).await?;
             txn.commit().await?;
             Ok(next)
         },

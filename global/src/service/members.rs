@@ -242,6 +242,8 @@ pub async fn add(
             e.into()
         }
     })?;
+    let target = Some(subject.to_owned());
+    shared::audit::change(&txn, Some(tenant.0), target, shared::audit::NONE, &m).await?;
     txn.commit().await?;
     Ok(m)
 }
@@ -320,6 +322,8 @@ pub async fn change_role(
         ));
     }
     let updated = set_role(&txn, tenant, subject, role, expected).await?;
+    let target = Some(subject.to_owned());
+    shared::audit::change(&txn, Some(tenant.0), target, &m, &updated).await?;
     txn.commit().await?;
     Ok(updated)
 }
@@ -374,6 +378,8 @@ pub async fn remove(
     member::Entity::delete_by_id((tenant.0, subject.to_owned()))
         .exec(&txn)
         .await?;
+    let who = Some(subject.to_owned());
+    shared::audit::change(&txn, Some(tenant.0), who, &m, shared::audit::NONE).await?;
     txn.commit().await?;
     Ok(m)
 }
@@ -400,7 +406,15 @@ pub async fn transfer_ownership(
             Error::Forbidden("only a member who is an owner may transfer ownership".into())
         })?;
     let updated = set_role(&txn, tenant, to, "owner", target.version).await?;
-    set_role(&txn, tenant, from, "admin", me.version).await?;
+    let demoted = set_role(&txn, tenant, from, "admin", me.version).await?;
+    shared::audit::change(
+        &txn,
+        Some(tenant.0),
+        Some(to.to_owned()),
+        [&me, &target],
+        [&demoted, &updated],
+    )
+    .await?;
     txn.commit().await?;
     Ok(updated)
 }

@@ -69,7 +69,10 @@ async fn write(st: &State, def: &MetricDef, expected_version: Option<i64>) -> Re
         payload,
     );
     outbox::enqueue(&txn, &event).await?;
+    let stored = Stored { def, version };
+    let target = Some(stored.def.name.clone());
+    shared::audit::change(&txn, None, target, existing, &stored).await?;
     txn.commit().await?;
     st.relay.nudge();
-    Ok(Stored { def, version })
+    Ok(stored)
 }

@@ -33,9 +33,17 @@ pub struct CellPass {
 
 /// Applies one record to the directory: (restored, updated).
 async fn apply(st: &State, cell_id: &str, r: &Record) -> Result<(bool, bool)> {
-    let existing = tenant::Entity::find_by_id(r.id).one(&st.db).await?;
-    match existing {
-        Some(row) if row.version >= r.version && row.cell_id == cell_id => Ok((false, false)),
+    let current = |row: &tenant::Model| row.version >= r.version && row.cell_id == cell_id;
+    // Most records are up to date: only a change takes a write transaction.
+    if let Some(row) = tenant::Entity::find_by_id(r.id).one(&st.db).await?
+        && current(&row)
+    {
+        return Ok((false, false));
+    }
+    let txn = shared::db::begin_write(&st.db).await?;
+    let existing = tenant::Entity::find_by_id(r.id).one(&txn).await?;
+    let changed = match &existing {
+        Some(row) if current(row) => Ok((false, false)),
         Some(_) => {
             tenant::Entity::update_many()
                 .col_expr(tenant::Column::CellId, cell_id.into())
@@ -47,7 +55,7 @@ async fn apply(st: &State, cell_id: &str, r: &Record) -> Result<(bool, bool)> {
                 .col_expr(tenant::Column::UpdatedAt, r.updated_at.into())
                 .filter(tenant::Column::Id.eq(r.id))
                 .filter(tenant::Column::Version.lt(r.version))
-                .exec(&st.db)
+                .exec(&txn)
                 .await?;
             Ok((false, true))
         }
@@ -72,7 +80,7 @@ async fn apply(st: &State, cell_id: &str, r: &Record) -> Result<(bool, bool)> {
                         .to_owned(),
                 )
                 .try_insert()
-                .exec(&st.db)
+                .exec(&txn)
                 .await;
             match res {
                 Ok(sea_orm::TryInsertResult::Inserted(_)) => Ok((true, false)),
@@ -84,7 +92,14 @@ async fn apply(st: &State, cell_id: &str, r: &Record) -> Result<(bool, bool)> {
                 Err(e) => Err(e.into()),
             }
         }
+    }?;
+    if changed != (false, false) {
+        let after = tenant::Entity::find_by_id(r.id).one(&txn).await?;
+        let target = Some(cell_id.to_owned());
+        shared::audit::change(&txn, Some(r.id), target, &existing, &after).await?;
     }
+    txn.commit().await?;
+    Ok(changed)
 }
 
 /// Rebuilds the directory rows of one cell's tenants.

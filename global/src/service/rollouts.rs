@@ -85,7 +85,7 @@ pub struct Rollout {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Stored {
     pub doc: Rollout,
     pub version: i64,
@@ -416,13 +416,15 @@ async fn create(
     .exec(&txn)
     .await?;
     outbox::enqueue(&txn, &plan_event(&doc.plan, 1)?).await?;
-    txn.commit().await?;
-    st.relay.nudge();
-    Ok(Stored {
+    let s = Stored {
         doc,
         version: 1,
         plan_version: 1,
-    })
+    };
+    shared::audit::change(&txn, None, Some(id.to_string()), shared::audit::NONE, &s).await?;
+    txn.commit().await?;
+    st.relay.nudge();
+    Ok(s)
 }
 
 pub fn entry(event: &str, detail: String) -> HistoryEntry {
@@ -512,15 +514,16 @@ async fn try_modify(
             make_permanent(&txn, &doc.plan).await?;
         }
     }
-    txn.commit().await?;
-    if change.plan {
-        st.relay.nudge();
-    }
     let s = Stored {
         doc,
         version: cur.version + 1,
         plan_version,
     };
+    shared::audit::change(&txn, None, Some(id.to_string()), &cur, &s).await?;
+    txn.commit().await?;
+    if change.plan {
+        st.relay.nudge();
+    }
     publish_all(st, &s, &change.entries).await;
     Ok(Some(s))
 }

@@ -131,7 +131,7 @@ async fn insert_all(
     let now = Utc::now();
     let input = serde_json::to_string(t).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
     let txn = db.begin().await?;
-    tenant::ActiveModel {
+    let row = tenant::ActiveModel {
         id: Set(id.0),
         slug: Set(t.slug.to_string()),
         region: Set(t.region.to_string()),
@@ -186,6 +186,12 @@ async fn insert_all(
         .insert(&txn)
         .await?;
     }
+    // The reservation is the change createTenant records (last: the audit
+    // chain's head stays locked until commit); the saga's later steps move
+    // the row on in the background.
+    shared::audit::change(&txn, Some(id.0), None, shared::audit::NONE, &row)
+        .await
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
     txn.commit().await
 }
 

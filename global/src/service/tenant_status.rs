@@ -196,12 +196,13 @@ async fn apply(
         version,
         purge_at,
         updated_at: now,
-        ..row
+        ..row.clone()
     };
     outbox::enqueue(&txn, &event(&updated)?).await?;
     if let Some((op, key)) = key {
         idempotency::complete_with(&txn, op, key, &updated).await?;
     }
+    shared::audit::change(&txn, Some(id.0), None, &row, &updated).await?;
     txn.commit().await?;
     st.relay.nudge();
     st.events

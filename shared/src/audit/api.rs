@@ -26,7 +26,10 @@ pub struct AuditEntry {
     pub break_glass_id: Option<ID>,
     /// The input and, for a refusal, the error, as JSON.
     pub detail: String,
-    /// `{"before": …, "after": …}` as JSON, for changes that have both.
+    /// `{"before": …, "after": …}` as JSON: the changed entity before and
+    /// after (`before` null for a create, `after` null for a delete); null
+    /// for a refusal, or for a call that changed nothing in this tier's
+    /// database (a replay, a no-op, a write routed to a cell: see the cell's entry).
     pub diff: Option<String>,
     /// The tier whose chain holds it: `global` or a cell id.
     pub source: String,

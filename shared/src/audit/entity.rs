@@ -30,7 +30,8 @@ pub struct Model {
     pub hash: String,
     /// The break-glass request the actor acted under, if any.
     pub break_glass_id: Option<Uuid>,
-    /// JSON `{"before": …, "after": …}` for changes that have both.
+    /// JSON `{"before": …, "after": …}`: the changed entity before and after
+    /// (null for a refusal or a call that changed nothing here).
     #[sea_orm(column_type = "Text", nullable)]
     pub diff: Option<String>,
 }

@@ -8,6 +8,9 @@ pub mod api;
 pub mod chain;
 pub mod entity;
 pub mod migration;
+pub mod trail;
+
+pub use trail::{NONE, Trail, change};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{

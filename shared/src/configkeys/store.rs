@@ -30,7 +30,7 @@ pub mod entity {
 }
 
 /// A stored definition with its version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Stored {
     pub def: KeyDef,
     pub version: i64,

@@ -5,7 +5,10 @@
 //! The operation and an obvious tenant argument (`tenantId`, `input.tenantId`,
 //! `tenant(id:)`) are read from the parsed document before execution;
 //! resolvers that know more (the directory row of the tenant) fill in the
-//! rest through `shared::server::record_tenant*`.
+//! rest through `shared::server::record_tenant*`. Whatever a request named a
+//! tenant for and no resolver placed is placed after execution by the tier's
+//! [`PlacementLookup`] (one read by primary key), so every tenant-scoped
+//! operation carries its tenant's `cell` and `plan` labels.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +18,32 @@ use async_graphql::parser::types::{
 use async_graphql::{Name, Value, Variables};
 
 use crate::ids::TenantId;
+
+/// Where a tenant lives and on what plan, `(cell, plan)`, as the tier's own
+/// records say (the directory at the global tier, the tenant's record in a
+/// cell); `None` for a tenant it does not know.
+#[async_trait::async_trait]
+pub trait PlacementLookup: Send + Sync {
+    async fn placement(&self, tenant: &str) -> Option<(Option<String>, Option<String>)>;
+}
+
+/// How long the lookup may take before the request's metrics go without it.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl RequestFacts {
+    /// Fills a missing cell or plan of the request's tenant through `lookup`.
+    pub async fn complete(&self, lookup: &dyn PlacementLookup) {
+        let f = self.snapshot();
+        let Some(tenant) = f.tenant.filter(|_| f.cell.is_none() || f.plan.is_none()) else {
+            return;
+        };
+        if let Ok(Some((cell, plan))) =
+            tokio::time::timeout(LOOKUP_TIMEOUT, lookup.placement(&tenant)).await
+        {
+            self.set_placement(cell.as_deref(), plan.as_deref());
+        }
+    }
+}
 
 /// The facts of one request; shared between the HTTP handler and resolvers.
 #[derive(Clone, Default)]

@@ -19,7 +19,7 @@ use super::Shared;
 use crate::auth::{Keys, Principal, bearer};
 use crate::breakglass::{self, Revocations};
 use crate::error::{Code, Error};
-use crate::metrics::operation::{RequestFacts, inspect};
+use crate::metrics::operation::{PlacementLookup, RequestFacts, inspect};
 use crate::metrics::{Metrics, Outcome};
 use crate::request::RequestId;
 
@@ -75,6 +75,7 @@ struct GqlState<E> {
     keys: Arc<Keys>,
     revocations: Revocations,
     metrics: Metrics,
+    placement: Option<Arc<dyn PlacementLookup>>,
     dev_mode: bool,
     timeout: std::time::Duration,
 }
@@ -86,6 +87,7 @@ impl GraphqlRoutes {
             keys: shared.keys.clone(),
             revocations: shared.revocations.clone(),
             metrics: shared.metrics.clone(),
+            placement: shared.placement.clone(),
             dev_mode: shared.dev_mode,
             timeout: std::time::Duration::from_millis(shared.limits.request_timeout_ms),
         };
@@ -124,8 +126,12 @@ async fn post_graphql<E: Executor>(
     let started = std::time::Instant::now();
     let facts = RequestFacts::default();
     let (response, outcome) = execute_post(&st, &request_id, span, &facts, headers, body).await;
+    let elapsed = started.elapsed();
+    if let Some(lookup) = &st.placement {
+        facts.complete(lookup.as_ref()).await;
+    }
     st.metrics
-        .record_operation(&facts.snapshot(), outcome, started.elapsed());
+        .record_operation(&facts.snapshot(), outcome, elapsed);
     response
 }
 

@@ -103,6 +103,8 @@ pub struct Shared {
     pub dev_mode: bool,
     /// Revoked break-glass requests, checked on every request with a `bg` claim.
     pub revocations: crate::breakglass::Revocations,
+    /// Places the tenant of a request no resolver placed, for its metrics.
+    pub placement: Option<Arc<dyn crate::metrics::operation::PlacementLookup>>,
 }
 
 /// Wraps a tier's router with the common layers: request id, span and

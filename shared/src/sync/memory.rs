@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::{Claimed, Delivery, Event, GroupStatus, Transport};
+use super::{Claimed, Delivery, Event, GroupIdle, GroupStatus, Transport};
 use crate::Result;
 
 #[derive(Default)]
@@ -16,6 +16,8 @@ struct Group {
     next: usize,
     /// Delivered, not yet acked: position → (consumer, delivered at).
     pending: BTreeMap<u64, (String, Instant)>,
+    /// When a consumer last read or claimed.
+    last_read: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ impl Transport for Memory {
             let batch = self.with(|m| {
                 let s = m.entry(stream.to_owned()).or_default();
                 let g = s.groups.entry(group.to_owned()).or_default();
+                g.last_read = Some(Instant::now());
                 let end = (g.next + count).min(s.entries.len());
                 let out: Vec<Delivery> = s.entries[g.next..end]
                     .iter()
@@ -119,6 +122,7 @@ impl Transport for Memory {
             let s = m.entry(stream.to_owned()).or_default();
             let stale: Vec<u64> = {
                 let g = s.groups.entry(group.to_owned()).or_default();
+                g.last_read = Some(Instant::now());
                 let stale: Vec<u64> = g
                     .pending
                     .iter()
@@ -185,6 +189,34 @@ impl Transport for Memory {
                         g.pending.remove(&p);
                     }
                 }
+            }
+        });
+        Ok(())
+    }
+
+    async fn groups(&self, stream: &str) -> Result<Vec<GroupIdle>> {
+        Ok(self.with(|m| {
+            let mut out: Vec<GroupIdle> = m
+                .get(stream)
+                .map(|s| {
+                    s.groups
+                        .iter()
+                        .map(|(name, g)| GroupIdle {
+                            name: name.clone(),
+                            idle: g.last_read.map(|at| at.elapsed()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out
+        }))
+    }
+
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<()> {
+        self.with(|m| {
+            if let Some(s) = m.get_mut(stream) {
+                s.groups.remove(group);
             }
         });
         Ok(())

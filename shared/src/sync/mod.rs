@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use transport::{Claimed, Delivery, GroupStatus, Transport};
+pub use transport::{Claimed, Delivery, GroupIdle, GroupStatus, Transport};
 
 /// A change to one entity, as it travels between the tiers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,12 +7,13 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamMaxlen,
-    StreamPendingReply, StreamRangeReply, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoConsumersReply,
+    StreamInfoGroupsReply, StreamMaxlen, StreamPendingReply, StreamRangeReply, StreamReadOptions,
+    StreamReadReply,
 };
 use tokio::sync::Mutex;
 
-use super::{Claimed, Delivery, Event, GroupStatus, Transport};
+use super::{Claimed, Delivery, Event, GroupIdle, GroupStatus, Transport};
 use crate::{Error, Result};
 
 pub struct Redis {
@@ -281,5 +282,49 @@ impl Transport for Redis {
         let mut c = self.conn().await?;
         let r: redis::RedisResult<usize> = c.xack(self.key(stream), group, positions).await;
         self.checked(r).await.map(|_| ())
+    }
+
+    /// `XINFO GROUPS`, then `XINFO CONSUMERS` of each group that has consumers.
+    async fn groups(&self, stream: &str) -> Result<Vec<GroupIdle>> {
+        let key = self.key(stream);
+        let mut c = self.conn().await?;
+        let r: redis::RedisResult<StreamInfoGroupsReply> = c.xinfo_groups(&key).await;
+        let groups = match r {
+            Ok(g) => g.groups,
+            Err(e) if e.to_string().contains("no such key") => return Ok(Vec::new()),
+            Err(e) => return self.checked(Err(e)).await,
+        };
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let idle = if g.consumers == 0 {
+                None
+            } else {
+                let r: redis::RedisResult<StreamInfoConsumersReply> =
+                    c.xinfo_consumers(&key, &g.name).await;
+                match r {
+                    Ok(reply) => reply
+                        .consumers
+                        .iter()
+                        .map(|x| Duration::from_millis(x.idle as u64))
+                        .min(),
+                    // Dropped meanwhile.
+                    Err(e) if e.code() == Some("NOGROUP") => continue,
+                    Err(e) => return self.checked(Err(e)).await,
+                }
+            };
+            out.push(GroupIdle { name: g.name, idle });
+        }
+        Ok(out)
+    }
+
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        let r: redis::RedisResult<bool> = c.xgroup_destroy(self.key(stream), group).await;
+        match r {
+            Ok(_) => Ok(()),
+            // No stream, so no group: "requires the key to exist".
+            Err(e) if e.to_string().contains("key to exist") => Ok(()),
+            Err(e) => self.checked::<()>(Err(e)).await,
+        }
     }
 }

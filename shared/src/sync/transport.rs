@@ -23,6 +23,15 @@ pub struct Claimed {
     pub trimmed: Vec<String>,
 }
 
+/// A consumer group on a stream, and how long since one of its consumers
+/// last read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupIdle {
+    pub name: String,
+    /// The least idle consumer's idle time; none when no consumer has read yet.
+    pub idle: Option<Duration>,
+}
+
 /// Where a consumer group stands on a stream.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupStatus {
@@ -80,4 +89,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Marks entries as applied by `group`.
     async fn ack(&self, stream: &str, group: &str, positions: &[String]) -> Result<()>;
+
+    /// The groups on `stream` (none when it does not exist) and how idle each is.
+    async fn groups(&self, stream: &str) -> Result<Vec<GroupIdle>>;
+
+    /// Deletes `group` from `stream` (a no-op when it does not exist). A
+    /// consumer still reading it recreates it, reading from the start.
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<()>;
 }
