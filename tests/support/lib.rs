@@ -3,7 +3,9 @@
 //! key prefix, and drives them over HTTP.
 
 pub mod backing;
+pub mod chaos;
 pub mod flags;
+pub mod load;
 pub mod process;
 pub mod quota;
 pub mod rows;
