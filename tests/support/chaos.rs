@@ -172,6 +172,12 @@ impl Chaos {
         )
     }
 
+    /// Remembers the pid of a process the test started itself.
+    pub fn track_pid(&self, pid: u32) -> u32 {
+        self.pids.lock().unwrap().push(pid);
+        pid
+    }
+
     /// Remembers a started process for the [`Reaper`].
     pub fn track(&self, child: Child) -> Child {
         self.pids.lock().unwrap().push(child.id());
