@@ -10,6 +10,7 @@ pub mod process;
 pub mod quota;
 pub mod rows;
 pub mod stack;
+pub mod tcp_proxy;
 pub mod ws;
 
 pub use stack::{Backend, CellSpec, Options, Stack};
