@@ -1,6 +1,6 @@
 //! Break-glass revocations in the cell: heard on `global.break-glass` (a
 //! consumer group of this process's own, so every replica hears each one)
-//! and loaded from the global tier at start and every minute, into the
+//! and loaded from the global tier at start and every `resync_interval_secs`, into the
 //! in-memory list every request with a `bg` claim is checked against.
 
 use std::time::Duration;
@@ -11,8 +11,6 @@ use shared::client::GraphqlClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
-
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
 pub fn spawn(
     st: &State,
@@ -30,6 +28,7 @@ pub fn spawn(
             st.revocations.clone(),
             client,
             url,
+            st.resync_every,
             shutdown,
         )));
     }
@@ -66,6 +65,7 @@ async fn resync_loop(
     list: Revocations,
     client: GraphqlClient,
     url: String,
+    every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut synced = false;
@@ -78,7 +78,7 @@ async fn resync_loop(
         }
         // Until the first load succeeds, retry soon.
         let wait = if synced {
-            RESYNC_EVERY
+            every
         } else {
             Duration::from_millis(500)
         };

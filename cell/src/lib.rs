@@ -55,6 +55,8 @@ pub struct State {
     pub config_index: impact::ConfigIndex,
     /// Revoked break-glass requests, checked on every request with a `bg` claim.
     pub revocations: shared::breakglass::Revocations,
+    /// How often what the cell holds from the global tier is resynced.
+    pub resync_every: Duration,
 }
 
 /// A running cell.
@@ -137,6 +139,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         quota: quota.clone(),
         config_index: impact::ConfigIndex::default(),
         revocations: shared::breakglass::Revocations::default(),
+        resync_every: settings.sync.resync_every,
     };
     state
         .flags
@@ -234,7 +237,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         propagation,
         events: metrics.counter_vec(
             "sync_events_total",
-            "Stream events received, by stream and outcome (applied, duplicate)",
+            "Stream events received, by stream and outcome (applied, duplicate; repaired: rows a resync rewrote because they had changed behind the cell's back)",
             &["stream", "outcome"],
         ),
     };

@@ -1,7 +1,7 @@
 //! What the cell receives of flags and rollouts: applied from the
 //! `global.flags` and `global.rollouts` streams as they come (monotonic per
 //! entity version), resynced from the global API at start, after a gap and
-//! every minute, and the compiled snapshot rebuilt after each change,
+//! every `resync_interval_secs` (a minute by default), and the compiled snapshot rebuilt after each change,
 //! including changes to the cell's own tenants.
 
 use std::sync::Arc;
@@ -17,8 +17,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
-
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
 /// One definition to apply, from the stream or a resync.
 pub enum Change {
@@ -340,7 +338,7 @@ async fn resync_loop(
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = tokio::time::sleep(st.resync_every) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -1,6 +1,6 @@
 //! The metric catalog in the cell: applied from `global.metrics` as it
 //! comes, and resynced from the global API at start, whenever the stream
-//! lost entries, and every minute.
+//! lost entries, and every `resync_interval_secs` (a minute by default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
-
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the catalog consumer (and the resync loop when a global tier is set).
 pub fn spawn(
@@ -114,7 +112,7 @@ async fn resync_loop(
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = tokio::time::sleep(st.resync_every) => {}
             _ = shutdown.cancelled() => return,
         }
     }
