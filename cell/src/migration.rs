@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod plan_changes;
 mod purged;
 mod quota;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(quota::CreateLimiterTables),
             Box::new(purged::CreatePurgedTenants),
             Box::new(shared::audit::migration::ChainAuditLog),
+            Box::new(plan_changes::CreatePlanChanges),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! global GraphQL API.
 
 mod api;
+mod backup;
 mod dev;
 mod devkey;
 mod directory;
@@ -38,6 +39,10 @@ enum Command {
     /// Disaster recovery of the global directory.
     #[command(subcommand)]
     Directory(directory::DirectoryCmd),
+    /// Write a consistent snapshot of the global database to a file.
+    Backup(backup::BackupArgs),
+    /// Restore a `tenantctl backup` file into a new, empty global database.
+    Restore(backup::RestoreArgs),
 }
 
 #[tokio::main]
@@ -50,6 +55,8 @@ async fn main() -> std::process::ExitCode {
         Command::Flags(c) => flags::run(c).await,
         Command::Impacted(a) => impacted::run(a).await,
         Command::Directory(c) => directory::run(c).await,
+        Command::Backup(a) => backup::backup(a).await,
+        Command::Restore(a) => backup::restore(a).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

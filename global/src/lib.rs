@@ -1,6 +1,7 @@
 //! The global tier: the tenant directory, the cell registry and placement,
 //! and the one GraphQL API of the control plane.
 
+pub mod backup;
 pub mod cell_client;
 pub mod config;
 pub mod entity;

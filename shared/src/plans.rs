@@ -111,6 +111,8 @@ pub struct ChangePlanInput {
     pub plan: String,
     /// The plan version (see `planDetails.version`); a stale one is a CONFLICT.
     pub expected_version: i64,
+    /// A retry with the same key and input gets the plan back, not a CONFLICT.
+    pub idempotency_key: String,
 }
 
 #[derive(InputObject, Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +123,8 @@ pub struct SetEntitlementOverrideInput {
     /// true or false overrides the plan; null removes the override.
     pub enabled: Option<bool>,
     pub expected_version: i64,
+    /// A retry with the same key and input gets the plan back, not a CONFLICT.
+    pub idempotency_key: String,
 }
 
 /// One tenant's plan, in a batch read of several tenants.

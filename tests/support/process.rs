@@ -16,8 +16,14 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // A bench runs from target/release: build the release binary then.
+        let release = dir.file_name().is_some_and(|d| d == "release");
+        let mut args = vec!["build", "--bin", name];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(cargo)
-            .args(["build", "--bin", name])
+            .args(args)
             .status()
             .expect("cargo build runs");
         assert!(status.success(), "building {name} failed");

@@ -97,7 +97,7 @@ async fn a_lost_directory_is_rebuilt_from_the_cells() {
     assert_eq!(s["data"]["suspendTenant"]["status"], "SUSPENDED", "{s}");
     let p = q(
         "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan } }",
-        json!({ "i": { "tenantId": ids[2].0, "plan": "pro", "expectedVersion": 1 } }),
+        json!({ "i": { "tenantId": ids[2].0, "plan": "pro", "expectedVersion": 1, "idempotencyKey": "dr-plan" } }),
     )
     .await;
     assert_eq!(p["data"]["changePlan"]["plan"], "pro", "{p}");

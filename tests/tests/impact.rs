@@ -167,7 +167,7 @@ async fn impact_is_exact_for_directory_flag_and_config_scopes() {
         .gql(
             &admin,
             "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan version } }",
-            json!({ "i": { "tenantId": moved.id, "plan": "pro", "expectedVersion": 1 } }),
+            json!({ "i": { "tenantId": moved.id, "plan": "pro", "expectedVersion": 1, "idempotencyKey": "move-pro" } }),
         )
         .await;
     assert_eq!(cp["data"]["changePlan"]["plan"], "pro", "{cp}");

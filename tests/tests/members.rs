@@ -1,8 +1,10 @@
 //! Members and roles: the last owner is protected, ownership transfers, and
 //! the role matrix: every role × every query and mutation of the tenant
-//! lifecycle, allowed or refused as the role decides.
+//! lifecycle (and its `tenantLifecycle` subscription), allowed or refused
+//! as the role decides.
 
 use e2e::stack::{CREATE, code};
+use e2e::ws::{connect, next_json, subscribe};
 use e2e::{Backend, Stack};
 use serde_json::{Value, json};
 
@@ -167,6 +169,28 @@ async fn the_last_owner_is_protected_and_ownership_transfers() {
     s.stop().await;
 }
 
+/// The first message of a `tenantLifecycle` subscription (over
+/// graphql-transport-ws), as a GraphQL response: the first recorded step,
+/// or the errors that refused it.
+async fn lifecycle_first(s: &Stack, token: &str, id: &str) -> Value {
+    let proto = "graphql-transport-ws";
+    let (mut ws, ack) = connect(
+        &s.url(),
+        proto,
+        json!({ "Authorization": format!("Bearer {token}") }),
+    )
+    .await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    let sub = format!("subscription {{ tenantLifecycle(tenantId: \"{id}\") {{ step status }} }}");
+    subscribe(&mut ws, proto, "1", &sub).await;
+    let m = next_json(&mut ws).await;
+    match m["type"].as_str() {
+        Some("next") => m["payload"].clone(),
+        Some("error") => json!({ "errors": m["payload"] }),
+        _ => panic!("unexpected answer to the subscription: {m}"),
+    }
+}
+
 /// What a call answered: OK, or its error code.
 fn outcome(v: &Value) -> String {
     code(v).map(str::to_owned).unwrap_or_else(|| {
@@ -213,6 +237,7 @@ async fn role_matrix() {
         "placementPreview",
         "setCellState",
         "transferOwnership",
+        "tenantLifecycle",
     ];
     let allowed = |role: &str, op: &str| -> bool {
         let rank = ["none", "viewer", "member", "admin", "owner"]
@@ -221,7 +246,7 @@ async fn role_matrix() {
             .unwrap();
         match op {
             "tenant" | "tenantBySlug" | "tenants" | "members" | "projects" | "effectiveConfig"
-            | "configHistory" | "secretRefs" | "planDetails" => rank >= 1,
+            | "configHistory" | "secretRefs" | "planDetails" | "tenantLifecycle" => rank >= 1,
             "createProject" | "createEnvironment" | "setSecretRef" => rank >= 2,
             "addMember" | "changeMemberRole" | "removeMember" => rank >= 3,
             "changePlan"
@@ -274,12 +299,12 @@ async fn role_matrix() {
                     let to = if st["planDetails"]["plan"] == "pro" { "enterprise" } else { "pro" };
                     (
                         "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan } }".into(),
-                        json!({ "i": { "tenantId": id, "plan": to, "expectedVersion": st["planDetails"]["version"] } }),
+                        json!({ "i": { "tenantId": id, "plan": to, "expectedVersion": st["planDetails"]["version"], "idempotencyKey": format!("{op}-{sub}") } }),
                     )
                 }
                 "setEntitlementOverride" => (
                     "mutation($i: SetEntitlementOverrideInput!) { setEntitlementOverride(input: $i) { version } }".into(),
-                    json!({ "i": { "tenantId": id, "name": "sso", "enabled": true, "expectedVersion": st["planDetails"]["version"] } }),
+                    json!({ "i": { "tenantId": id, "name": "sso", "enabled": true, "expectedVersion": st["planDetails"]["version"], "idempotencyKey": format!("{op}-{sub}") } }),
                 ),
                 "deprovisionTenant" => (
                     "mutation($i: DeprovisionTenantInput!) { deprovisionTenant(input: $i) { status } }".into(),
@@ -298,13 +323,18 @@ async fn role_matrix() {
                     json!({}),
                 ),
                 "setCellState" => (
-                    "mutation { setCellState(cellId: \"us-east-1-a\", state: ACCEPTING, expectedVersion: 1) { id } }".into(),
-                    json!({}),
+                    "mutation($k: String!) { setCellState(cellId: \"us-east-1-a\", state: ACCEPTING, expectedVersion: 1, idempotencyKey: $k) { id } }".into(),
+                    json!({ "k": format!("{op}-{sub}") }),
                 ),
                 "transferOwnership" => (TRANSFER.into(), json!({ "i": { "tenantId": id, "to": "adam", "expectedVersion": member_version(&st, "adam") } })),
+                "tenantLifecycle" => (String::new(), json!({})),
                 other => unreachable!("{other}"),
             };
-            let v = s.gql(&tok, &q, vars).await;
+            let v = if op == "tenantLifecycle" {
+                lifecycle_first(&s, &tok, &id).await
+            } else {
+                s.gql(&tok, &q, vars).await
+            };
             // A listing does not fail: a tenant the caller may not see is left out.
             let got = if op == "tenants" {
                 let listed = v["data"]["tenants"]["edges"]
@@ -370,7 +400,7 @@ async fn members_beyond_the_plans_limit_are_refused() {
 
     // On pro there is room; back to free with four members is refused.
     let st = state(&s, &id).await;
-    let to = |plan: &str, v: &Value| json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": v } });
+    let to = |plan: &str, v: &Value| json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": v, "idempotencyKey": format!("to-{plan}-{v}") } });
     let change = "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan version } }";
     let pro = s
         .gql(&olive, change, to("pro", &st["planDetails"]["version"]))

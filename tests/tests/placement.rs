@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shared::auth::Role;
 
 const PREVIEW: &str = "query($r: String!, $p: String!) { placementPreview(region: $r, plan: $p) { cell { id } rejected { cell { id } rule } } }";
-const SET_STATE: &str = "mutation($c: ID!, $s: CellState!, $v: Int!) { setCellState(cellId: $c, state: $s, expectedVersion: $v) { id state version } }";
+const SET_STATE: &str = "mutation($c: ID!, $s: CellState!, $v: Int!, $k: String!) { setCellState(cellId: $c, state: $s, expectedVersion: $v, idempotencyKey: $k) { id state version } }";
 
 fn spec(id: &'static str, region: &'static str) -> CellSpec {
     CellSpec {
@@ -102,7 +102,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7 }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7, "k": "drain-stale" }),
         )
         .await;
     assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
@@ -114,7 +114,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1, "k": "drain-a" }),
         )
         .await;
     assert_eq!(
@@ -122,12 +122,36 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         "{drained}"
     );
     assert_eq!(drained["data"]["setCellState"]["version"], 2, "{drained}");
-    // The version it was set from is stale now; the state it has is a no-op.
+    // A retry of the same request (same key) gets the cell back, not a
+    // CONFLICT on the version it was set from; the key with other input is
+    // a CONFLICT.
+    let retry = s
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1, "k": "drain-a" }),
+        )
+        .await;
+    assert_eq!(
+        retry["data"]["setCellState"]["state"], "DRAINING",
+        "{retry}"
+    );
+    assert_eq!(retry["data"]["setCellState"]["version"], 2, "{retry}");
+    let reused = s
+        .gql(
+            &admin,
+            SET_STATE,
+            json!({ "c": "us-east-1-a", "s": "ACCEPTING", "v": 2, "k": "drain-a" }),
+        )
+        .await;
+    assert_eq!(code(&reused), Some("CONFLICT"), "{reused}");
+    // The version it was set from is stale now for a new request; the state
+    // it has is a no-op.
     let again = s
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1, "k": "drain-b" }),
         )
         .await;
     assert_eq!(code(&again), Some("CONFLICT"), "{again}");
@@ -135,7 +159,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 2 }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 2, "k": "drain-c" }),
         )
         .await;
     assert_eq!(same["data"]["setCellState"]["version"], 2, "{same}");
@@ -212,7 +236,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &admin,
             SET_STATE,
-            json!({ "c": "ap-south-1-z", "s": "DRAINING", "v": 1 }),
+            json!({ "c": "ap-south-1-z", "s": "DRAINING", "v": 1, "k": "drain-unknown" }),
         )
         .await;
     assert_eq!(code(&missing), Some("NOT_FOUND"), "{missing}");
@@ -226,7 +250,7 @@ async fn placement_follows_labels_state_and_load_and_explains_itself() {
         .gql(
             &sre,
             SET_STATE,
-            json!({ "c": "us-east-1-a", "s": "ACCEPTING", "v": 2 }),
+            json!({ "c": "us-east-1-a", "s": "ACCEPTING", "v": 2, "k": "accept-a" }),
         )
         .await;
     assert_eq!(code(&denied), Some("FORBIDDEN"), "{denied}");

@@ -46,7 +46,7 @@ async fn plans_quotas_overrides_and_versioned_changes() {
         (&json!(true), &json!("PLAN"))
     );
 
-    let ov = |name: &str, enabled: Value, expected: i64| json!({ "i": { "tenantId": id, "name": name, "enabled": enabled, "expectedVersion": expected } });
+    let ov = |name: &str, enabled: Value, expected: i64| json!({ "i": { "tenantId": id, "name": name, "enabled": enabled, "expectedVersion": expected, "idempotencyKey": format!("ov-{name}-{enabled}-{expected}") } });
     let on = s.gql(&admin, OVERRIDE, ov("sso", json!(true), 1)).await;
     let on = &on["data"]["setEntitlementOverride"];
     assert_eq!(on["version"], 2, "{on}");
@@ -58,7 +58,7 @@ async fn plans_quotas_overrides_and_versioned_changes() {
         .await;
     assert_eq!(code(&unknown), Some("BAD_USER_INPUT"), "{unknown}");
 
-    let change = |plan: &str, expected: i64| json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": expected } });
+    let change = |plan: &str, expected: i64| json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": expected, "idempotencyKey": format!("plan-{plan}-{expected}") } });
     let gold = s.gql(&admin, CHANGE, change("gold", 2)).await;
     assert_eq!(code(&gold), Some("BAD_USER_INPUT"), "{gold}");
     let ent = s.gql(&admin, CHANGE, change("enterprise", 2)).await;
@@ -70,6 +70,25 @@ async fn plans_quotas_overrides_and_versioned_changes() {
         (&json!(true), &json!("PLAN"))
     );
     assert_eq!(entitlement(ent, "sso"), (&json!(true), &json!("OVERRIDE")));
+    // A retry of the change (same key and input) gets the plan back instead
+    // of a CONFLICT on its now stale version, and changes nothing more.
+    let retry = s.gql(&admin, CHANGE, change("enterprise", 2)).await;
+    assert_eq!(retry["data"]["changePlan"]["plan"], "enterprise", "{retry}");
+    assert_eq!(retry["data"]["changePlan"]["version"], 3, "{retry}");
+    let retry = s.gql(&admin, OVERRIDE, ov("sso", json!(true), 1)).await;
+    assert_eq!(
+        retry["data"]["setEntitlementOverride"]["version"], 3,
+        "{retry}"
+    );
+    // The key with other input is a CONFLICT.
+    let reused = s
+        .gql(
+            &admin,
+            CHANGE,
+            json!({ "i": { "tenantId": id, "plan": "pro", "expectedVersion": 3, "idempotencyKey": "plan-enterprise-2" } }),
+        )
+        .await;
+    assert_eq!(code(&reused), Some("CONFLICT"), "{reused}");
     let stale = s.gql(&admin, CHANGE, change("pro", 2)).await;
     assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
     let v = s.gql(&admin, PLAN, json!({ "id": id })).await;
@@ -108,8 +127,11 @@ async fn plans_quotas_overrides_and_versioned_changes() {
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == "OK").count(), 1, "{log}");
-    assert_eq!(outcomes.len(), 4, "{log}");
+    // Every call is audited: the change and its retry OK; the unknown plan,
+    // the reused key, the stale version and the free plan that does not fit
+    // REFUSED.
+    assert_eq!(outcomes.iter().filter(|o| **o == "OK").count(), 2, "{log}");
+    assert_eq!(outcomes.len(), 6, "{log}");
 
     // A free tenant has its default project and room for no other.
     let f = s

@@ -27,7 +27,7 @@ async fn change_plan(s: &Stack, id: &str, plan: &str) {
         .gql(
             &s.admin(),
             "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan } }",
-            json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": v } }),
+            json!({ "i": { "tenantId": id, "plan": plan, "expectedVersion": v, "idempotencyKey": format!("plan-{id}-{plan}") } }),
         )
         .await;
     assert_eq!(changed["data"]["changePlan"]["plan"], plan, "{changed}");

@@ -2,6 +2,7 @@ pub mod config;
 pub mod config_history;
 pub mod entitlement_override;
 pub mod environment;
+pub mod plan_change;
 pub mod project;
 pub mod purged_tenant;
 pub mod quota_change;

@@ -2,6 +2,8 @@
 
 use async_graphql::{Context, ID, Object, Result};
 use shared::IntoGql;
+use shared::error::Field;
+use shared::ids::IdempotencyKey;
 use shared::plans::{ChangePlanInput, SetEntitlementOverrideInput, TenantPlan};
 
 use super::config::{audited, readable};
@@ -62,7 +64,9 @@ impl PlansMutation {
             on_behalf_of,
             detail,
             |st, t, _| async move {
-                plans::change(st, t, &input.plan, input.expected_version).await
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+                plans::change(st, t, &input.plan, input.expected_version, &key).await
             },
         )
         .await
@@ -84,12 +88,15 @@ impl PlansMutation {
             on_behalf_of,
             detail,
             |st, t, _| async move {
+                let key =
+                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
                 plans::set_override(
                     &st.db,
                     t,
                     &input.name,
                     input.enabled,
                     input.expected_version,
+                    &key,
                 )
                 .await
             },

@@ -7,7 +7,9 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set,
 };
-use shared::ids::TenantId;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shared::ids::{IdempotencyKey, TenantId};
 use shared::plans::{self, ENTITLEMENTS, Entitlement, EntitlementSource, Spec, TenantPlan};
 use shared::{Error, Result};
 
@@ -17,7 +19,7 @@ use shared::model::TenantStatus;
 use shared::sync::{Event, outbox};
 
 use crate::State;
-use crate::entity::{entitlement_override, environment, project, tenant};
+use crate::entity::{entitlement_override, environment, plan_change, project, tenant};
 use crate::service::config::writable_tenant;
 
 fn spec_of(plan: &str) -> Result<Spec> {
@@ -138,7 +140,30 @@ async fn bump<C: ConnectionTrait>(
 /// Moves the tenant to `plan`; refused when its usage exceeds the new quotas.
 /// The change is reported on `cell.tenants` (entity `tenant-plan:{id}`) in
 /// the same transaction, so the global directory learns every plan.
-pub async fn change(st: &State, id: TenantId, plan: &str, expected: i64) -> Result<TenantPlan> {
+pub async fn change(
+    st: &State,
+    id: TenantId,
+    plan: &str,
+    expected: i64,
+    key: &IdempotencyKey,
+) -> Result<TenantPlan> {
+    let db = &st.db;
+    let hash =
+        request_hash(&json!({ "op": "changePlan", "plan": plan, "expectedVersion": expected }));
+    keyed(db, id, key, &hash, || {
+        change_once(st, id, plan, expected, key, &hash)
+    })
+    .await
+}
+
+async fn change_once(
+    st: &State,
+    id: TenantId,
+    plan: &str,
+    expected: i64,
+    key: &IdempotencyKey,
+    hash: &str,
+) -> Result<TenantPlan> {
     let db = &st.db;
     let spec = spec_of(plan)?;
     writable_tenant(db, id).await?;
@@ -158,6 +183,7 @@ pub async fn change(st: &State, id: TenantId, plan: &str, expected: i64) -> Resu
     }
     bump(&txn, id, expected, Some(plan)).await?;
     let t = record(&txn, id).await?;
+    remember(&txn, id, key, hash, t.plan_version).await?;
     let change = RecordChange {
         tenant_id: id.0,
         status: TenantStatus::parse(&t.status)
@@ -186,6 +212,25 @@ pub async fn set_override(
     name: &str,
     enabled: Option<bool>,
     expected: i64,
+    key: &IdempotencyKey,
+) -> Result<TenantPlan> {
+    let hash = request_hash(&json!({
+        "op": "setEntitlementOverride", "name": name, "enabled": enabled, "expectedVersion": expected,
+    }));
+    keyed(db, id, key, &hash, || {
+        override_once(db, id, name, enabled, expected, key, &hash)
+    })
+    .await
+}
+
+async fn override_once(
+    db: &DatabaseConnection,
+    id: TenantId,
+    name: &str,
+    enabled: Option<bool>,
+    expected: i64,
+    key: &IdempotencyKey,
+    hash: &str,
 ) -> Result<TenantPlan> {
     if !ENTITLEMENTS.contains(&name) {
         return Err(Error::bad_input(
@@ -199,6 +244,8 @@ pub async fn set_override(
     writable_tenant(db, id).await?;
     let txn = begin_write(db).await?;
     bump(&txn, id, expected, None).await?;
+    let version = record(&txn, id).await?.plan_version;
+    remember(&txn, id, key, hash, version).await?;
     match enabled {
         Some(on) => {
             entitlement_override::Entity::insert(entitlement_override::ActiveModel {
@@ -231,6 +278,76 @@ pub async fn set_override(
     }
     txn.commit().await?;
     get(db, id).await
+}
+
+fn request_hash(request: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(request.to_string().as_bytes()))
+}
+
+/// Runs a keyed plan write once: a retry with the same key and input (or
+/// a twin that lost the race to it) gets the tenant's plan back instead of
+/// a CONFLICT on its now stale version; other input under the key is a
+/// CONFLICT.
+async fn keyed<F, Fut>(
+    db: &DatabaseConnection,
+    id: TenantId,
+    key: &IdempotencyKey,
+    hash: &str,
+    write: F,
+) -> Result<TenantPlan>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<TenantPlan>>,
+{
+    if prior(db, id, key, hash).await? {
+        return get(db, id).await;
+    }
+    match write().await {
+        Ok(plan) => Ok(plan),
+        Err(e) if prior(db, id, key, hash).await? => {
+            tracing::debug!(error = %e, "a twin request with the same key finished first");
+            get(db, id).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a write with `key` already happened with this input.
+async fn prior(
+    db: &DatabaseConnection,
+    id: TenantId,
+    key: &IdempotencyKey,
+    hash: &str,
+) -> Result<bool> {
+    match plan_change::Entity::find_by_id((id.0, key.to_string()))
+        .one(db)
+        .await?
+    {
+        None => Ok(false),
+        Some(p) if p.request_hash == hash => Ok(true),
+        Some(_) => Err(Error::Conflict(format!(
+            "idempotency key `{key}` was already used for another plan change"
+        ))),
+    }
+}
+
+async fn remember<C: ConnectionTrait>(
+    txn: &C,
+    id: TenantId,
+    key: &IdempotencyKey,
+    hash: &str,
+    version: i64,
+) -> Result<()> {
+    plan_change::Entity::insert(plan_change::ActiveModel {
+        tenant_id: Set(id.0),
+        idempotency_key: Set(key.to_string()),
+        request_hash: Set(hash.to_owned()),
+        version: Set(version),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }
 
 /// Refuses a new project or environment beyond the plan's quota.

@@ -20,7 +20,8 @@ use crate::entity::{purged_tenant, tenant};
 
 /// Every tenant-scoped table of the cell and the column naming the tenant
 /// (a UUID column, or text for the quota and metering tables).
-pub const TENANT_TABLES: [(&str, &str); 14] = [
+pub const TENANT_TABLES: [(&str, &str); 15] = [
+    ("plan_changes", "tenant_id"),
     ("quota_overrides", "tenant_id"),
     ("quota_counters", "tenant_id"),
     ("quota_consume_keys", "tenant_id"),

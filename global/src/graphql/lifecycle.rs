@@ -111,7 +111,8 @@ pub struct LifecycleStep {
     pub at: DateTime<Utc>,
 }
 
-/// The stream behind the `tenantLifecycle` subscription.
+/// The stream behind the `tenantLifecycle` subscription: each recorded
+/// step as it stands now (in saga order), then every change as it happens.
 /// (Members of the tenant and readers by token may subscribe; others get NOT_FOUND.)
 pub async fn steps(
     ctx: &Context<'_>,
@@ -128,18 +129,38 @@ pub async fn steps(
     )
     .await
     .gql()?;
-    Ok(
-        BroadcastStream::new(st.lifecycle.subscribe()).filter_map(move |ev| {
-            let ev = ev.ok()?;
-            (ev.tenant_id == id.0).then(|| LifecycleStep {
-                tenant_id: ID(ev.tenant_id.to_string()),
-                status: StepStatus::parse(&ev.status),
-                step: ev.step,
-                attempts: ev.attempts,
-                last_error: ev.last_error,
-                tenant_status: ev.tenant_status,
-                at: ev.at,
-            })
-        }),
-    )
+    // Subscribe before reading the recorded steps, so that no change falls
+    // between the two (one may be sent twice: the snapshot, then the event).
+    let live = BroadcastStream::new(st.lifecycle.subscribe()).filter_map(move |ev| {
+        let ev = ev.ok()?;
+        (ev.tenant_id == id.0).then(|| LifecycleStep {
+            tenant_id: ID(ev.tenant_id.to_string()),
+            status: StepStatus::parse(&ev.status),
+            step: ev.step,
+            attempts: ev.attempts,
+            last_error: ev.last_error,
+            tenant_status: ev.tenant_status,
+            at: ev.at,
+        })
+    });
+    let tenant_status = crate::service::directory::get(&st.db, id)
+        .await
+        .gql()?
+        .map(|r| r.status)
+        .unwrap_or_default();
+    let recorded: Vec<LifecycleStep> = saga::steps(&st.db, id)
+        .await
+        .gql()?
+        .into_iter()
+        .map(|r| LifecycleStep {
+            tenant_id: ID(id.to_string()),
+            status: StepStatus::parse(&r.status),
+            step: r.name,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            tenant_status: tenant_status.clone(),
+            at: r.updated_at,
+        })
+        .collect();
+    Ok(tokio_stream::iter(recorded).chain(live))
 }

@@ -7,7 +7,7 @@ use shared::IntoGql;
 use shared::audit;
 use shared::auth::Role;
 use shared::error::Field;
-use shared::ids::{CellId, Plan, Region};
+use shared::ids::{CellId, IdempotencyKey, Plan, Region};
 
 use super::auth::caller;
 use super::types::{Cell, CellState};
@@ -89,21 +89,33 @@ impl PlacementQuery {
 impl PlacementMutation {
     /// ACCEPTING or DRAINING: a draining cell keeps its tenants and gets no
     /// new ones. `expectedVersion` is the cell's version (a stale one is a
-    /// CONFLICT); setting the state it has is a no-op.
+    /// CONFLICT); setting the state it has is a no-op. A retry with the same
+    /// `idempotencyKey` and input gets the cell back instead of a CONFLICT.
     async fn set_cell_state(
         &self,
         ctx: &Context<'_>,
         cell_id: ID,
         state: CellState,
         expected_version: i64,
+        idempotency_key: String,
     ) -> Result<Cell> {
         let (st, p) = caller(ctx).gql()?;
-        let detail = json!({ "cellId": cell_id.as_str(), "state": state.as_str(), "expectedVersion": expected_version });
+        let detail = json!({ "cellId": cell_id.as_str(), "state": state.as_str(), "expectedVersion": expected_version, "idempotencyKey": idempotency_key });
         let target = Some(cell_id.to_string());
         let result = async {
             p.require_any(&[Role::PlatformAdmin], "setCellState")?;
             let id = CellId::parse(&cell_id).field("cellId")?;
-            cells::set_state(&st.db, &st.cells, &id, state.as_str(), expected_version).await
+            let key = IdempotencyKey::parse(&idempotency_key).field("idempotencyKey")?;
+            cells::set_state(
+                &st.db,
+                &st.cells,
+                &p.subject,
+                &key,
+                &id,
+                state.as_str(),
+                expected_version,
+            )
+            .await
         }
         .await;
         audit::outcome(&st.db, p, "setCellState", None, target, detail, &result)

@@ -60,7 +60,8 @@ impl Subscription {
         )
     }
 
-    /// Each step of a tenant's provisioning saga as it happens.
+    /// A tenant's provisioning saga: each recorded step as it stands now,
+    /// then each change of a step as it happens.
     async fn tenant_lifecycle(
         &self,
         ctx: &Context<'_>,

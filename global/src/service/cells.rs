@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
-use shared::ids::{CellId, Region};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
+use shared::ids::{CellId, IdempotencyKey, Region};
 use shared::model::TenantStatus;
 use shared::{Error, Result};
 
 use crate::entity::{cell, tenant};
+use crate::service::idempotency;
 
 pub const UP: &str = "UP";
 pub const DOWN: &str = "DOWN";
@@ -174,41 +177,69 @@ pub async fn register(
 pub async fn set_state(
     db: &DatabaseConnection,
     cache: &Cache,
+    actor: &str,
+    key: &IdempotencyKey,
     id: &CellId,
     state: &str,
     expected: i64,
 ) -> Result<cell::Model> {
-    let current = cell::Entity::find_by_id(id.to_string())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
-    if current.version != expected {
-        return Err(Error::Conflict(format!(
-            "cell {id} is at version {}; expectedVersion was {expected}",
-            current.version
-        )));
+    let saved = idempotency::run(
+        db,
+        "setCellState",
+        key,
+        actor,
+        &(id.as_str(), state, expected),
+        id.as_str(),
+        |_| async move {
+            let txn = db.begin().await?;
+            let current = cell::Entity::find_by_id(id.to_string())
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
+            if current.version != expected {
+                return Err(Error::Conflict(format!(
+                    "cell {id} is at version {}; expectedVersion was {expected}",
+                    current.version
+                )));
+            }
+            if current.state == state {
+                idempotency::complete(&txn, "setCellState", key).await?;
+                txn.commit().await?;
+                return Ok(current);
+            }
+            let res = cell::Entity::update_many()
+                .col_expr(cell::Column::State, Expr::value(state))
+                .col_expr(cell::Column::Version, Expr::value(expected + 1))
+                .filter(cell::Column::Id.eq(id.as_str()))
+                .filter(cell::Column::Version.eq(expected))
+                .exec(&txn)
+                .await?;
+            if res.rows_affected == 0 {
+                return Err(Error::Conflict(format!(
+                    "cell {id} changed concurrently; read it and retry"
+                )));
+            }
+            idempotency::complete(&txn, "setCellState", key).await?;
+            txn.commit().await?;
+            Ok(cell::Model {
+                state: state.to_owned(),
+                version: expected + 1,
+                ..current
+            })
+        },
+        |_| async move {
+            cell::Entity::find_by_id(id.to_string())
+                .one(db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))
+        },
+    )
+    .await?;
+    // The registry row may have moved on since (heartbeats): cache the
+    // stored one.
+    if let Some(row) = cell::Entity::find_by_id(id.to_string()).one(db).await? {
+        cache.put(row);
     }
-    if current.state == state {
-        cache.put(current.clone());
-        return Ok(current);
-    }
-    let res = cell::Entity::update_many()
-        .col_expr(cell::Column::State, Expr::value(state))
-        .col_expr(cell::Column::Version, Expr::value(expected + 1))
-        .filter(cell::Column::Id.eq(id.as_str()))
-        .filter(cell::Column::Version.eq(expected))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Err(Error::Conflict(format!(
-            "cell {id} changed concurrently; read it and retry"
-        )));
-    }
-    let saved = cell::Entity::find_by_id(id.to_string())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("cell {id} is not registered")))?;
-    cache.put(saved.clone());
     Ok(saved)
 }
 
