@@ -17,7 +17,7 @@ use serde_json::json;
 const OUTAGE: Duration = Duration::from_secs(30);
 
 fn redis_server(port: u16) -> Child {
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args([
             "--port",
             &port.to_string(),
@@ -38,6 +38,8 @@ fn redis_server(port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server never listened on {port}");
 }
 
@@ -125,7 +127,7 @@ async fn writes_wait_in_the_outboxes_while_redis_is_stopped_and_flow_once() {
         ("chaos.during".to_owned(), 1),
         (e2e::chaos::KEY.to_owned(), 1),
     ];
-    for i in 0..3 {
+    for (i, (id, _)) in CELLS.iter().enumerate() {
         let mut last = (0, Vec::new());
         for _ in 0..300 {
             last = held(&c.urls[i + 1]).await;
@@ -134,7 +136,7 @@ async fn writes_wait_in_the_outboxes_while_redis_is_stopped_and_flow_once() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(last, (version, want_keys.clone()), "cell {}", CELLS[i].0);
+        assert_eq!(last, (version, want_keys.clone()), "cell {id}");
     }
     for x in &t {
         let want = if x.id == t[0].id { "off" } else { "on" };
