@@ -226,21 +226,22 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         global.clone(),
         server.shutdown.clone(),
     ));
-    tasks.extend(flags::sync::spawn(
-        state.clone(),
-        transport.clone(),
-        global.clone(),
-        propagation.clone(),
-        server.shutdown.clone(),
-    ));
     let meters = sync::Meters {
-        propagation,
+        propagation: propagation.clone(),
         events: metrics.counter_vec(
             "sync_events_total",
             "Stream events received, by stream and outcome (applied, duplicate; repaired: rows a resync rewrote because they had changed behind the cell's back)",
             &["stream", "outcome"],
         ),
     };
+    tasks.extend(flags::sync::spawn(
+        state.clone(),
+        transport.clone(),
+        global.clone(),
+        propagation.clone(),
+        meters.events.clone(),
+        server.shutdown.clone(),
+    ));
     tasks.extend(quota::spawn(
         state.clone(),
         global.clone(),

@@ -1,8 +1,8 @@
 //! Chaos, seeded failure modes of docs/FAILURE-MODES.md that no other test
-//! reproduces: a cell's copy of a config key changed, and another's
-//! deleted, behind the cells' backs (straight in their databases, the sync
+//! reproduces: cells' copies of a config key and of a flag changed, or
+//! deleted, behind their backs (straight in their databases, the sync
 //! bookkeeping untouched, so neither the stream nor the anti-entropy
-//! digest can see it). The next resync from the global tier rewrites both
+//! digest can see it). The next resync from the global tier rewrites them
 //! and counts it in `tcp_sync_events_total{outcome="repaired"}`.
 //!
 //! The other seeded modes are proven elsewhere: partial provisioning in
@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{Chaos, KEY};
+use e2e::chaos::{Chaos, FLAG, KEY};
 use e2e::process::terminate;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
@@ -28,6 +28,14 @@ async fn stored(db_url: &str) -> Option<shared::configkeys::store::Stored> {
     s
 }
 
+/// The cell's stored flag `FLAG` (definition and version), if any.
+async fn stored_flag(db_url: &str) -> Option<shared::flags::eval::StoredFlag> {
+    let db = shared::db::connect(db_url, 1).await.unwrap();
+    let s = shared::flags::store::get(&db, FLAG).await.unwrap();
+    db.close().await.unwrap();
+    s.map(|r| r.flag)
+}
+
 async fn exec(db_url: &str, sql: &str) {
     let db = shared::db::connect(db_url, 1).await.unwrap();
     db.execute_raw(Statement::from_string(DbBackend::Postgres, sql))
@@ -36,9 +44,9 @@ async fn exec(db_url: &str, sql: &str) {
     db.close().await.unwrap();
 }
 
-/// `tcp_sync_events_total{stream="global.config-keys", outcome="repaired"}`
-/// of cell `i`: the rows its resyncs rewrote.
-async fn repaired(c: &Chaos, i: usize) -> u64 {
+/// `tcp_sync_events_total{stream, outcome="repaired"}` of cell `i`: the
+/// rows of `stream` its resyncs rewrote.
+async fn repaired(c: &Chaos, i: usize, stream: &str) -> u64 {
     let text = c
         .http
         .get(format!("{}/metrics", c.cell_url(i)))
@@ -52,15 +60,27 @@ async fn repaired(c: &Chaos, i: usize) -> u64 {
         .find(|l| {
             l.starts_with("tcp_sync_events_total")
                 && l.contains("outcome=\"repaired\"")
-                && l.contains("stream=\"global.config-keys\"")
+                && l.contains(&format!("stream=\"{stream}\""))
         })
         .and_then(|l| l.rsplit(' ').next())
         .map(|n| n.parse().unwrap())
         .unwrap_or(0)
 }
 
+/// `(config keys, flags)` repaired, per cell.
+async fn repair_counts(c: &Chaos) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        out.push((
+            repaired(c, i, "global.config-keys").await,
+            repaired(c, i, "global.flags").await,
+        ));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn config_rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
+async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
     let mut chaos = Chaos::new(None).await;
     chaos
         .cell_env
@@ -68,23 +88,29 @@ async fn config_rows_changed_behind_the_cells_back_are_rewritten_by_the_next_res
     let c = Arc::new(chaos);
     let _reaper = c.reaper();
     let (global, cells) = c.start().await;
+    let us = c.create("seeded-us", "us-east-1").await;
     let eu = c.create("seeded-eu", "eu-west-1").await;
-    let v = c
-        .gql(
-            "mutation($i: DefineConfigKeyInput!) { defineConfigKey(input: $i) { version } }",
-            json!({ "i": { "key": KEY, "type": "INT", "default": 0, "scopes": ["TENANT"] } }),
-        )
+    assert_eq!(us.cell, 0, "the first us-east-1 tenant goes to us-east-1-a");
+    // The config key, the metric and the flag, `on` for the US tenant.
+    c.catalog(&[&us]).await;
+    c.wait_variant(0, &us.id, "on", Duration::from_secs(20))
         .await;
-    assert!(v.get("errors").is_none(), "{v}");
     let mut want = None;
+    let mut want_flag = None;
     for _ in 0..200 {
         want = stored(&c.urls[3]).await;
-        if want.is_some() && stored(&c.urls[2]).await.is_some() {
+        want_flag = stored_flag(&c.urls[1]).await;
+        if want.is_some()
+            && want_flag.is_some()
+            && stored(&c.urls[2]).await.is_some()
+            && stored_flag(&c.urls[2]).await == want_flag
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let want = want.expect("the EU cell holds the key");
+    let want_flag = want_flag.expect("us-east-1-a holds the flag");
     assert_eq!(want.version, 1);
     assert_eq!(c.config(&eu.id).await.0, json!(0));
 
@@ -105,6 +131,28 @@ async fn config_rows_changed_behind_the_cells_back_are_rewritten_by_the_next_res
         &format!("DELETE FROM config_keys WHERE key = '{KEY}'"),
     )
     .await;
+    // And the flag: us-east-1-a's row loses its prod targeting, the second
+    // US cell's row is gone.
+    let mut flag = serde_json::to_value(&want_flag.def).unwrap();
+    flag["description"] = json!("tampered");
+    flag["environments"] = json!({});
+    exec(
+        &c.urls[1],
+        &format!(
+            "UPDATE flags SET def = '{}' WHERE key = '{FLAG}'",
+            flag.to_string().replace('\'', "''")
+        ),
+    )
+    .await;
+    exec(
+        &c.urls[2],
+        &format!("DELETE FROM flags WHERE key = '{FLAG}'"),
+    )
+    .await;
+    assert_eq!(
+        stored_flag(&c.urls[1]).await.map(|f| f.def.description),
+        Some("tampered".to_owned())
+    );
     assert_eq!(
         stored(&c.urls[3]).await.map(|s| s.def.default),
         Some(json!(99)),
@@ -138,8 +186,20 @@ async fn config_rows_changed_behind_the_cells_back_are_rewritten_by_the_next_res
         }
         assert_eq!(now.as_ref(), Some(&want), "cell {i} repaired");
     }
+    for i in [0, 1] {
+        let mut now = None;
+        while at.elapsed() < Duration::from_secs(15) {
+            now = stored_flag(&c.urls[i + 1]).await;
+            if now.as_ref() == Some(&want_flag) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(now.as_ref(), Some(&want_flag), "cell {i}'s flag repaired");
+    }
+    assert_eq!(c.evaluate(0, &us.id).await.as_deref(), Ok("on"));
     eprintln!(
-        "seeded: rows changed behind two cells' backs rewritten {} ms after the change",
+        "seeded: config key and flag rows changed behind three cells' backs rewritten {} ms after the change",
         at.elapsed().as_millis()
     );
     assert_eq!(
@@ -147,15 +207,15 @@ async fn config_rows_changed_behind_the_cells_back_are_rewritten_by_the_next_res
         json!(0),
         "the tenant sees the registry's default again"
     );
-    for i in [1, 2] {
-        assert_eq!(repaired(&c, i).await, 1, "cell {i} counts what it repaired");
-    }
+    let want_counts = vec![(0, 1), (1, 1), (1, 0)];
+    assert_eq!(
+        repair_counts(&c).await,
+        want_counts,
+        "each cell counts what it repaired: (config keys, flags)"
+    );
     // Repaired once: later resyncs find nothing to rewrite.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for i in [1, 2] {
-        assert_eq!(repaired(&c, i).await, 1, "cell {i} repaired once");
-    }
-    assert_eq!(repaired(&c, 0).await, 0);
+    assert_eq!(repair_counts(&c).await, want_counts, "repaired once");
 
     for cell in cells {
         terminate(cell);
