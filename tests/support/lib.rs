@@ -11,6 +11,7 @@ pub mod quota;
 pub mod rows;
 pub mod stack;
 pub mod tcp_proxy;
+pub mod workload;
 pub mod ws;
 
 pub use stack::{Backend, CellSpec, Options, Stack};

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{CELLS, Chaos, FLAG, Tenant, Workload, check_acknowledged, ms, signal};
+use e2e::chaos::{CELLS, Chaos, FLAG, Tenant, ms, signal};
 use e2e::process::{free_port, terminate};
+use e2e::workload::{Workload, check_acknowledged};
 use serde_json::json;
 
 const OUTAGE: Duration = Duration::from_secs(30);

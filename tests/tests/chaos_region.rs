@@ -10,10 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{CELLS, Chaos, IMPACT, Tenant, Workload, check_acknowledged, kill, ms};
+use e2e::chaos::{CELLS, Chaos, IMPACT, Tenant, kill, ms};
 use e2e::load::{Stop, repeating};
 use e2e::process::terminate;
 use e2e::stack::{CREATE, code};
+use e2e::workload::{Workload, check_acknowledged};
 use serde_json::{Value, json};
 
 /// `(tenant, cell, reasons)` of an impact answer, sorted.
