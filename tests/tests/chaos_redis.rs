@@ -66,7 +66,13 @@ async fn held(db_url: &str) -> (i64, Vec<(String, i64)>) {
 async fn writes_wait_in_the_outboxes_while_redis_is_stopped_and_flow_once() {
     let port = free_port();
     let mut redis = redis_server(port);
-    let c = Arc::new(Chaos::new(Some(format!("redis://127.0.0.1:{port}"))).await);
+    let mut chaos = Chaos::new(Some(format!("redis://127.0.0.1:{port}"))).await;
+    // No periodic resync from the global API during the test: what reaches
+    // the cells comes through the streams.
+    chaos
+        .cell_env
+        .push(("TENANT_CELL_RESYNC_INTERVAL_SECS".into(), "3600".into()));
+    let c = Arc::new(chaos);
     let _reaper = c.reaper();
     let redis_pid = c.track_pid(redis.id());
     let (global, cells) = c.start().await;
