@@ -2,15 +2,18 @@
 //! TCP proxy the test runs; the test cuts every connection and refuses new
 //! ones. That cell answers 503 on /readyz; its quota hooks decide by each
 //! metric's fail mode (OPEN allows, CLOSED denies), flags keep being served
-//! from its compiled snapshot, usage and writes answer UNAVAILABLE; the
-//! other cells are untouched. When the proxy listens again the cell
-//! recovers by itself. Prints the recovery time.
+//! from its compiled snapshot, usage and writes answer UNAVAILABLE; it
+//! withholds its heartbeat, so the global tier marks it DOWN and
+//! provisioning into its region is refused; the other cells are
+//! untouched. When the proxy listens again the cell recovers by itself.
+//! Prints the detection and recovery times.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{Chaos, METRIC, meter, ms};
+use e2e::chaos::{CELLS, Chaos, METRIC, meter, ms};
 use e2e::process::terminate;
+use e2e::stack::{CREATE, code};
 use e2e::tcp_proxy::Proxy;
 use serde_json::json;
 use shared::error::Code;
@@ -98,6 +101,26 @@ async fn a_cell_without_its_database_is_not_ready_and_fails_by_each_metrics_mode
         ms(cut.elapsed())
     );
 
+    // It withholds its heartbeat: the global tier marks it DOWN, and
+    // provisioning into its region (it is the only cell there) is refused.
+    c.wait_status(&[2], "DOWN", Duration::from_secs(15)).await;
+    eprintln!(
+        "database down: the EU cell DOWN at the global tier {} ms after the cut",
+        ms(cut.elapsed())
+    );
+    let refused = c
+        .gql(
+            CREATE,
+            json!({ "input": { "idempotencyKey": "d-eu-new", "slug": "d-eu-new", "name": "x", "region": "eu-west-1", "plan": "pro" } }),
+        )
+        .await;
+    assert_eq!(code(&refused), Some("UNAVAILABLE"), "{refused}");
+    let others = c.statuses().await;
+    assert_eq!(
+        (others[CELLS[0].0].as_str(), others[CELLS[1].0].as_str()),
+        ("UP", "UP")
+    );
+
     // Its hooks: the tenant's rules cannot be read, so each metric's fail
     // mode decides; flags are served from the compiled snapshot.
     let h = c.hooks(2);
@@ -160,6 +183,8 @@ async fn a_cell_without_its_database_is_not_ready_and_fails_by_each_metrics_mode
     );
     meter(&h, &eu.id, 1, "db-usage").await.unwrap();
     c.wait_usage(&eu.id, 1, Duration::from_secs(20)).await;
+    c.wait_status(&[2], "UP", Duration::from_secs(15)).await;
+    c.create("d-eu-1", "eu-west-1").await;
     eprintln!(
         "database down: EU cell ready {} ms after the proxy listened again, serving writes {} ms after",
         ms(ready),
