@@ -356,7 +356,12 @@ impl Engine {
                     Err(e @ (Error::Unavailable(_) | Error::Internal(_))) if !deleted_ok => {
                         let allowed = entry.fail_mode == FailMode::Open;
                         self.meters.unavailable(metric, allowed);
-                        tracing::warn!(error = %e, metric, allowed, "tenant rules unreadable; the metric's fail mode decides");
+                        // Counted above; an unexpected error is logged too.
+                        if matches!(e, Error::Internal(_)) {
+                            tracing::warn!(error = %e, metric, allowed, "tenant rules unreadable; the metric's fail mode decides");
+                        } else {
+                            tracing::debug!(error = %e, metric, allowed, "tenant rules unreadable; the metric's fail mode decides");
+                        }
                         return Ok(Found::RulesUnreadable { allowed });
                     }
                     Err(e) => return Err(e),
