@@ -149,15 +149,8 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         &format!("DELETE FROM flags WHERE key = '{FLAG}'"),
     )
     .await;
-    assert_eq!(
-        stored_flag(&c.urls[1]).await.map(|f| f.def.description),
-        Some("tampered".to_owned())
-    );
-    assert_eq!(
-        stored(&c.urls[3]).await.map(|s| s.def.default),
-        Some(json!(99)),
-        "the change is in place"
-    );
+    // A resync may already have run: the `repaired` counts below show
+    // each change was found in place.
     // Anti-entropy compares applied versions: it sees nothing to repair.
     let digest = c
         .gql(
@@ -208,6 +201,13 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         "the tenant sees the registry's default again"
     );
     let want_counts = vec![(0, 1), (1, 1), (1, 0)];
+    // Counted just after the rewrite commits.
+    for _ in 0..50 {
+        if repair_counts(&c).await == want_counts {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         repair_counts(&c).await,
         want_counts,
