@@ -246,6 +246,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.clone(),
         global.clone(),
         settings.sync.claim_idle,
+        meters.events.clone(),
         server.shutdown.clone(),
     ));
     tasks.extend(directory::spawn(state.clone(), server.shutdown.clone()));

@@ -1,6 +1,6 @@
 //! Chaos, seeded failure modes of docs/FAILURE-MODES.md that no other test
-//! reproduces: cells' copies of a config key and of a flag changed, or
-//! deleted, behind their backs (straight in their databases, the sync
+//! reproduces: cells' copies of a config key, a flag and a metric
+//! definition changed, or deleted, behind their backs (straight in their databases, the sync
 //! bookkeeping untouched, so neither the stream nor the anti-entropy
 //! digest can see it). The next resync from the global tier rewrites them
 //! and counts it in `tcp_sync_events_total{outcome="repaired"}`.
@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{Chaos, FLAG, KEY};
+use e2e::chaos::{Chaos, FLAG, KEY, METRIC};
 use e2e::process::terminate;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
@@ -44,6 +44,14 @@ async fn exec(db_url: &str, sql: &str) {
     db.close().await.unwrap();
 }
 
+/// The cell's stored definition of `METRIC` and its version, if any.
+async fn stored_metric(db_url: &str) -> Option<shared::quota::store::Stored> {
+    let db = shared::db::connect(db_url, 1).await.unwrap();
+    let s = shared::quota::store::get(&db, METRIC).await.unwrap();
+    db.close().await.unwrap();
+    s
+}
+
 /// `tcp_sync_events_total{stream, outcome="repaired"}` of cell `i`: the
 /// rows of `stream` its resyncs rewrote.
 async fn repaired(c: &Chaos, i: usize, stream: &str) -> u64 {
@@ -67,13 +75,14 @@ async fn repaired(c: &Chaos, i: usize, stream: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// `(config keys, flags)` repaired, per cell.
-async fn repair_counts(c: &Chaos) -> Vec<(u64, u64)> {
+/// `(config keys, flags, metrics)` repaired, per cell.
+async fn repair_counts(c: &Chaos) -> Vec<(u64, u64, u64)> {
     let mut out = Vec::new();
     for i in 0..3 {
         out.push((
             repaired(c, i, "global.config-keys").await,
             repaired(c, i, "global.flags").await,
+            repaired(c, i, shared::quota::STREAM).await,
         ));
     }
     out
@@ -111,6 +120,15 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
     }
     let want = want.expect("the EU cell holds the key");
     let want_flag = want_flag.expect("us-east-1-a holds the flag");
+    let mut want_metric = None;
+    for _ in 0..200 {
+        want_metric = stored_metric(&c.urls[3]).await;
+        if want_metric.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let want_metric = want_metric.expect("the EU cell holds the metric");
     assert_eq!(want.version, 1);
     assert_eq!(c.config(&eu.id).await.0, json!(0));
 
@@ -147,6 +165,18 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
     exec(
         &c.urls[2],
         &format!("DELETE FROM flags WHERE key = '{FLAG}'"),
+    )
+    .await;
+    // And the EU cell's metric turns fail-closed.
+    let mut metric = serde_json::to_value(&want_metric.def).unwrap();
+    assert_eq!(metric["fail_mode"], json!("OPEN"), "{metric}");
+    metric["fail_mode"] = json!("CLOSED");
+    exec(
+        &c.urls[3],
+        &format!(
+            "UPDATE metrics SET def = '{}' WHERE name = '{METRIC}'",
+            metric.to_string().replace('\'', "''")
+        ),
     )
     .await;
     // A resync may already have run: the `repaired` counts below show
@@ -191,8 +221,21 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         assert_eq!(now.as_ref(), Some(&want_flag), "cell {i}'s flag repaired");
     }
     assert_eq!(c.evaluate(0, &us.id).await.as_deref(), Ok("on"));
+    let mut now = None;
+    while at.elapsed() < Duration::from_secs(15) {
+        now = stored_metric(&c.urls[3]).await;
+        if now.as_ref() == Some(&want_metric) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        now.as_ref(),
+        Some(&want_metric),
+        "the EU cell's metric repaired"
+    );
     eprintln!(
-        "seeded: config key and flag rows changed behind three cells' backs rewritten {} ms after the change",
+        "seeded: config key, flag and metric rows changed behind three cells' backs rewritten {} ms after the change",
         at.elapsed().as_millis()
     );
     assert_eq!(
@@ -200,7 +243,7 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         json!(0),
         "the tenant sees the registry's default again"
     );
-    let want_counts = vec![(0, 1), (1, 1), (1, 0)];
+    let want_counts = vec![(0, 1, 0), (1, 1, 0), (1, 0, 1)];
     // Counted just after the rewrite commits.
     for _ in 0..50 {
         if repair_counts(&c).await == want_counts {
@@ -211,7 +254,7 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
     assert_eq!(
         repair_counts(&c).await,
         want_counts,
-        "each cell counts what it repaired: (config keys, flags)"
+        "each cell counts what it repaired: (config keys, flags, metrics)"
     );
     // Repaired once: later resyncs find nothing to rewrite.
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -20,6 +20,7 @@ pub fn spawn(
     st: State,
     global: Option<(GraphqlClient, String)>,
     claim_idle: Duration,
+    events: prometheus::IntCounterVec,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let resync = Arc::new(Notify::new());
@@ -61,7 +62,10 @@ pub fn spawn(
         shutdown.clone(),
     ))];
     if let Some((client, url)) = global {
-        tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
+        let repairs = events.with_label_values(&[quota::STREAM, "repaired"]);
+        tasks.push(tokio::spawn(resync_loop(
+            st, client, url, resync, repairs, shutdown,
+        )));
     }
     tasks
 }
@@ -73,8 +77,14 @@ struct Snapshot {
 
 const SNAPSHOT: &str = "{ metrics { name kind unit description failMode version } }";
 
-/// Applies the global tier's whole catalog; returns how many metrics changed.
-pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> shared::Result<usize> {
+/// Applies the global tier's whole catalog, repairing metrics changed
+/// behind the cell's back; returns how many changed and how many were
+/// repaired.
+pub async fn resync(
+    st: &State,
+    client: &GraphqlClient,
+    global_url: &str,
+) -> shared::Result<(usize, usize)> {
     let snap: Snapshot = client
         .call("global tier", global_url, SNAPSHOT, serde_json::json!({}))
         .await?;
@@ -94,7 +104,7 @@ pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> sha
             )
         })
         .collect();
-    let n = store::apply(&st.db, &defs).await?;
+    let n = store::repair(&st.db, &defs).await?;
     st.quota.reload_catalog().await?;
     Ok(n)
 }
@@ -104,11 +114,23 @@ async fn resync_loop(
     client: GraphqlClient,
     url: String,
     wake: Arc<Notify>,
+    repairs: prometheus::IntCounter,
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Err(e) = resync(&st, &client, &url).await {
-            tracing::debug!(error = %e, "metric catalog resync skipped; the global tier is unreachable");
+        match resync(&st, &client, &url).await {
+            Ok((_, 0)) => {}
+            Ok((changed, repaired)) => {
+                repairs.inc_by(repaired as u64);
+                tracing::warn!(
+                    changed,
+                    repaired,
+                    "metrics differed from their applied version (changed behind the cell's back); rewritten from the global tier"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "metric catalog resync skipped; the global tier is unreachable")
+            }
         }
         tokio::select! {
             _ = wake.notified() => {}

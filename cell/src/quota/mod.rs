@@ -456,9 +456,10 @@ pub fn spawn(
     st: crate::State,
     global: Option<(shared::client::GraphqlClient, String)>,
     claim_idle: Duration,
+    events: prometheus::IntCounterVec,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = catalog::spawn(st.clone(), global, claim_idle, shutdown.clone());
+    let mut tasks = catalog::spawn(st.clone(), global, claim_idle, events, shutdown.clone());
     let (engine, stop) = (st.quota.clone(), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         loop {
