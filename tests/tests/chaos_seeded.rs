@@ -1,6 +1,6 @@
 //! Chaos, seeded failure modes of docs/FAILURE-MODES.md that no other test
-//! reproduces: cells' copies of a config key, a flag and a metric
-//! definition changed, or deleted, behind their backs (straight in their databases, the sync
+//! reproduces: cells' copies of a config key, a flag, a rollout plan and
+//! a metric definition changed, or deleted, behind their backs (straight in their databases, the sync
 //! bookkeeping untouched, so neither the stream nor the anti-entropy
 //! digest can see it). The next resync from the global tier rewrites them
 //! and counts it in `tcp_sync_events_total{outcome="repaired"}`.
@@ -42,6 +42,14 @@ async fn exec(db_url: &str, sql: &str) {
         .await
         .unwrap();
     db.close().await.unwrap();
+}
+
+/// The cell's rollout plans with their versions.
+async fn stored_plans(db_url: &str) -> Vec<(shared::flags::RolloutPlan, i64)> {
+    let db = shared::db::connect(db_url, 1).await.unwrap();
+    let s = shared::flags::store::plans(&db).await.unwrap();
+    db.close().await.unwrap();
+    s
 }
 
 /// The cell's stored definition of `METRIC` and its version, if any.
@@ -129,6 +137,34 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let want_metric = want_metric.expect("the EU cell holds the metric");
+    // A rollout of a second flag, its plan held by every cell.
+    let v = c
+        .gql(
+            "mutation($i: CreateFlagInput!) { createFlag(input: $i) { version } }",
+            json!({ "i": { "key": "seeded-roll", "description": "rolled", "kind": "BOOLEAN",
+                "variants": [{ "name": "on", "value": true }, { "name": "off", "value": false }],
+                "offVariant": "off", "idempotencyKey": "create-seeded-roll" } }),
+        )
+        .await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let v = c
+        .gql(
+            &e2e::flags::start_rollout(),
+            json!({ "i": { "flagKey": "seeded-roll", "environment": "prod", "variant": "on",
+                "stages": [{ "name": "canary", "cohort": { "tenantIds": [us.id] }, "soakSeconds": 3600 }],
+                "ackDeadlineSeconds": 300, "idempotencyKey": "seeded-roll-1" } }),
+        )
+        .await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let mut want_plans = Vec::new();
+    for _ in 0..200 {
+        want_plans = stored_plans(&c.urls[1]).await;
+        if !want_plans.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(want_plans.len(), 1, "us-east-1-a holds the plan");
     assert_eq!(want.version, 1);
     assert_eq!(c.config(&eu.id).await.0, json!(0));
 
@@ -165,6 +201,18 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
     exec(
         &c.urls[2],
         &format!("DELETE FROM flags WHERE key = '{FLAG}'"),
+    )
+    .await;
+    // us-east-1-a's rollout plan now exposes `off`.
+    let mut plan = serde_json::to_value(&want_plans[0].0).unwrap();
+    plan["variant"] = json!("off");
+    exec(
+        &c.urls[1],
+        &format!(
+            "UPDATE rollout_plans SET plan = '{}' WHERE id = '{}'",
+            plan.to_string().replace('\'', "''"),
+            want_plans[0].0.id
+        ),
     )
     .await;
     // And the EU cell's metric turns fail-closed.
@@ -234,8 +282,17 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         Some(&want_metric),
         "the EU cell's metric repaired"
     );
+    let mut plans = Vec::new();
+    while at.elapsed() < Duration::from_secs(15) {
+        plans = stored_plans(&c.urls[1]).await;
+        if plans == want_plans {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(plans, want_plans, "us-east-1-a's rollout plan repaired");
     eprintln!(
-        "seeded: config key, flag and metric rows changed behind three cells' backs rewritten {} ms after the change",
+        "seeded: config key, flag, rollout plan and metric rows changed behind three cells' backs rewritten {} ms after the change",
         at.elapsed().as_millis()
     );
     assert_eq!(
@@ -243,7 +300,8 @@ async fn rows_changed_behind_the_cells_back_are_rewritten_by_the_next_resync() {
         json!(0),
         "the tenant sees the registry's default again"
     );
-    let want_counts = vec![(0, 1, 0), (1, 1, 0), (1, 0, 1)];
+    // Flags and rollout plans are resynced together (counted as `global.flags`).
+    let want_counts = vec![(0, 2, 0), (1, 1, 0), (1, 0, 1)];
     // Counted just after the rewrite commits.
     for _ in 0..50 {
         if repair_counts(&c).await == want_counts {

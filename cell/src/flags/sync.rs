@@ -43,13 +43,23 @@ impl Change {
 
 /// Applies what is newer than what the cell has, in one transaction, then
 /// rebuilds the snapshot. With `repair` (a resync of the global tier's
-/// whole state) it also rewrites a flag whose row differs from the version
-/// the cell applied: changed or deleted behind the cell's back. Returns how
-/// many changes were newer and how many flags were repaired.
+/// whole state) it also rewrites a flag or rollout plan whose row differs
+/// from the version the cell applied: changed or deleted behind the cell's
+/// back. Returns how many changes were newer and how many rows were
+/// repaired.
 pub async fn apply(st: &State, changes: &[Change], repair: bool) -> shared::Result<(usize, usize)> {
     let txn = st.db.begin().await?;
     let (mut n, mut repaired) = (0, 0);
     let mut plans = Vec::new();
+    let held: std::collections::HashMap<uuid::Uuid, (RolloutPlan, i64)> = if repair {
+        store::plans(&txn)
+            .await?
+            .into_iter()
+            .map(|(p, v)| (p.id, (p, v)))
+            .collect()
+    } else {
+        Default::default()
+    };
     for c in changes {
         match c {
             Change::Flag(def, v) => {
@@ -68,10 +78,17 @@ pub async fn apply(st: &State, changes: &[Change], repair: bool) -> shared::Resu
                 }
             }
             Change::Rollout(p, v) => {
-                if applied::advance(&txn, &f::rollout_entity(p.id), *v).await? {
+                let entity = f::rollout_entity(p.id);
+                if applied::advance(&txn, &entity, *v).await? {
                     store::put_plan(&txn, p, *v).await?;
                     plans.push((p, *v));
                     n += 1;
+                } else if repair
+                    && applied::current(&txn, &entity).await? == Some(*v)
+                    && held.get(&p.id).is_none_or(|(h, hv)| hv != v || h != p)
+                {
+                    store::put_plan(&txn, p, *v).await?;
+                    repaired += 1;
                 }
             }
         }
