@@ -1,8 +1,9 @@
 //! Break-glass revocations in the cell: heard on `global.break-glass` (a
 //! consumer group of this process's own, so every replica hears each one)
 //! and loaded from the global tier at start (before the cell serves; until
-//! a load succeeds, every break-glass token is refused) and every minute,
-//! into the in-memory list every request with a `bg` claim is checked against.
+//! a load succeeds, every break-glass token is refused) and every
+//! `resync_interval_secs`, into the in-memory list every request with a
+//! `bg` claim is checked against.
 
 use std::time::Duration;
 
@@ -12,8 +13,6 @@ use shared::client::GraphqlClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
-
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a starting cell waits for the global tier's list before it
 /// serves anyway (break-glass tokens stay refused until the list loads).
@@ -53,6 +52,7 @@ pub fn spawn(
             st.revocations.clone(),
             client,
             url,
+            st.resync_every,
             shutdown,
         )));
     }
@@ -90,6 +90,7 @@ async fn resync_loop(
     list: Revocations,
     client: GraphqlClient,
     url: String,
+    every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut synced = false;
@@ -102,7 +103,7 @@ async fn resync_loop(
         }
         // Until the first load succeeds, retry soon.
         let wait = if synced {
-            RESYNC_EVERY
+            every
         } else {
             Duration::from_millis(500)
         };

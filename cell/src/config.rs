@@ -44,6 +44,10 @@ pub struct Args {
     /// entries are taken over.
     #[arg(long)]
     pub sync_claim_idle_ms: Option<u64>,
+    /// Seconds between resyncs of what the cell holds from the global tier
+    /// (registry, flags, metric catalog, break-glass revocations).
+    #[arg(long)]
+    pub resync_interval_secs: Option<u64>,
     /// Fault injection for tests only: pause before each applied batch commits.
     #[arg(long, hide = true)]
     pub test_apply_delay_ms: Option<u64>,
@@ -87,6 +91,9 @@ pub struct Config {
     /// Stream entries a consumer left unacknowledged this long are taken
     /// over by another (the first is presumed dead).
     pub sync_claim_idle_ms: u64,
+    /// Seconds between resyncs from the global tier (also at start and
+    /// after a stream gap).
+    pub resync_interval_secs: u64,
     /// Fault injection for tests only: a pause before each applied batch
     /// commits, so a test can kill the cell in the middle of a batch.
     pub test_apply_delay_ms: u64,
@@ -102,6 +109,7 @@ pub struct Config {
 #[derive(Debug, Clone, Copy)]
 pub struct SyncSettings {
     pub claim_idle: Duration,
+    pub resync_every: Duration,
     pub test_apply_delay: Duration,
 }
 
@@ -109,6 +117,7 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             claim_idle: Duration::from_secs(30),
+            resync_every: Duration::from_secs(60),
             test_apply_delay: Duration::ZERO,
         }
     }
@@ -134,6 +143,7 @@ impl Default for Config {
             limits: Limits::default(),
             db_pool_size: 16,
             sync_claim_idle_ms: 30_000,
+            resync_interval_secs: 60,
             test_apply_delay_ms: 0,
             quota_limiter: crate::quota::LimiterKind::Memory,
             quota_redis_url: None,
@@ -181,6 +191,7 @@ impl Args {
             .set("global_url", self.global_url.clone())
             .set("heartbeat_interval_secs", self.heartbeat_interval_secs)
             .set("sync_claim_idle_ms", self.sync_claim_idle_ms)
+            .set("resync_interval_secs", self.resync_interval_secs)
             .set("test_apply_delay_ms", self.test_apply_delay_ms)
             .set("quota_limiter", self.quota_limiter.clone())
             .set("quota_redis_url", self.quota_redis_url.clone())
@@ -226,6 +237,9 @@ impl Config {
         if self.db_pool_size == 0 {
             return Err("db_pool_size must be at least 1".into());
         }
+        if self.resync_interval_secs == 0 {
+            return Err("resync_interval_secs must be at least 1".into());
+        }
         if self.sync_claim_idle_ms < 100 {
             return Err("sync_claim_idle_ms must be at least 100".into());
         }
@@ -260,6 +274,7 @@ impl Config {
             db_pool_size: self.db_pool_size,
             sync: SyncSettings {
                 claim_idle: Duration::from_millis(self.sync_claim_idle_ms),
+                resync_every: Duration::from_secs(self.resync_interval_secs),
                 test_apply_delay: Duration::from_millis(self.test_apply_delay_ms),
             },
             quota: crate::quota::Settings {

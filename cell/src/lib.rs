@@ -57,6 +57,8 @@ pub struct State {
     pub flag_answers: impact::FlagAnswers,
     /// Revoked break-glass requests, checked on every request with a `bg` claim.
     pub revocations: shared::breakglass::Revocations,
+    /// How often what the cell holds from the global tier is resynced.
+    pub resync_every: Duration,
 }
 
 /// A running cell.
@@ -140,6 +142,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         config_index: impact::ConfigIndex::default(),
         flag_answers: impact::FlagAnswers::default(),
         revocations: shared::breakglass::Revocations::unloaded(),
+        resync_every: settings.sync.resync_every,
     };
     state
         .flags
@@ -228,25 +231,27 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         global.clone(),
         server.shutdown.clone(),
     ));
+    let meters = sync::Meters {
+        propagation: propagation.clone(),
+        events: metrics.counter_vec(
+            "sync_events_total",
+            "Stream events received, by stream and outcome (applied, duplicate; repaired: rows a resync rewrote because they had changed behind the cell's back)",
+            &["stream", "outcome"],
+        ),
+    };
     tasks.extend(flags::sync::spawn(
         state.clone(),
         transport.clone(),
         global.clone(),
         propagation.clone(),
+        meters.events.clone(),
         server.shutdown.clone(),
     ));
-    let meters = sync::Meters {
-        propagation,
-        events: metrics.counter_vec(
-            "sync_events_total",
-            "Stream events received, by stream and outcome (applied, duplicate)",
-            &["stream", "outcome"],
-        ),
-    };
     tasks.extend(quota::spawn(
         state.clone(),
         global.clone(),
         settings.sync.claim_idle,
+        meters.events.clone(),
         server.shutdown.clone(),
     ));
     tasks.extend(directory::spawn(state.clone(), server.shutdown.clone()));

@@ -26,7 +26,23 @@ impl Registration {
     pub async fn run(self, st: State, shutdown: CancellationToken) {
         let mut registered = false;
         let mut failures = 0u32;
+        let mut withheld = 0u32;
         loop {
+            // A cell whose database does not answer cannot serve its
+            // tenants: it withholds the beat, so the global tier marks it
+            // DOWN after the heartbeat timeout and placement avoids it.
+            if !database_answers(&st).await {
+                withheld += 1;
+                if withheld == 1 || withheld.is_multiple_of(10) {
+                    tracing::warn!(cell = %st.cell_id, withheld, "database unreachable; heartbeat withheld");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            withheld = 0;
             let result = if registered {
                 self.client
                     .call::<serde_json::Value>(
@@ -78,4 +94,11 @@ impl Registration {
             }
         }
     }
+}
+
+/// Whether the cell's database answers a ping within 2 s (as `/readyz` asks).
+async fn database_answers(st: &State) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), st.db.ping())
+        .await
+        .is_ok_and(|r| r.is_ok())
 }

@@ -15,15 +15,14 @@ use tokio_util::sync::CancellationToken;
 use crate::State;
 use crate::config::SyncSettings;
 
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
-
 /// What the consumer reports in `/metrics`.
 #[derive(Clone)]
 pub struct Meters {
     /// From a change's commit at its origin to its application here, by stream.
     pub propagation: prometheus::HistogramVec,
     /// Events received, by outcome: `applied` (changed something) or
-    /// `duplicate` (not newer than what was applied).
+    /// `duplicate` (not newer than what was applied); and `repaired`: rows
+    /// a resync rewrote because they had changed behind the cell's back.
     pub events: prometheus::IntCounterVec,
 }
 
@@ -36,6 +35,7 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let resync = Arc::new(Notify::new());
+    let events = meters.events.clone();
     let handler: consumer::Handler = {
         let db = st.db.clone();
         Arc::new(move |events: Vec<Event>| {
@@ -94,7 +94,9 @@ pub fn spawn(
         shutdown.clone(),
     ))];
     if let Some((client, url)) = global {
-        tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
+        tasks.push(tokio::spawn(resync_loop(
+            st, client, url, resync, events, shutdown,
+        )));
     }
     tasks
 }
@@ -116,8 +118,13 @@ struct SnapshotKey {
 /// Aliases give each field `KeyDef`'s own name, so the answer decodes into it.
 const SNAPSHOT: &str = "{ configKeys { key value_type: type default scopes description min max allowed: enum pattern json_schema: jsonSchema deprecated version } }";
 
-/// Applies the global tier's whole registry; returns how many keys changed.
-pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> shared::Result<usize> {
+/// Applies the global tier's whole registry, repairing rows changed behind
+/// the cell's back; returns how many keys changed and how many were repaired.
+pub async fn resync(
+    st: &State,
+    client: &GraphqlClient,
+    global_url: &str,
+) -> shared::Result<(usize, usize)> {
     let snap: Snapshot = client
         .call("global tier", global_url, SNAPSHOT, serde_json::json!({}))
         .await?;
@@ -126,7 +133,7 @@ pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> sha
         .into_iter()
         .map(|k| (k.def, k.version))
         .collect();
-    configkeys::apply(&st.db, &defs).await
+    configkeys::repair(&st.db, &defs).await
 }
 
 async fn resync_loop(
@@ -134,19 +141,31 @@ async fn resync_loop(
     client: GraphqlClient,
     url: String,
     wake: Arc<Notify>,
+    events: prometheus::IntCounterVec,
     shutdown: CancellationToken,
 ) {
+    let repairs = events.with_label_values(&[configkeys::STREAM, "repaired"]);
     loop {
         match resync(&st, &client, &url).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(changed = n, "config registry repaired from the global tier"),
+            Ok((0, 0)) => {}
+            Ok((n, 0)) => {
+                tracing::info!(changed = n, "config registry repaired from the global tier")
+            }
+            Ok((n, repaired)) => {
+                repairs.inc_by(repaired as u64);
+                tracing::warn!(
+                    changed = n,
+                    repaired,
+                    "config keys differed from their applied version (changed behind the cell's back); rewritten from the global tier"
+                )
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "config resync skipped; the global tier is unreachable")
             }
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = tokio::time::sleep(st.resync_every) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -1,7 +1,7 @@
 //! What the cell receives of flags and rollouts: applied from the
 //! `global.flags` and `global.rollouts` streams as they come (monotonic per
 //! entity version), resynced from the global API at start, after a gap and
-//! every minute, and the compiled snapshot rebuilt after each change,
+//! every `resync_interval_secs` (a minute by default), and the compiled snapshot rebuilt after each change,
 //! including changes to the cell's own tenants.
 
 use std::sync::Arc;
@@ -17,8 +17,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
-
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
 /// One definition to apply, from the stream or a resync.
 pub enum Change {
@@ -44,36 +42,65 @@ impl Change {
 }
 
 /// Applies what is newer than what the cell has, in one transaction, then
-/// rebuilds the snapshot. Returns how many changes were newer.
-pub async fn apply(st: &State, changes: &[Change]) -> shared::Result<usize> {
+/// rebuilds the snapshot. With `repair` (a resync of the global tier's
+/// whole state) it also rewrites a flag or rollout plan whose row differs
+/// from the version the cell applied: changed or deleted behind the cell's
+/// back. Returns how many changes were newer and how many rows were
+/// repaired.
+pub async fn apply(st: &State, changes: &[Change], repair: bool) -> shared::Result<(usize, usize)> {
     let txn = st.db.begin().await?;
-    let mut n = 0;
+    let (mut n, mut repaired) = (0, 0);
     let mut plans = Vec::new();
+    let held: std::collections::HashMap<uuid::Uuid, (RolloutPlan, i64)> = if repair {
+        store::plans(&txn)
+            .await?
+            .into_iter()
+            .map(|(p, v)| (p.id, (p, v)))
+            .collect()
+    } else {
+        Default::default()
+    };
     for c in changes {
         match c {
             Change::Flag(def, v) => {
-                if applied::advance(&txn, &f::flag_entity(&def.key), *v).await? {
+                let entity = f::flag_entity(&def.key);
+                if applied::advance(&txn, &entity, *v).await? {
                     store::put(&txn, def, *v).await?;
                     n += 1;
+                } else if repair
+                    && applied::current(&txn, &entity).await? == Some(*v)
+                    && store::get(&txn, &def.key)
+                        .await?
+                        .is_none_or(|r| r.flag.version != *v || &r.flag.def != def)
+                {
+                    store::put(&txn, def, *v).await?;
+                    repaired += 1;
                 }
             }
             Change::Rollout(p, v) => {
-                if applied::advance(&txn, &f::rollout_entity(p.id), *v).await? {
+                let entity = f::rollout_entity(p.id);
+                if applied::advance(&txn, &entity, *v).await? {
                     store::put_plan(&txn, p, *v).await?;
                     plans.push((p, *v));
                     n += 1;
+                } else if repair
+                    && applied::current(&txn, &entity).await? == Some(*v)
+                    && held.get(&p.id).is_none_or(|(h, hv)| hv != v || h != p)
+                {
+                    store::put_plan(&txn, p, *v).await?;
+                    repaired += 1;
                 }
             }
         }
     }
     txn.commit().await?;
-    if n > 0 {
+    if n + repaired > 0 {
         st.flags.rebuild(&st.db, st.cell_id.as_str()).await?;
     }
     if !plans.is_empty() {
         acknowledge(st, &plans, true).await?;
     }
-    Ok(n)
+    Ok((n, repaired))
 }
 
 /// What the cell last told the global tier of one rollout.
@@ -209,6 +236,7 @@ pub fn spawn(
     transport: Arc<dyn Transport>,
     global: Option<(GraphqlClient, String)>,
     propagation: prometheus::HistogramVec,
+    events: prometheus::IntCounterVec,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let resync = Arc::new(Notify::new());
@@ -224,7 +252,7 @@ pub fn spawn(
                         .iter()
                         .map(Change::decode)
                         .collect::<shared::Result<Vec<_>>>()?;
-                    apply(&st, &changes).await.map(|_| ())
+                    apply(&st, &changes, false).await.map(|_| ())
                 })
             })
         },
@@ -255,7 +283,10 @@ pub fn spawn(
     tasks.push(tokio::spawn(follow_tenants(st.clone(), shutdown.clone())));
     tasks.push(tokio::spawn(reacknowledge(st.clone(), shutdown.clone())));
     if let Some((client, url)) = global {
-        tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
+        let repairs = events.with_label_values(&[f::STREAM, "repaired"]);
+        tasks.push(tokio::spawn(resync_loop(
+            st, client, url, resync, repairs, shutdown,
+        )));
     }
     tasks
 }
@@ -298,8 +329,14 @@ struct RemotePlan {
     version: i64,
 }
 
-/// Applies the global tier's flags and rollout plans; returns how many changed.
-pub async fn resync(st: &State, client: &GraphqlClient, url: &str) -> shared::Result<usize> {
+/// Applies the global tier's flags and rollout plans, repairing flags
+/// changed behind the cell's back; returns how many changed and how many
+/// were repaired.
+pub async fn resync(
+    st: &State,
+    client: &GraphqlClient,
+    url: &str,
+) -> shared::Result<(usize, usize)> {
     let a: Answer = client
         .call(
             "global tier",
@@ -320,7 +357,7 @@ pub async fn resync(st: &State, client: &GraphqlClient, url: &str) -> shared::Re
             .into_iter()
             .map(|r| Change::Rollout(r.plan, r.version)),
     );
-    apply(st, &changes).await
+    apply(st, &changes, true).await
 }
 
 async fn resync_loop(
@@ -328,19 +365,28 @@ async fn resync_loop(
     client: GraphqlClient,
     url: String,
     wake: Arc<Notify>,
+    repairs: prometheus::IntCounter,
     shutdown: CancellationToken,
 ) {
     loop {
         match resync(&st, &client, &url).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(changed = n, "flags repaired from the global tier"),
+            Ok((0, 0)) => {}
+            Ok((n, 0)) => tracing::info!(changed = n, "flags repaired from the global tier"),
+            Ok((n, repaired)) => {
+                repairs.inc_by(repaired as u64);
+                tracing::warn!(
+                    changed = n,
+                    repaired,
+                    "flags differed from their applied version (changed behind the cell's back); rewritten from the global tier"
+                )
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "flag resync skipped; the global tier is unreachable")
             }
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = tokio::time::sleep(st.resync_every) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -1,6 +1,6 @@
 //! The metric catalog in the cell: applied from `global.metrics` as it
 //! comes, and resynced from the global API at start, whenever the stream
-//! lost entries, and every minute.
+//! lost entries, and every `resync_interval_secs` (a minute by default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::State;
 
-const RESYNC_EVERY: Duration = Duration::from_secs(60);
-
 /// Starts the catalog consumer (and the resync loop when a global tier is set).
 pub fn spawn(
     st: State,
     global: Option<(GraphqlClient, String)>,
     claim_idle: Duration,
+    events: prometheus::IntCounterVec,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let resync = Arc::new(Notify::new());
@@ -63,7 +62,10 @@ pub fn spawn(
         shutdown.clone(),
     ))];
     if let Some((client, url)) = global {
-        tasks.push(tokio::spawn(resync_loop(st, client, url, resync, shutdown)));
+        let repairs = events.with_label_values(&[quota::STREAM, "repaired"]);
+        tasks.push(tokio::spawn(resync_loop(
+            st, client, url, resync, repairs, shutdown,
+        )));
     }
     tasks
 }
@@ -75,8 +77,14 @@ struct Snapshot {
 
 const SNAPSHOT: &str = "{ metrics { name kind unit description failMode version } }";
 
-/// Applies the global tier's whole catalog; returns how many metrics changed.
-pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> shared::Result<usize> {
+/// Applies the global tier's whole catalog, repairing metrics changed
+/// behind the cell's back; returns how many changed and how many were
+/// repaired.
+pub async fn resync(
+    st: &State,
+    client: &GraphqlClient,
+    global_url: &str,
+) -> shared::Result<(usize, usize)> {
     let snap: Snapshot = client
         .call("global tier", global_url, SNAPSHOT, serde_json::json!({}))
         .await?;
@@ -96,7 +104,7 @@ pub async fn resync(st: &State, client: &GraphqlClient, global_url: &str) -> sha
             )
         })
         .collect();
-    let n = store::apply(&st.db, &defs).await?;
+    let n = store::repair(&st.db, &defs).await?;
     st.quota.reload_catalog().await?;
     Ok(n)
 }
@@ -106,15 +114,27 @@ async fn resync_loop(
     client: GraphqlClient,
     url: String,
     wake: Arc<Notify>,
+    repairs: prometheus::IntCounter,
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Err(e) = resync(&st, &client, &url).await {
-            tracing::debug!(error = %e, "metric catalog resync skipped; the global tier is unreachable");
+        match resync(&st, &client, &url).await {
+            Ok((_, 0)) => {}
+            Ok((changed, repaired)) => {
+                repairs.inc_by(repaired as u64);
+                tracing::warn!(
+                    changed,
+                    repaired,
+                    "metrics differed from their applied version (changed behind the cell's back); rewritten from the global tier"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "metric catalog resync skipped; the global tier is unreachable")
+            }
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = tokio::time::sleep(st.resync_every) => {}
             _ = shutdown.cancelled() => return,
         }
     }

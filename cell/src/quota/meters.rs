@@ -47,7 +47,7 @@ impl Meters {
         Self {
             unavailable: metrics.counter_vec(
                 "quota_store_unavailable_total",
-                "Decisions taken without the shared limiter store (Redis), by metric and decision (allowed: fail-open, denied: fail-closed)",
+                "Decisions taken by the metric's fail mode because the shared limiter store (Redis) or the tenant's rules (the cell's database) could not be read, by metric and decision (allowed: fail-open, denied: fail-closed)",
                 &["metric", "decision"],
             ),
             usage_unapplied: metrics.counter_vec(

@@ -105,6 +105,17 @@ pub fn fingerprint(op: Op, metric: &str, amount: i64) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&buf[..9 + n])
 }
 
+/// What [`Engine::evaluate`] found.
+enum Found {
+    Decided(Outcome),
+    /// The tenant has no limit on the metric.
+    Unlimited,
+    /// The tenant's rules could not be read: the metric's fail mode decided.
+    RulesUnreadable {
+        allowed: bool,
+    },
+}
+
 fn unlimited() -> Decision {
     Decision {
         allowed: true,
@@ -282,7 +293,7 @@ impl Engine {
             .evaluate(tenant, metric, entry, amount, key, fp, op, false)
             .await?
         {
-            Some(o) => Ok(Decision {
+            Found::Decided(o) => Ok(Decision {
                 allowed: o.allowed,
                 limit: Some(o.limit),
                 remaining: Some(o.remaining),
@@ -290,11 +301,19 @@ impl Engine {
                 retry_after_ms: o.retry_after_us.map(|us| (us + 999) / 1000),
                 overage: o.overage,
             }),
-            None => Ok(unlimited()),
+            Found::Unlimited => Ok(unlimited()),
+            // The limit is unknown: limit and remaining stay null.
+            Found::RulesUnreadable { allowed } => Ok(Decision {
+                allowed,
+                retry_after_ms: (!allowed).then_some(1000),
+                ..unlimited()
+            }),
         }
     }
 
-    /// The outcome, or none when the tenant has no limit on the metric.
+    /// The outcome, none when the tenant has no limit on the metric, or the
+    /// metric's fail mode when the tenant's rules cannot be read (the
+    /// cell's database does not answer; `deleted_ok` reads get the error).
     #[allow(clippy::too_many_arguments)]
     async fn evaluate(
         &self,
@@ -306,7 +325,7 @@ impl Engine {
         fingerprint: u64,
         op: Op,
         deleted_ok: bool,
-    ) -> Result<Option<Outcome>> {
+    ) -> Result<Found> {
         for _ in 0..3 {
             let ask = Ask {
                 tenant,
@@ -323,18 +342,30 @@ impl Engine {
             match self.memory.apply(&ask, &self.windows, self.redis.is_none()) {
                 Step::Decided { outcome, rule, .. } => {
                     return match &self.redis {
-                        None => Ok(Some(outcome)),
-                        Some(r) => self.remote(r, &ask, entry, &rule).await.map(Some),
+                        None => Ok(Found::Decided(outcome)),
+                        Some(r) => self.remote(r, &ask, entry, &rule).await.map(Found::Decided),
                     };
                 }
-                Step::Unlimited => return Ok(None),
+                Step::Unlimited => return Ok(Found::Unlimited),
                 Step::Deleted => {
                     return Err(Error::NotFound(format!("tenant {tenant} is deleted")));
                 }
                 Step::Conflict => return Err(conflict()),
-                Step::Unknown => {
-                    self.load_policy(tenant).await?;
-                }
+                Step::Unknown => match self.load_policy(tenant).await {
+                    Ok(_) => {}
+                    Err(e @ (Error::Unavailable(_) | Error::Internal(_))) if !deleted_ok => {
+                        let allowed = entry.fail_mode == FailMode::Open;
+                        self.meters.unavailable(metric, allowed);
+                        // Counted above; an unexpected error is logged too.
+                        if matches!(e, Error::Internal(_)) {
+                            tracing::warn!(error = %e, metric, allowed, "tenant rules unreadable; the metric's fail mode decides");
+                        } else {
+                            tracing::debug!(error = %e, metric, allowed, "tenant rules unreadable; the metric's fail mode decides");
+                        }
+                        return Ok(Found::RulesUnreadable { allowed });
+                    }
+                    Err(e) => return Err(e),
+                },
             }
         }
         Err(Error::Unavailable(format!(
@@ -392,7 +423,7 @@ impl Engine {
             let Some((rule, source)) = policy.rule(entry.idx, &name) else {
                 continue;
             };
-            let Some(o) = self
+            let Found::Decided(o) = self
                 .evaluate(tenant, &name, entry, 0, None, 0, Op::Check, true)
                 .await?
             else {
@@ -425,9 +456,10 @@ pub fn spawn(
     st: crate::State,
     global: Option<(shared::client::GraphqlClient, String)>,
     claim_idle: Duration,
+    events: prometheus::IntCounterVec,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = catalog::spawn(st.clone(), global, claim_idle, shutdown.clone());
+    let mut tasks = catalog::spawn(st.clone(), global, claim_idle, events, shutdown.clone());
     let (engine, stop) = (st.quota.clone(), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         loop {

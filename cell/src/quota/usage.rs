@@ -74,38 +74,43 @@ struct Fresh<'a> {
 
 impl Engine {
     /// Why an event cannot count, if it cannot; else the tenant's rules.
+    /// Fails (the whole batch) when the rules cannot be read.
     async fn reject(
         &self,
         tenant: Uuid,
         e: &UsageEvent,
         now: DateTime<Utc>,
-    ) -> std::result::Result<Arc<Policy>, String> {
+    ) -> Result<std::result::Result<Arc<Policy>, String>> {
         if self.metric(&e.metric).is_err() {
-            return Err(format!("unknown metric `{}`", e.metric));
+            return Ok(Err(format!("unknown metric `{}`", e.metric)));
         }
         let policy = match self.policy(tenant).await {
-            Ok(p) if p.deleted => return Err(format!("tenant {tenant} is deleted")),
+            Ok(p) if p.deleted => return Ok(Err(format!("tenant {tenant} is deleted"))),
             Ok(p) => p,
-            Err(Error::NotFound(_)) => return Err(format!("tenant {tenant} is not in this cell")),
-            Err(e) => return Err(format!("tenant {tenant} cannot be read: {e}")),
+            Err(Error::NotFound(_)) => {
+                return Ok(Err(format!("tenant {tenant} is not in this cell")));
+            }
+            // The database does not answer: the whole batch fails, to be
+            // sent again, rather than events answered as rejected for good.
+            Err(e) => return Err(e),
         };
         let skew = chrono::Duration::from_std(self.settings.usage_max_skew).unwrap_or_default();
         let late = chrono::Duration::from_std(self.settings.usage_max_lateness).unwrap_or_default();
         if e.timestamp > now + skew {
-            return Err(format!(
+            return Ok(Err(format!(
                 "timestamp {} is in the future beyond the allowed skew of {}s",
                 e.timestamp,
                 skew.num_seconds()
-            ));
+            )));
         }
         if e.timestamp < now - late {
-            return Err(format!(
+            return Ok(Err(format!(
                 "timestamp {} is later than the allowed lateness of {}s",
                 e.timestamp,
                 late.num_seconds()
-            ));
+            )));
         }
-        Ok(policy)
+        Ok(Ok(policy))
     }
 
     /// The PERIODIC counter an event adds to, if it falls in the current window.
@@ -134,7 +139,7 @@ impl Engine {
                 status: Status::Accepted,
                 reason: None,
             };
-            match self.reject(*t, e, now).await {
+            match self.reject(*t, e, now).await? {
                 Err(reason) => {
                     result.status = Status::Rejected;
                     result.reason = Some(reason);

@@ -373,6 +373,38 @@ pub async fn apply(
     apply_paced(db, defs, std::time::Duration::ZERO).await
 }
 
+/// [`apply`] of the global tier's whole registry (a resync), which also
+/// repairs a key whose row no longer matches the definition at the version
+/// this database applied: changed or deleted behind the consumer's back,
+/// which version-based sync and anti-entropy digests cannot see. Returns
+/// `(changed, repaired)`.
+pub async fn repair(
+    db: &sea_orm::DatabaseConnection,
+    defs: &[(KeyDef, i64)],
+) -> crate::Result<(usize, usize)> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    let (mut changed, mut repaired) = (0, 0);
+    for (def, version) in defs {
+        let id = entity(&def.key);
+        if crate::sync::applied::advance(&txn, &id, *version).await? {
+            store::put(&txn, def, *version).await?;
+            changed += 1;
+        } else if crate::sync::applied::current(&txn, &id).await? == Some(*version) {
+            let want = store::Stored {
+                def: def.clone(),
+                version: *version,
+            };
+            if store::get(&txn, &def.key).await?.as_ref() != Some(&want) {
+                store::put(&txn, def, *version).await?;
+                repaired += 1;
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok((changed, repaired))
+}
+
 /// [`apply`], pausing `delay` before the commit: fault injection for tests
 /// that kill a consumer in the middle of a batch.
 pub async fn apply_paced(

@@ -86,6 +86,34 @@ pub async fn put<C: ConnectionTrait>(db: &C, def: &MetricDef, version: i64) -> R
 /// Applies definitions received from the global tier, in one transaction,
 /// each only if it is newer than what this database holds. Returns how
 /// many changed anything.
+/// [`apply`] of the global tier's whole catalog (a resync), which also
+/// rewrites a metric whose row no longer matches the definition at the
+/// version this database applied (changed or deleted behind the consumer's
+/// back). Returns `(changed, repaired)`.
+pub async fn repair(
+    db: &sea_orm::DatabaseConnection,
+    defs: &[(MetricDef, i64)],
+) -> Result<(usize, usize)> {
+    let txn = db.begin().await?;
+    let (mut changed, mut repaired) = (0, 0);
+    for (def, version) in defs {
+        let id = super::entity(&def.name);
+        if crate::sync::applied::advance(&txn, &id, *version).await? {
+            put(&txn, def, *version).await?;
+            changed += 1;
+        } else if crate::sync::applied::current(&txn, &id).await? == Some(*version)
+            && get(&txn, &def.name)
+                .await?
+                .is_none_or(|s| s.version != *version || &s.def != def)
+        {
+            put(&txn, def, *version).await?;
+            repaired += 1;
+        }
+    }
+    txn.commit().await?;
+    Ok((changed, repaired))
+}
+
 pub async fn apply(db: &sea_orm::DatabaseConnection, defs: &[(MetricDef, i64)]) -> Result<usize> {
     let txn = db.begin().await?;
     crate::sync::applied::relaxed_commit(&txn).await?;
