@@ -1,6 +1,6 @@
 //! The API reference in `docs/api/` is generated from the checked-in SDL in
 //! `graphql/` and must stay in sync with it. Regenerate with
-//! `UPDATE_API_DOCS=1 cargo test -p e2e --test api_reference`.
+//! `UPDATE_API_DOCS=1 cargo test -p e2e --test e2e -- api_reference::`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -176,8 +176,8 @@ fn render(title: &str, sdl_name: &str, sdl: &str) -> String {
     let _ = writeln!(
         out,
         "# {title}\n\nGenerated from [`graphql/{sdl_name}`](../../graphql/{sdl_name}) by \
-         `tests/tests/api_reference.rs`; do not edit. Regenerate with \
-         `UPDATE_API_DOCS=1 cargo test -p e2e --test api_reference`. Errors carry \
+         `tests/tests/e2e/api_reference.rs`; do not edit. Regenerate with \
+         `UPDATE_API_DOCS=1 cargo test -p e2e --test e2e -- api_reference::`. Errors carry \
          `extensions.code` (see the README's Errors section).\n"
     );
     for (root, title) in [
@@ -224,7 +224,7 @@ fn api_reference_matches_the_checked_in_sdl() {
     assert!(
         stale.is_empty(),
         "the API reference is out of date with graphql/: {stale:?}; regenerate with \
-         UPDATE_API_DOCS=1 cargo test -p e2e --test api_reference"
+         UPDATE_API_DOCS=1 cargo test -p e2e --test e2e -- api_reference::"
     );
 }
 

@@ -449,7 +449,7 @@ async fn every_kind_of_mutation_records_its_before_and_after() {
         .gql(
             &admin,
             "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan version } }",
-            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 1 } }),
+            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 1, "idempotencyKey": "audit-plan" } }),
         )
         .await;
     assert_eq!(plan["data"]["changePlan"]["plan"], "enterprise", "{plan}");
@@ -603,12 +603,12 @@ async fn every_kind_of_mutation_records_its_before_and_after() {
 
     // A refused change is audited too, without a diff; the accepted one
     // after it has one.
-    let set_state = "mutation($c: ID!, $s: CellState!, $v: Int!) { setCellState(cellId: $c, state: $s, expectedVersion: $v) { version } }";
+    let set_state = "mutation($c: ID!, $s: CellState!, $v: Int!, $k: String!) { setCellState(cellId: $c, state: $s, expectedVersion: $v, idempotencyKey: $k) { version } }";
     let stale = s
         .gql(
             &admin,
             set_state,
-            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7 }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 7, "k": "stale" }),
         )
         .await;
     assert_eq!(code(&stale), Some("CONFLICT"), "{stale}");
@@ -616,7 +616,7 @@ async fn every_kind_of_mutation_records_its_before_and_after() {
         .gql(
             &admin,
             set_state,
-            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1 }),
+            json!({ "c": "us-east-1-a", "s": "DRAINING", "v": 1, "k": "drain" }),
         )
         .await;
     assert_eq!(drained["data"]["setCellState"]["version"], 2, "{drained}");

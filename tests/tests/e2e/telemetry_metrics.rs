@@ -241,7 +241,7 @@ async fn every_tenant_scoped_operation_carries_its_cell_and_plan() {
         .gql(
             &admin,
             "mutation($i: ChangePlanInput!) { changePlan(input: $i) { plan } }",
-            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 9 } }),
+            json!({ "i": { "tenantId": id, "plan": "enterprise", "expectedVersion": 9, "idempotencyKey": "stale-plan" } }),
         )
         .await;
     assert_eq!(e2e::stack::code(&stale), Some("CONFLICT"), "{stale}");
