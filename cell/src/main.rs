@@ -1,3 +1,5 @@
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
 use cell::config::{Args, ENV_PREFIX};
 
 #[tokio::main]

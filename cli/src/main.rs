@@ -1,6 +1,9 @@
 //! `tenantctl`: the all-in-one dev stack and a command-line client of the
 //! global GraphQL API.
 
+// async-graphql's merged schema is deep: the release build needs more room.
+#![recursion_limit = "256"]
+
 mod api;
 mod backup;
 mod dev;
