@@ -180,9 +180,24 @@ impl From<sea_orm::DbErr> for Error {
                 tracing::warn!(error = %e, "database unavailable");
                 Error::Unavailable("the database is unavailable; retry later".into())
             }
+            // PostgreSQL aborted the transaction to break a deadlock or a
+            // serialization conflict: nothing was written, a retry is safe.
+            other if is_aborted_conflict(&other) => {
+                tracing::warn!(error = %other, "transaction aborted by a conflict");
+                Error::Unavailable(
+                    "the database aborted this change in a conflict with another; retry".into(),
+                )
+            }
             other => Error::Internal(other.into()),
         }
     }
+}
+
+/// PostgreSQL's `deadlock_detected` (40P01) and `serialization_failure`
+/// (40001), by their messages (sea-orm carries the driver error as text).
+fn is_aborted_conflict(e: &sea_orm::DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("deadlock detected") || text.contains("could not serialize access")
 }
 
 /// `result.gql()` turns a crate result into what a resolver returns.
@@ -210,6 +225,18 @@ impl<T> Field<T> for std::result::Result<T, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aborted_conflicts_are_retryable_and_other_errors_internal() {
+        let deadlock =
+            sea_orm::DbErr::Custom("error returned from database: deadlock detected".into());
+        assert!(matches!(Error::from(deadlock), Error::Unavailable(_)));
+        let serial =
+            sea_orm::DbErr::Custom("could not serialize access due to concurrent update".into());
+        assert!(matches!(Error::from(serial), Error::Unavailable(_)));
+        let other = sea_orm::DbErr::Custom("syntax error at or near".into());
+        assert!(matches!(Error::from(other), Error::Internal(_)));
+    }
 
     #[test]
     fn bad_input_carries_code_and_field() {

@@ -51,6 +51,11 @@ pub async fn add_counters<C: ConnectionTrait>(
     rows: &[(String, String, i64, i64)],
 ) -> Result<()> {
     let backend = db.get_database_backend();
+    // One lock order for every writer of these rows (the flusher drains its
+    // shards in no order; metered usage writes in key order): two
+    // transactions touching the same counters never deadlock.
+    let mut rows: Vec<&(String, String, i64, i64)> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
     for chunk in rows.chunks(CHUNK) {
         let mut n = 0;
         let mut sql = String::from(
