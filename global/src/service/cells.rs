@@ -238,11 +238,9 @@ pub async fn set_state(
         },
     )
     .await?;
-    // The registry row may have moved on since (heartbeats): cache the
-    // stored one.
-    if let Some(row) = cell::Entity::find_by_id(id.to_string()).one(db).await? {
-        cache.put(row);
-    }
+    // Both paths answer the stored row (read in the change's transaction,
+    // or afresh on a replay): that is what the cache holds.
+    cache.put(saved.clone());
     Ok(saved)
 }
 
