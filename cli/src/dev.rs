@@ -88,7 +88,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     for i in 0..a.cells as usize {
         let (id, region) = cell_name(i);
         let app = cell::build(cell::Settings {
-            listen: cell_listen(global.addr, i),
+            // From the requested address: port 0 asks every cell for a free port
+            // too (the bound global port + 1 may belong to another process).
+            listen: cell_listen(a.listen, i),
             cell_id: CellId::parse(&id).expect("valid cell id"),
             region: Region::parse(&region).expect("valid region"),
             endpoint: None,

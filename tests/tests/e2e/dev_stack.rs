@@ -20,7 +20,7 @@ fn start(data_dir: &std::path::Path) -> Dev {
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data_dir.join("dev.stderr")).expect("stderr file"))
         .spawn()
         .expect("tenantctl dev starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -39,7 +39,8 @@ fn start(data_dir: &std::path::Path) -> Dev {
     }
     assert!(
         !url.is_empty() && !admin.is_empty(),
-        "dev stack printed its URL and token"
+        "dev stack printed its URL and token; its stderr: {}",
+        std::fs::read_to_string(data_dir.join("dev.stderr")).unwrap_or_default()
     );
     Dev {
         child,
