@@ -1,15 +1,15 @@
 //! Answers the global tier's impact questions from memory: the variant a
 //! flag serves each tenant (the compiled flag snapshot) and each tenant's
 //! tenant-level config values (an index over `tenant_config`, brought up
-//! to date from the rows changed since its last refresh before every
-//! answer, so it is exact even with several replicas writing).
+//! to date from the table's change log before every answer, so it is
+//! exact even with several replicas writing).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::Value;
+use shared::changelog::{self, Follow};
 use shared::configkeys::store;
 use shared::flags::Engine;
 use shared::flags::eval::Context;
@@ -21,17 +21,32 @@ use uuid::Uuid;
 use crate::entity::config;
 use crate::service::config::Doc;
 
-/// Rows written this long before the last refresh are read again, so a
-/// transaction that committed late (its `updated_at` older than the
-/// refresh) is never missed.
-const OVERLAP: Duration = Duration::seconds(30);
+/// The table the index follows (its change log, `shared::changelog`).
+pub const TABLE: &str = "tenant_config";
+/// More changes than this since the cursor: reload everything.
+const RELOAD_AFTER: usize = 20_000;
+/// Tenants re-read per statement.
+const CHUNK: usize = 1_000;
+/// Log entries kept behind the newest (an index further behind reloads).
+pub const LOG_KEPT: i64 = 200_000;
+
+/// Tenant → (config version, its TENANT layer).
+type Values = HashMap<Uuid, (i64, BTreeMap<String, Value>)>;
 
 #[derive(Default)]
 struct Index {
-    /// The newest `updated_at` seen.
-    watermark: Option<DateTime<Utc>>,
-    /// Tenant → (config version, its TENANT layer).
-    tenants: HashMap<Uuid, (i64, BTreeMap<String, Value>)>,
+    /// The last change of the log the index reflects.
+    cursor: i64,
+    loaded: bool,
+    tenants: Values,
+}
+
+impl Index {
+    fn put(&mut self, tenant: Uuid, version: i64, doc: &str) -> Result<()> {
+        let doc: Doc = serde_json::from_str(doc).map_err(Error::internal)?;
+        self.tenants.insert(tenant, (version, doc.tenant));
+        Ok(())
+    }
 }
 
 /// Every tenant's TENANT-layer config values, in memory.
@@ -41,33 +56,50 @@ pub struct ConfigIndex {
 }
 
 impl ConfigIndex {
-    /// Reads the rows changed since the last refresh (all of them the
-    /// first time) and answers `f` under the same lock.
+    /// Follows the change log from the index's cursor (reads every row
+    /// the first time) and answers `f` under the same lock.
     async fn with_fresh<C: ConnectionTrait, T>(
         &self,
         db: &C,
-        f: impl FnOnce(&HashMap<Uuid, (i64, BTreeMap<String, Value>)>) -> T,
+        f: impl FnOnce(&Values) -> T,
     ) -> Result<T> {
         let mut idx = self.inner.lock().await;
-        let mut q = config::Entity::find().select_only().columns([
-            config::Column::TenantId,
-            config::Column::Version,
-            config::Column::Doc,
-            config::Column::UpdatedAt,
-        ]);
-        if let Some(w) = idx.watermark {
-            q = q.filter(config::Column::UpdatedAt.gte(w - OVERLAP));
-        }
-        let rows: Vec<(Uuid, i64, String, DateTime<Utc>)> = q.into_tuple().all(db).await?;
-        for (tenant, version, doc, at) in rows {
-            if idx.watermark.is_none_or(|w| at > w) {
-                idx.watermark = Some(at);
+        let follow = if idx.loaded {
+            changelog::follow(db, TABLE, idx.cursor, RELOAD_AFTER).await?
+        } else {
+            Follow::Reload
+        };
+        match follow {
+            Follow::Current => {}
+            Follow::Reload => {
+                let head = changelog::head(db, TABLE).await?;
+                let rows: Vec<(Uuid, i64, String)> = columns().into_tuple().all(db).await?;
+                let mut fresh = Index {
+                    cursor: head,
+                    loaded: true,
+                    tenants: HashMap::with_capacity(rows.len()),
+                };
+                for (tenant, version, doc) in rows {
+                    fresh.put(tenant, version, &doc)?;
+                }
+                *idx = fresh;
             }
-            if idx.tenants.get(&tenant).is_some_and(|(v, _)| *v >= version) {
-                continue;
+            Follow::Changed { keys, to } => {
+                for chunk in keys.chunks(CHUNK) {
+                    let rows: Vec<(Uuid, i64, String)> = columns()
+                        .filter(config::Column::TenantId.is_in(chunk.iter().copied()))
+                        .into_tuple()
+                        .all(db)
+                        .await?;
+                    for id in chunk {
+                        idx.tenants.remove(id);
+                    }
+                    for (tenant, version, doc) in rows {
+                        idx.put(tenant, version, &doc)?;
+                    }
+                }
+                idx.cursor = to;
             }
-            let doc: Doc = serde_json::from_str(&doc).map_err(Error::internal)?;
-            idx.tenants.insert(tenant, (version, doc.tenant));
         }
         Ok(f(&idx.tenants))
     }
@@ -76,6 +108,14 @@ impl ConfigIndex {
     pub async fn warm<C: ConnectionTrait>(&self, db: &C) -> Result<()> {
         self.with_fresh(db, |_| ()).await
     }
+}
+
+fn columns() -> sea_orm::Select<config::Entity> {
+    config::Entity::find().select_only().columns([
+        config::Column::TenantId,
+        config::Column::Version,
+        config::Column::Doc,
+    ])
 }
 
 /// (flag key, variant, environment) of a flag question.

@@ -255,6 +255,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         server.shutdown.clone(),
     ));
     tasks.extend(directory::spawn(state.clone(), server.shutdown.clone()));
+    tasks.push(tokio::spawn(shared::changelog::prune_every(
+        state.db.clone(),
+        impact::TABLE,
+        impact::LOG_KEPT,
+        std::time::Duration::from_secs(60),
+        server.shutdown.clone(),
+    )));
     tasks.extend(sync::spawn(
         state.clone(),
         transport,

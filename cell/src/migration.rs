@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod config_log;
 mod plan_changes;
 mod purged;
 mod quota;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(purged::CreatePurgedTenants),
             Box::new(shared::audit::migration::ChainAuditLog),
             Box::new(plan_changes::CreatePlanChanges),
+            Box::new(config_log::CreateConfigLog),
         ]
     }
 }

@@ -37,6 +37,8 @@ use crate::service::saga::LifecycleEvent;
 pub struct State {
     pub db: DatabaseConnection,
     pub cells: cells::Cache,
+    /// The directory in memory, for impact queries.
+    pub directory: service::directory_cache::Cache,
     pub cell_client: CellClient,
     pub plans: Arc<Vec<Plan>>,
     /// Tenant changes, fanned out to every replica through Redis when configured.
@@ -152,6 +154,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let state = State {
         db,
         cells: cache,
+        directory: service::directory_cache::Cache::default(),
         cell_client: CellClient::new(GraphqlClient::new(token, settings.cell_timeout)),
         plans: Arc::new(settings.plans.clone()),
         events,
@@ -247,6 +250,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     ));
     tasks.push(tokio::spawn(expire_break_glass(
         state.clone(),
+        server.shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(shared::changelog::prune_every(
+        state.db.clone(),
+        service::directory_cache::TABLE,
+        service::directory_cache::LOG_KEPT,
+        Duration::from_secs(60),
         server.shutdown.clone(),
     )));
     tasks.push(tokio::spawn(reconcile_sagas(

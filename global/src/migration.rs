@@ -1,6 +1,7 @@
 //! The global database schema.
 
 mod breakglass;
+mod directory_log;
 mod ops;
 mod sync;
 mod versions;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(versions::AddCellVersionAndAnswers),
             Box::new(shared::audit::migration::ChainAuditLog),
             Box::new(breakglass::CreateBreakGlass),
+            Box::new(directory_log::CreateDirectoryLog),
         ]
     }
 }

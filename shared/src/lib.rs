@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod breakglass;
+pub mod changelog;
 pub mod client;
 pub mod config;
 pub mod configkeys;

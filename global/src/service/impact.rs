@@ -7,16 +7,16 @@
 //! reason "cell unreachable". Scopes combine with AND; the result is
 //! ordered by tenant id, so cursors are stable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use shared::configkeys::store as config_keys;
 use shared::impact::{DEFAULT_ENVIRONMENT, Question, parse_value};
-use shared::model::TenantStatus;
 use shared::{Error, Result};
 use uuid::Uuid;
 
+use super::directory_cache::Entry;
 use super::{incidents, maintenance, scope};
 use crate::State;
 use crate::entity::tenant;
@@ -74,10 +74,9 @@ pub struct Impact {
 }
 
 /// A directory row as the selection needs it.
-struct Candidate {
+struct Candidate<'a> {
     id: Uuid,
-    cell: String,
-    region: String,
+    entry: &'a Entry,
     /// Whether the incident's directory part holds (cells, regions, tenants).
     incident_direct: bool,
 }
@@ -189,29 +188,6 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         None => None,
     };
 
-    // Directory facts, in one query.
-    let mut cond =
-        Condition::all()
-            .add(tenant::Column::CellId.ne(""))
-            .add(tenant::Column::Status.is_not_in([
-                TenantStatus::Deleted.as_str(),
-                TenantStatus::Failed.as_str(),
-            ]));
-    if !q.cell_ids.is_empty() {
-        cond = cond.add(tenant::Column::CellId.is_in(q.cell_ids.iter().cloned()));
-    }
-    if !q.regions.is_empty() {
-        cond = cond.add(tenant::Column::Region.is_in(q.regions.iter().cloned()));
-    }
-    if !q.plans.is_empty() {
-        cond = cond.add(tenant::Column::Plan.is_in(q.plans.iter().cloned()));
-    }
-    if let Some(v) = q.tenant_version {
-        cond = cond.add(tenant::Column::Version.eq(v));
-    }
-    if let Some(w) = &window {
-        cond = cond.add(w.condition());
-    }
     let incident_direct = incident.as_ref().map(|i| maintenance::Scope {
         cell_ids: i.cell_ids.clone(),
         regions: i.regions.clone(),
@@ -224,20 +200,15 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         .as_ref()
         .map(|i| i.flag_keys.clone())
         .unwrap_or_default();
-    if let Some(direct) = &incident_direct
-        && incident_flags.is_empty()
-    {
-        if !incident_has_direct {
-            // Components only: no tenant maps to it.
-            return Ok(Impact {
-                complete: true,
-                ..Impact::default()
-            });
-        }
-        cond = cond.add(direct.condition());
+    if incident.is_some() && incident_flags.is_empty() && !incident_has_direct {
+        // Components only: no tenant maps to it.
+        return Ok(Impact {
+            complete: true,
+            ..Impact::default()
+        });
     }
     // Cell facts are asked of every cell that may hold a candidate while
-    // the directory answers (the two do not wait for each other).
+    // the directory cache catches up (the two do not wait for each other).
     let mut asked = Asked::default();
     if let Some(key) = &q.flag_key {
         asked.flag = Some(asked.questions.len());
@@ -277,35 +248,39 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         .filter(|c| q.regions.is_empty() || q.regions.contains(&c.region))
         .map(|c| c.id)
         .collect();
-    let directory = tenant::Entity::find()
-        .select_only()
-        .columns([
-            tenant::Column::Id,
-            tenant::Column::CellId,
-            tenant::Column::Region,
-        ])
-        .filter(cond)
-        .order_by_asc(tenant::Column::Id)
-        .into_tuple()
-        .all(&st.db);
-    let (rows, answers) = tokio::join!(directory, ask_cells(st, may_hold, &asked));
-    let rows: Vec<(Uuid, String, String)> = rows?;
-    let candidates: Vec<Candidate> = rows
-        .into_iter()
-        .map(|(id, cell, region)| Candidate {
-            incident_direct: incident_direct.as_ref().is_some_and(|s| {
-                s.cell_ids.contains(&cell)
-                    || s.regions.contains(&region)
-                    || s.tenant_ids.contains(&id)
-            }),
-            id,
-            cell,
-            region,
+    let (directory, answers) =
+        tokio::join!(st.directory.read(&st.db), ask_cells(st, may_hold, &asked));
+    let directory = directory?;
+
+    // Directory facts, from the cache.
+    let in_directory_scope = |id: &Uuid, e: &Entry| -> bool {
+        (q.cell_ids.is_empty() || q.cell_ids.iter().any(|c| *c == *e.cell))
+            && (q.regions.is_empty() || q.regions.iter().any(|r| *r == *e.region))
+            && (q.plans.is_empty() || q.plans.iter().any(|p| *p == *e.plan))
+            && q.tenant_version.is_none_or(|v| v == e.version)
+            && window
+                .as_ref()
+                .is_none_or(|w| w.covers_cell(&e.cell, &e.region) || w.tenant_ids.contains(id))
+    };
+    let covered_by_incident = |id: &Uuid, e: &Entry| {
+        incident_direct
+            .as_ref()
+            .is_some_and(|s| s.covers_cell(&e.cell, &e.region) || s.tenant_ids.contains(id))
+    };
+    let candidates: Vec<Candidate> = directory
+        .tenants
+        .iter()
+        .filter(|(id, e)| in_directory_scope(id, e))
+        .map(|(id, e)| Candidate {
+            id: *id,
+            entry: e,
+            incident_direct: covered_by_incident(id, e),
         })
+        // Without flags to ask about, the incident is a directory fact.
+        .filter(|c| incident.is_none() || !incident_flags.is_empty() || c.incident_direct)
         .collect();
 
-    let holding: std::collections::HashSet<&str> =
-        candidates.iter().map(|c| c.cell.as_str()).collect();
+    let holding: HashSet<&str> = candidates.iter().map(|c| &*c.entry.cell).collect();
     // A cell that did not answer matters when it holds a candidate.
     let mut unreachable_cells: Vec<String> = if asked.questions.is_empty() {
         Vec::new()
@@ -322,7 +297,7 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         if asked.questions.is_empty() {
             return Some(true);
         }
-        let sets = answers.get(&c.cell)?.as_ref()?;
+        let sets = answers.get(&*c.entry.cell)?.as_ref()?;
         let has = |i: usize| sets[i].binary_search(&c.id).is_ok();
         let flag = asked.flag.is_none_or(has);
         let config = asked.config.is_none_or(has);
@@ -346,17 +321,31 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         unreachable_cells,
         ..Impact::default()
     };
+    let mut by_cell: HashMap<&str, i64> = HashMap::new();
+    let mut by_region: HashMap<&str, i64> = HashMap::new();
     for (c, _) in &selected {
-        *out.by_cell.entry(c.cell.clone()).or_default() += 1;
-        *out.by_region.entry(c.region.clone()).or_default() += 1;
+        *by_cell.entry(&c.entry.cell).or_default() += 1;
+        *by_region.entry(&c.entry.region).or_default() += 1;
     }
+    out.by_cell = by_cell
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    out.by_region = by_region
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     let start = match after {
         Some(a) => selected.partition_point(|(c, _)| c.id <= a),
         None => 0,
     };
     let page: Vec<&(&Candidate, bool)> = selected.iter().skip(start).take(first).collect();
     out.has_next_page = start + page.len() < selected.len();
-    let ids: Vec<Uuid> = page.iter().map(|(c, _)| c.id).collect();
+    let page: Vec<(Uuid, bool)> = page.iter().map(|(c, u)| (c.id, *u)).collect();
+    drop(selected);
+    drop(candidates);
+    drop(directory);
+    let ids: Vec<Uuid> = page.iter().map(|(id, _)| *id).collect();
     let mut models: HashMap<Uuid, tenant::Model> = tenant::Entity::find()
         .filter(tenant::Column::Id.is_in(ids.iter().copied()))
         .all(&st.db)
@@ -364,12 +353,12 @@ pub async fn impacted(st: &State, q: &Query, first: usize, after: Option<Uuid>) 
         .into_iter()
         .map(|m| (m.id, m))
         .collect();
-    for (c, unreachable) in page {
-        let Some(t) = models.remove(&c.id) else {
+    for (id, unreachable) in page {
+        let Some(t) = models.remove(&id) else {
             // Deleted between the two reads: not impacted any more.
             continue;
         };
-        let reasons = reasons(q, &t, *unreachable);
+        let reasons = reasons(q, &t, unreachable);
         out.page.push(Impacted { tenant: t, reasons });
     }
     Ok(out)

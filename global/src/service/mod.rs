@@ -6,6 +6,7 @@ pub mod breakglass;
 pub mod cells;
 pub mod configkeys;
 pub mod directory;
+pub mod directory_cache;
 pub mod flags;
 pub mod idempotency;
 pub mod impact;

@@ -16,6 +16,7 @@ mod backup;
 mod bad_input;
 mod break_glass;
 mod break_glass_groups;
+mod changelog;
 mod chaos_database;
 mod chaos_global;
 mod chaos_redis;

@@ -185,3 +185,87 @@ async fn rollout_progress_reaches_subscribers_of_every_replica() {
     replica.stop().await;
     s.stop().await;
 }
+
+/// Each replica answers impact queries from its own copy of the directory,
+/// which follows the directory's change log: a change made through one
+/// replica is in the very next answer of the other, without waiting.
+#[tokio::test]
+async fn impact_answers_on_one_replica_see_changes_made_on_another_at_once() {
+    let s = Stack::start(Backend::Postgres).await;
+    let replica = global::build(global_settings(
+        &s.global_database_url,
+        &s.keys,
+        &s.options,
+        &s.redis_prefix,
+    ))
+    .await
+    .expect("second replica starts");
+    let ask = |scope: serde_json::Value| {
+        let s = &s;
+        let url = replica.url();
+        async move {
+            let v = s
+                .gql_at(
+                    &url,
+                    Some(&s.admin()),
+                    "query($s: ImpactScope!) { impactedTenants(scope: $s, first: 100) { totalCount tenants { edges { node { tenant { id } } } } } }",
+                    json!({ "s": scope }),
+                )
+                .await
+                .1;
+            assert!(v.get("errors").is_none(), "{v}");
+            let ids: Vec<String> = v["data"]["impactedTenants"]["tenants"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["tenant"]["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids
+        }
+    };
+    assert!(ask(json!({ "regions": ["us-east-1"] })).await.is_empty());
+    let made = s.create_tenant("replica-impact", "us-east-1").await;
+    let id = made["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    // Placed and ACTIVE, as the first replica reads it.
+    let mut version = 0;
+    for _ in 0..100 {
+        let v = s
+            .gql(
+                &s.admin(),
+                "query($id: ID!) { tenant(id: $id) { status version } }",
+                json!({ "id": id }),
+            )
+            .await;
+        if v["data"]["tenant"]["status"] == "ACTIVE" {
+            version = v["data"]["tenant"]["version"].as_i64().unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(version > 0, "the tenant never became ACTIVE");
+    assert_eq!(
+        ask(json!({ "regions": ["us-east-1"] })).await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        ask(json!({ "tenantVersion": version })).await,
+        vec![id.clone()]
+    );
+    let suspended = s
+        .gql(
+            &s.admin(),
+            "mutation($i: ChangeTenantStatusInput!) { suspendTenant(input: $i) { version } }",
+            json!({ "i": { "tenantId": id, "expectedVersion": version, "idempotencyKey": "suspend-replica-impact" } }),
+        )
+        .await;
+    let now = suspended["data"]["suspendTenant"]["version"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{suspended}"));
+    assert!(ask(json!({ "tenantVersion": version })).await.is_empty());
+    assert_eq!(ask(json!({ "tenantVersion": now })).await, vec![id.clone()]);
+    replica.stop().await;
+    s.stop().await;
+}
