@@ -124,6 +124,22 @@ pub enum Step {
 /// A counter change waiting for the database: (tenant, metric index, window start).
 pub type CounterKey = (Uuid, u32, i64);
 
+/// What waits for the database.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// PERIODIC and GAUGE counter changes.
+    pub deltas: Vec<(CounterKey, i64)>,
+    /// RATE slots: (tenant, metric index) → theoretical arrival time (µs).
+    pub rates: Vec<((Uuid, u32), i64)>,
+    pub keys: Vec<FreshKey>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty() && self.rates.is_empty() && self.keys.is_empty()
+    }
+}
+
 /// A consume key waiting for the database.
 #[derive(Debug, Clone, Copy)]
 pub struct FreshKey {
@@ -145,6 +161,8 @@ struct Shard {
     rotated: i64,
     /// Changes not yet written to the database (when persisting).
     deltas: FxHashMap<CounterKey, i64>,
+    /// RATE slots' theoretical arrival times not yet written.
+    rates: FxHashMap<(Uuid, u32), i64>,
     fresh: Vec<FreshKey>,
     unpersisted: u64,
     allowed: u64,
@@ -279,7 +297,9 @@ impl Memory {
         } else {
             s.denied += 1;
         }
-        if self.persist && a.kind != Kind::Rate && (slot.used, slot.at) != (before, before_at) {
+        if self.persist && a.kind == Kind::Rate && slot.at != before_at {
+            s.rates.insert((a.tenant, a.metric), slot.at);
+        } else if self.persist && (slot.used, slot.at) != (before, before_at) {
             // A new window starts from zero.
             let delta = if slot.at == before_at {
                 slot.used - before
@@ -342,29 +362,41 @@ impl Memory {
         }
     }
 
+    /// Restores a RATE slot's theoretical arrival time read from the database.
+    pub fn restore_rate(&self, tenant: Uuid, metric: u32, tat: i64) {
+        let mut s = self.lock(&tenant);
+        let slot = s.slots.entry((tenant, metric)).or_default();
+        slot.at = slot.at.max(tat);
+    }
+
     /// Restores a consume key read from the database.
     pub fn restore_key(&self, tenant: Uuid, key: u128, r: Remembered) {
         self.lock(&tenant).seen.insert((tenant, key), r);
     }
 
     /// Takes what waits for the database.
-    pub fn drain(&self) -> (Vec<(CounterKey, i64)>, Vec<FreshKey>) {
-        let mut deltas = Vec::new();
-        let mut keys = Vec::new();
+    pub fn drain(&self) -> Pending {
+        let mut p = Pending::default();
         for sh in self.shards.iter() {
             let mut s = sh.lock().unwrap_or_else(|p| p.into_inner());
-            deltas.extend(s.deltas.drain().filter(|(_, d)| *d != 0));
-            keys.append(&mut s.fresh);
+            p.deltas.extend(s.deltas.drain().filter(|(_, d)| *d != 0));
+            p.rates.extend(s.rates.drain());
+            p.keys.append(&mut s.fresh);
         }
-        (deltas, keys)
+        p
     }
 
     /// Puts back what could not be written (the next flush tries again).
-    pub fn requeue(&self, deltas: Vec<(CounterKey, i64)>, keys: Vec<FreshKey>) {
-        for (k, d) in deltas {
+    pub fn requeue(&self, p: Pending) {
+        for (k, d) in p.deltas {
             *self.lock(&k.0).deltas.entry(k).or_default() += d;
         }
-        for k in keys {
+        for ((t, m), tat) in p.rates {
+            let mut s = self.lock(&t);
+            let e = s.rates.entry((t, m)).or_default();
+            *e = (*e).max(tat);
+        }
+        for k in p.keys {
             let mut s = self.lock(&k.tenant);
             if s.fresh.len() < self.cap {
                 s.fresh.push(k);
@@ -467,8 +499,51 @@ mod tests {
         assert!(replay && r.used == 1);
         let (r, _) = outcome(m.apply(&ask(t, 5, 5, Op::Release), &w, true));
         assert_eq!((r.used, r.remaining), (0, 3));
-        let (deltas, keys) = m.drain();
-        assert_eq!(deltas.iter().map(|(_, d)| d).sum::<i64>(), 0, "{deltas:?}");
-        assert_eq!(keys.len(), 5, "keys 1 to 5 (3 was denied: kept too)");
+        let p = m.drain();
+        assert_eq!(p.deltas.iter().map(|(_, d)| d).sum::<i64>(), 0, "{p:?}");
+        assert_eq!(p.keys.len(), 5, "keys 1 to 5 (3 was denied: kept too)");
+        assert!(p.rates.is_empty());
+    }
+
+    #[test]
+    fn a_rate_slot_is_queued_for_the_database_and_restored() {
+        let rule = Rule {
+            limit: 10,
+            period: None,
+            burst: Some(2),
+            enforcement: Enforcement::Hard,
+        };
+        let t = Uuid::now_v7();
+        let rate = |key, now| Ask {
+            kind: Kind::Rate,
+            now,
+            ..ask(t, key, 1, Op::Consume)
+        };
+        let m = memory_with(t, rule);
+        let w = Windows::default();
+        let now = 1_000_000_000;
+        assert!(outcome(m.apply(&rate(1, now), &w, true)).0.allowed);
+        assert!(outcome(m.apply(&rate(2, now), &w, true)).0.allowed);
+        assert!(!outcome(m.apply(&rate(3, now), &w, true)).0.allowed);
+        let p = m.drain();
+        assert!(p.deltas.is_empty(), "RATE is not a counter: {p:?}");
+        // Two units of 100 ms each: the slot is 200 ms ahead.
+        assert_eq!(p.rates, vec![((t, 0), now + 200_000)]);
+
+        // A new limiter that restored the slot has no burst left either.
+        let fresh = memory_with(t, rule);
+        fresh.restore_rate(t, 0, now + 200_000);
+        assert!(!outcome(fresh.apply(&rate(4, now), &w, true)).0.allowed);
+        assert!(
+            outcome(fresh.apply(&rate(5, now + 100_000), &w, true))
+                .0
+                .allowed
+        );
+        // A failed write is queued again; the later time wins.
+        fresh.requeue(Pending {
+            rates: vec![((t, 0), now)],
+            ..Pending::default()
+        });
+        assert_eq!(fresh.drain().rates, vec![((t, 0), now + 300_000)]);
     }
 }

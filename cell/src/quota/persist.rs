@@ -11,7 +11,10 @@
 //! At start, `restore` reads both back before the cell serves. A crash
 //! (not a stop) loses what waited for the next flush: at most
 //! `persist_interval` of consumes, whose keys and counts go together.
-//! RATE state is not kept: after a restart a tenant starts with a full burst.
+//! - RATE slots: the theoretical arrival time of each slot a consume moved,
+//!   in the same flush, as a `quota_counters` row with `window_start`
+//!   `RATE_WINDOW` (-1) whose `used` is that time; the later time wins. A
+//!   restart therefore does not hand a tenant a fresh burst.
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
@@ -21,7 +24,7 @@ use shared::quota::window;
 use uuid::Uuid;
 
 use super::Engine;
-use super::memory::{CounterKey, FreshKey, Remembered};
+use super::memory::{Pending, Remembered};
 
 /// Rows per INSERT statement.
 const CHUNK: usize = 1000;
@@ -45,10 +48,31 @@ fn placeholders(backend: DbBackend, n: &mut usize, count: usize) -> String {
     out
 }
 
+/// The `window_start` of a RATE slot's row, whose `used` holds the slot's
+/// theoretical arrival time (µs since the epoch) instead of a count.
+pub const RATE_WINDOW: i64 = -1;
+
+/// How an upsert merges a row with the one stored.
+#[derive(Clone, Copy)]
+enum Merge {
+    /// Adds to the stored count.
+    Add,
+    /// Keeps the later of the two (a RATE slot's arrival time).
+    Latest,
+}
+
 /// Adds `used` to each `(tenant, metric, window start)` counter.
 pub async fn add_counters<C: ConnectionTrait>(
     db: &C,
     rows: &[(String, String, i64, i64)],
+) -> Result<()> {
+    upsert_counters(db, rows, Merge::Add).await
+}
+
+async fn upsert_counters<C: ConnectionTrait>(
+    db: &C,
+    rows: &[(String, String, i64, i64)],
+    merge: Merge,
 ) -> Result<()> {
     let backend = db.get_database_backend();
     // One lock order for every writer of these rows (the flusher drains its
@@ -74,9 +98,15 @@ pub async fn add_counters<C: ConnectionTrait>(
                 (*used).into(),
             ]);
         }
-        sql.push_str(
-            " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = quota_counters.used + excluded.used",
-        );
+        sql.push_str(match merge {
+            Merge::Add => {
+                " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = quota_counters.used + excluded.used"
+            }
+            Merge::Latest => {
+                " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = \
+                 CASE WHEN excluded.used > quota_counters.used THEN excluded.used ELSE quota_counters.used END"
+            }
+        });
         db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
     }
@@ -128,31 +158,49 @@ impl Engine {
         if !self.in_memory() {
             return Ok((0, 0));
         }
-        let (deltas, keys) = self.memory.drain();
-        if deltas.is_empty() && keys.is_empty() {
+        let pending = self.memory.drain();
+        if pending.is_empty() {
             return Ok((0, 0));
         }
-        match self.write(&deltas, &keys).await {
-            Ok(()) => Ok((deltas.len(), keys.len())),
+        match self.write(&pending).await {
+            Ok(()) => Ok((
+                pending.deltas.len() + pending.rates.len(),
+                pending.keys.len(),
+            )),
             Err(e) => {
-                self.memory.requeue(deltas, keys);
+                self.memory.requeue(pending);
                 Err(e)
             }
         }
     }
 
-    async fn write(&self, deltas: &[(CounterKey, i64)], keys: &[FreshKey]) -> Result<()> {
+    async fn write(&self, pending: &Pending) -> Result<()> {
         let catalog = self.catalog();
-        let rows: Vec<(String, String, i64, i64)> = deltas
+        let rows: Vec<(String, String, i64, i64)> = pending
+            .deltas
             .iter()
             .filter_map(|((t, idx, ws), d)| {
                 Some((t.to_string(), catalog.name(*idx)?.to_owned(), *ws, *d))
             })
             .collect();
+        let rates: Vec<(String, String, i64, i64)> = pending
+            .rates
+            .iter()
+            .filter_map(|((t, idx), tat)| {
+                Some((
+                    t.to_string(),
+                    catalog.name(*idx)?.to_owned(),
+                    RATE_WINDOW,
+                    *tat,
+                ))
+            })
+            .collect();
         let ttl = i64::try_from(self.settings.consume_key_ttl.as_micros()).unwrap_or(i64::MAX);
         let txn = shared::db::begin_write(&self.db).await?;
         add_counters(&txn, &rows).await?;
+        upsert_counters(&txn, &rates, Merge::Latest).await?;
         let backend = txn.get_database_backend();
+        let keys = &pending.keys;
         for chunk in keys.chunks(CHUNK) {
             let mut n = 0;
             let mut sql = String::from(
@@ -188,10 +236,10 @@ impl Engine {
         let now = window::micros(Utc::now());
         let catalog = self.catalog();
         let backend = self.db.get_database_backend();
-        let p1 = if backend == DbBackend::Postgres {
-            "$1"
+        let (p1, p2) = if backend == DbBackend::Postgres {
+            ("$1", "$2")
         } else {
-            "?"
+            ("?", "?")
         };
         let rows = self
             .db
@@ -199,9 +247,10 @@ impl Engine {
                 backend,
                 format!(
                     "SELECT tenant_id, metric, window_start, used FROM quota_counters \
-                     WHERE window_start = 0 OR window_start >= {p1}"
+                     WHERE window_start = 0 OR window_start >= {p1} \
+                     OR (window_start = {RATE_WINDOW} AND used > {p2})"
                 ),
-                [(now - COUNTER_KEEP_US).into()],
+                [(now - COUNTER_KEEP_US).into(), now.into()],
             ))
             .await?;
         let mut counters = 0;
@@ -211,12 +260,13 @@ impl Engine {
             let (Ok(t), Some(e)) = (t.parse::<Uuid>(), catalog.get(&m)) else {
                 continue;
             };
-            self.memory.restore_counter(
-                t,
-                e.idx,
-                r.try_get("", "window_start")?,
-                r.try_get("", "used")?,
-            );
+            let start: i64 = r.try_get("", "window_start")?;
+            let used: i64 = r.try_get("", "used")?;
+            if start == RATE_WINDOW {
+                self.memory.restore_rate(t, e.idx, used);
+            } else {
+                self.memory.restore_counter(t, e.idx, start, used);
+            }
             counters += 1;
         }
         let rows = self
@@ -248,10 +298,10 @@ impl Engine {
     pub async fn purge_limiter_rows(&self) -> Result<u64> {
         let now = window::micros(Utc::now());
         let backend = self.db.get_database_backend();
-        let p1 = if backend == DbBackend::Postgres {
-            "$1"
+        let (p1, p2) = if backend == DbBackend::Postgres {
+            ("$1", "$2")
         } else {
-            "?"
+            ("?", "?")
         };
         let keys = self
             .db
@@ -266,9 +316,10 @@ impl Engine {
             .execute_raw(Statement::from_sql_and_values(
                 backend,
                 format!(
-                    "DELETE FROM quota_counters WHERE window_start > 0 AND window_start < {p1}"
+                    "DELETE FROM quota_counters WHERE (window_start > 0 AND window_start < {p1}) \
+                     OR (window_start = {RATE_WINDOW} AND used < {p2})"
                 ),
-                [(now - COUNTER_KEEP_US).into()],
+                [(now - COUNTER_KEEP_US).into(), now.into()],
             ))
             .await?;
         Ok(keys.rows_affected() + counters.rows_affected())

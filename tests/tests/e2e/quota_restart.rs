@@ -1,6 +1,7 @@
 //! The in-memory limiter (one replica) across a cell restart: a retried
 //! consume is not counted twice and answers its first decision, PERIODIC
-//! counters (consumed and metered) and GAUGE levels are kept. Once when the
+//! counters (consumed and metered), GAUGE levels and RATE slots (no fresh
+//! burst after a restart) are kept. Once when the
 //! cell stops (the last flush runs after requests drained), once when the
 //! cell process is killed (SIGKILL) after the persist interval passed.
 
@@ -58,7 +59,22 @@ async fn before(s: &Stack, url: &str, tok: &str, a: &str) -> Value {
     )
     .await;
     set(s, a, "seats", json!({ "limit": 5, "enforcement": "HARD" })).await;
+    // One a second, a burst of 3, SOFT: 100 at once are allowed and push
+    // the slot's arrival time 100 s ahead.
+    set(
+        s,
+        a,
+        "api.rate",
+        json!({ "limit": 1, "burst": 3, "enforcement": "SOFT" }),
+    )
+    .await;
     let t = Some(tok);
+    let (_, r) = hook(s, url, CONSUME, t, consume(a, "api.rate", 100, "r1")).await;
+    assert_eq!(
+        (r["allowed"].as_bool(), r["overage"].as_i64()),
+        (Some(true), Some(97)),
+        "{r}"
+    );
     let (st, first) = hook(s, url, CONSUME, t, consume(a, "api.calls", 4, "c1")).await;
     assert_eq!((st, first["remaining"].as_i64()), (200, Some(6)), "{first}");
     let (_, g) = hook(s, url, CONSUME, t, consume(a, "seats", 2, "g1")).await;
@@ -95,6 +111,18 @@ async fn after(s: &Stack, url: &str, tok: &str, a: &str, first: &Value) {
         "4 consumed + 3 metered, once"
     );
     assert_eq!(used(s, a, "seats").await, 2, "the GAUGE level is kept");
+    // A fresh slot would allow 1 within the burst; the kept one is 100 s
+    // ahead, so the unit is overage.
+    let (_, r) = hook(s, url, CONSUME, t, consume(a, "api.rate", 1, "r2")).await;
+    assert_eq!(
+        (
+            r["allowed"].as_bool(),
+            r["overage"].as_i64(),
+            r["remaining"].as_i64()
+        ),
+        (Some(true), Some(1), Some(0)),
+        "the RATE slot is kept: {r}"
+    );
     let (_, d) = hook(s, url, CONSUME, t, consume(a, "api.calls", 3, "c2")).await;
     assert_eq!(
         (d["allowed"].as_bool(), d["remaining"].as_i64()),
@@ -118,7 +146,8 @@ async fn a_stopped_cell_keeps_counters_and_consume_keys() {
     let mut s = Stack::start_with(o).await;
     define(&s, "api.calls", "PERIODIC", "CLOSED").await;
     define(&s, "seats", "GAUGE", "CLOSED").await;
-    wait_synced(&s, &["api.calls", "seats"]).await;
+    define(&s, "api.rate", "RATE", "CLOSED").await;
+    wait_synced(&s, &["api.calls", "seats", "api.rate"]).await;
     let a = s.create_tenant("restart-a", "eu-west-1").await["id"]
         .as_str()
         .unwrap()
@@ -176,6 +205,7 @@ async fn a_killed_cell_keeps_what_it_persisted_before_the_crash() {
     let s = Stack::start_with(o).await;
     define(&s, "api.calls", "PERIODIC", "CLOSED").await;
     define(&s, "seats", "GAUGE", "CLOSED").await;
+    define(&s, "api.rate", "RATE", "CLOSED").await;
     let (name, db_url) = backing::create_database().await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -188,7 +218,7 @@ async fn a_killed_cell_keeps_what_it_persisted_before_the_crash() {
         .to_owned();
     let db = shared::db::connect(&db_url, 2).await.unwrap();
     for _ in 0..200 {
-        if shared::quota::store::all(&db).await.unwrap().len() == 2 {
+        if shared::quota::store::all(&db).await.unwrap().len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
