@@ -126,7 +126,11 @@ async fn tick(st: &State) -> Result<()> {
         let frozen = rollouts::frozen_by(st, &r.doc).await?;
         rollouts::modify(st, r.doc.plan.id, None, |d| {
             if d.plan.state == RolloutState::Pending {
-                return Ok(rollouts::begin_if_due(d, &cells));
+                return Ok(match frozen {
+                    Some(window) if rollouts::due(d) => frozen_note(d, window),
+                    Some(_) => Change::default(),
+                    None => rollouts::begin_if_due(d, &cells),
+                });
             }
             if !matches!(d.plan.state, RolloutState::Running | RolloutState::Stuck) {
                 return Ok(Change::default());
@@ -150,7 +154,7 @@ async fn tick(st: &State) -> Result<()> {
 /// the last entry already says so.
 fn frozen_note(d: &Rollout, window: Uuid) -> Change {
     let mut c = Change::default();
-    let note = format!("maintenance window {window} is in progress: the next stage waits");
+    let note = rollouts::frozen_detail(window);
     if d.history
         .last()
         .is_none_or(|h| h.event != "FROZEN" || h.detail != note)

@@ -364,15 +364,28 @@ async fn create(
     let now = Utc::now();
     let first = n.stages[0].name.clone();
     let pending = n.start_at.filter(|at| *at > now);
-    let (state, history) = match pending {
-        Some(at) => (
+    let frozen = match pending {
+        Some(_) => None,
+        None => super::maintenance::freezing(st, &n.stages[0].cohort).await?,
+    };
+    let (state, history) = match (pending, frozen) {
+        (Some(at), _) => (
             RolloutState::Pending,
             vec![entry(
                 "PENDING",
                 format!("by {actor}; starts at {}", at.to_rfc3339()),
             )],
         ),
-        None => (
+        // Due, but its first stage reaches a frozen tenant: it starts by
+        // itself once the window is over.
+        (None, Some(window)) => (
+            RolloutState::Pending,
+            vec![
+                entry("PENDING", format!("by {actor}")),
+                entry("FROZEN", frozen_detail(window)),
+            ],
+        ),
+        (None, None) => (
             RolloutState::Running,
             vec![
                 entry("STARTED", format!("by {actor}")),
@@ -606,9 +619,20 @@ pub enum Op {
     Rollback,
 }
 
-/// The maintenance window that holds a rollout's next stage, if any.
+/// Why a maintenance window holds a rollout, as its history says.
+pub fn frozen_detail(window: Uuid) -> String {
+    format!("maintenance window {window} is in progress: the next stage waits")
+}
+
+/// The maintenance window that holds a rollout's next stage (a PENDING
+/// rollout's first), if any.
 pub async fn frozen_by(st: &State, d: &Rollout) -> Result<Option<Uuid>> {
-    match d.plan.stages.get(d.plan.stage + 1) {
+    let next = if d.plan.state == RolloutState::Pending {
+        d.plan.stages.first()
+    } else {
+        d.plan.stages.get(d.plan.stage + 1)
+    };
+    match next {
         Some(next) => super::maintenance::freezing(st, &next.cohort).await,
         None => Ok(None),
     }
@@ -703,10 +727,15 @@ pub fn begin(d: &mut Rollout, cells: &[String], c: &mut Change) {
     ));
 }
 
+/// Whether a PENDING rollout's start time came.
+pub fn due(d: &Rollout) -> bool {
+    d.plan.state == RolloutState::Pending && d.start_at.is_none_or(|at| at <= Utc::now())
+}
+
 /// Starts a PENDING rollout whose start time came.
 pub fn begin_if_due(d: &mut Rollout, cells: &[String]) -> Change {
     let mut c = Change::default();
-    if d.plan.state == RolloutState::Pending && d.start_at.is_none_or(|at| at <= Utc::now()) {
+    if due(d) {
         begin(d, cells, &mut c);
     }
     c

@@ -1,7 +1,8 @@
 //! A maintenance window with `freezeRollouts` holds every rollout whose
 //! next stage would reach one of its tenants: the soak ends but the stage
-//! does not advance, an operator's advance is refused, and the rollout
-//! goes on once the window is over. Rollouts that do not reach the window's
+//! does not advance, a rollout whose first stage would reach them does not
+//! start, an operator's advance is refused, and the rollouts go on once
+//! the window is over. Rollouts that do not reach the window's
 //! tenants are not held.
 
 use std::time::Duration;
@@ -88,6 +89,25 @@ async fn a_freezing_window_holds_rollouts_that_would_reach_its_tenants() {
         .unwrap_or_else(|| panic!("{free}"))
         .to_owned();
 
+    // Not started: its first stage reaches the US tenant.
+    boolean_flag(&s, "unstarted").await;
+    let unstarted = s
+        .gql(
+            &admin,
+            &start_rollout(),
+            start(
+                "unstarted",
+                json!([
+                    { "name": "us", "cohort": { "tenantIds": [us_id] }, "soakSeconds": 0 },
+                ]),
+            ),
+        )
+        .await;
+    let unstarted_id = unstarted["data"]["startRollout"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{unstarted}"))
+        .to_owned();
+
     // The free rollout completes; the held one waits at stage 0, saying why.
     let mut last = Value::Null;
     for _ in 0..200 {
@@ -140,6 +160,25 @@ async fn a_freezing_window_holds_rollouts_that_would_reach_its_tenants() {
         )
         .await;
     assert_eq!(code(&adv), Some("CONFLICT"), "{adv}");
+    // The unstarted one is still PENDING, says why, and cannot be forced.
+    let u = rollout(&s, &unstarted_id).await;
+    assert_eq!(u["state"], "PENDING", "{u}");
+    assert!(
+        u["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "FROZEN" && e["detail"].as_str().unwrap().contains(&wid)),
+        "{u}"
+    );
+    let adv = s
+        .gql(
+            &admin,
+            "mutation($id: ID!) { advanceRollout(id: $id) { stage } }",
+            json!({ "id": unstarted_id }),
+        )
+        .await;
+    assert_eq!(code(&adv), Some("CONFLICT"), "{adv}");
 
     // The window ends early: the rollout goes on by itself.
     let end = s
@@ -155,6 +194,14 @@ async fn a_freezing_window_holds_rollouts_that_would_reach_its_tenants() {
     );
     for _ in 0..200 {
         last = rollout(&s, &held_id).await;
+        if last["state"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["state"], "COMPLETED", "{last}");
+    for _ in 0..200 {
+        last = rollout(&s, &unstarted_id).await;
         if last["state"] == "COMPLETED" {
             break;
         }
