@@ -82,9 +82,19 @@ impl ConfigIndex {
                 for (tenant, version, doc) in rows {
                     fresh.put(tenant, version, &doc)?;
                 }
+                tracing::debug!(
+                    tenants = fresh.tenants.len(),
+                    cursor = head,
+                    "config index reloaded"
+                );
                 *idx = fresh;
             }
             Follow::Changed { keys, to } => {
+                tracing::debug!(
+                    changed = keys.len(),
+                    cursor = to,
+                    "config index follows the log"
+                );
                 for chunk in keys.chunks(CHUNK) {
                     let rows: Vec<(Uuid, i64, String)> = columns()
                         .filter(config::Column::TenantId.is_in(chunk.iter().copied()))

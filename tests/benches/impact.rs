@@ -6,7 +6,8 @@
 //! cargo bench -p e2e --bench impact -- [--tenants N] [--iterations N]
 //!
 //! The tenants are written straight into the directory and the cells'
-//! databases (creating 100,000 through the saga would take an hour); the
+//! databases, with the versions cells record once they applied a tenant's
+//! directory events (creating 100,000 through the saga would take an hour); the
 //! flag and the config key are defined through the API, and each cell
 //! recompiles its flag snapshot from its database as it does at start.
 
@@ -84,6 +85,21 @@ async fn seed(s: &Stack, n: usize) {
                 format!(
                     "INSERT INTO tenants (id, slug, name, region, plan, status, version, created_at, updated_at, purge_at, plan_version) VALUES {}",
                     rec.join(",")
+                ),
+            )
+            .await;
+            // What the cell records once it applied the tenant's directory
+            // events: without it the global tier's anti-entropy would find
+            // every seeded tenant behind and send its events again.
+            let applied: Vec<String> = chunk
+                .iter()
+                .map(|(id, _)| format!("('tenant:{id}', 2)"))
+                .collect();
+            exec(
+                db,
+                format!(
+                    "INSERT INTO sync_applied (entity, version) VALUES {}",
+                    applied.join(",")
                 ),
             )
             .await;

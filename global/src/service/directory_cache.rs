@@ -126,6 +126,11 @@ impl Cache {
             }
             Follow::Changed { keys, to } => (keys, to),
         };
+        tracing::debug!(
+            changed = ids.len(),
+            cursor = to,
+            "directory cache follows the log"
+        );
         let mut fetched: Vec<DirRow> = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             fetched.extend(
@@ -156,6 +161,11 @@ impl Cache {
         }
         fresh.cursor = head;
         fresh.loaded = true;
+        tracing::debug!(
+            tenants = fresh.tenants.len(),
+            cursor = head,
+            "directory cache reloaded"
+        );
         *self.rows.write().await = fresh;
         Ok(())
     }
