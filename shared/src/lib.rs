@@ -2,6 +2,16 @@
 //! the error model, telemetry, config loading, the HTTP surface and the
 //! GraphQL client one tier uses to call another.
 
+/// Every binary of the control plane (and every test and bench, which host
+/// the tiers in process) allocates through mimalloc: the request paths
+/// allocate per request, and glibc's malloc took about 15 % of a quota
+/// hook's CPU under load (BENCHMARKS.md, issue 5). Built without
+/// transparent huge pages (`no_thp`): with them, memory mimalloc hands back
+/// and takes again costs a 2 MiB page zeroed by the kernel each time, which
+/// cut the in-process quota hook to a third.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod audit;
 pub mod auth;
 pub mod breakglass;

@@ -481,7 +481,9 @@ fn main() {
         }];
         let s = Stack::start_with(o).await;
         e2e::quota::define(&s, "api.calls", "PERIODIC", "CLOSED").await;
-        e2e::quota::wait_synced(&s, &["api.calls"]).await;
+        // The isolation part's metric: RATE 100/s, burst 200, HARD on `pro`.
+        e2e::quota::define(&s, "api.requests", "RATE", "CLOSED").await;
+        e2e::quota::wait_synced(&s, &["api.calls", "api.requests"]).await;
         let c = s.cell(CELL);
         c.state.quota.reload_catalog().await.unwrap();
         let one = Arc::new(tenants(&c.state.db, 1).await);

@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 use crate::quota::{Engine, Op, usage};
 
-#[derive(Clone)]
 struct Hooks {
     engine: Arc<Engine>,
     keys: Arc<Keys>,
@@ -47,13 +46,14 @@ pub fn router(
         .route(RELEASE, post(release))
         .route(USAGE, post(ingest))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(Hooks {
+        // One `Arc`: the state is cloned for every request.
+        .with_state(Arc::new(Hooks {
             engine,
             keys,
             tokens: Arc::default(),
             revocations,
             cell,
-        })
+        }))
 }
 
 fn error(e: Error) -> Response {
@@ -165,25 +165,25 @@ async fn decide(h: &Hooks, headers: &HeaderMap, body: &Bytes, op: Op) -> Result<
     Ok(axum::Json(d).into_response())
 }
 
-async fn check(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
+async fn check(State(h): State<Arc<Hooks>>, headers: HeaderMap, body: Bytes) -> Response {
     decide(&h, &headers, &body, Op::Check)
         .await
         .unwrap_or_else(error)
 }
 
-async fn consume(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
+async fn consume(State(h): State<Arc<Hooks>>, headers: HeaderMap, body: Bytes) -> Response {
     decide(&h, &headers, &body, Op::Consume)
         .await
         .unwrap_or_else(error)
 }
 
-async fn release(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
+async fn release(State(h): State<Arc<Hooks>>, headers: HeaderMap, body: Bytes) -> Response {
     decide(&h, &headers, &body, Op::Release)
         .await
         .unwrap_or_else(error)
 }
 
-async fn ingest(State(h): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ingest(State(h): State<Arc<Hooks>>, headers: HeaderMap, body: Bytes) -> Response {
     let run = async {
         let p = authenticate(&h, &headers)?;
         let batch: UsageBatch = parse(&body)?;

@@ -310,7 +310,11 @@ impl Memory {
         }
         if let Some(k) = tk {
             if s.seen.len() >= self.cap || a.now - s.rotated >= self.half_ttl {
-                s.old = std::mem::take(&mut s.seen);
+                // The older generation is forgotten and its table reused:
+                // a fresh one would grow again by reallocating, each time
+                // on pages the kernel must zero.
+                std::mem::swap(&mut s.old, &mut s.seen);
+                s.seen.clear();
                 s.rotated = a.now;
             }
             let r = Remembered {

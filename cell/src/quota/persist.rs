@@ -197,8 +197,6 @@ impl Engine {
             .collect();
         let ttl = i64::try_from(self.settings.consume_key_ttl.as_micros()).unwrap_or(i64::MAX);
         let txn = shared::db::begin_write(&self.db).await?;
-        add_counters(&txn, &rows).await?;
-        upsert_counters(&txn, &rates, Merge::Latest).await?;
         let backend = txn.get_database_backend();
         let keys = &pending.keys;
         for chunk in keys.chunks(CHUNK) {
@@ -223,6 +221,11 @@ impl Engine {
             txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }
+        // Counters last: metered usage updates the same rows, and waits for
+        // their locks only from here to the commit, not through the keys
+        // (up to a million of them after a burst).
+        add_counters(&txn, &rows).await?;
+        upsert_counters(&txn, &rates, Merge::Latest).await?;
         txn.commit().await?;
         Ok(())
     }
