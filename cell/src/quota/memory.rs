@@ -131,12 +131,17 @@ pub struct Pending {
     pub deltas: Vec<(CounterKey, i64)>,
     /// RATE slots: (tenant, metric index) → theoretical arrival time (µs).
     pub rates: Vec<((Uuid, u32), i64)>,
-    pub keys: Vec<FreshKey>,
+    /// Consume keys, in one batch per shard.
+    pub keys: Vec<Vec<FreshKey>>,
 }
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.deltas.is_empty() && self.rates.is_empty() && self.keys.is_empty()
+        self.deltas.is_empty() && self.rates.is_empty() && self.key_count() == 0
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.iter().map(Vec::len).sum()
     }
 }
 
@@ -385,7 +390,13 @@ impl Memory {
             let mut s = sh.lock().unwrap_or_else(|p| p.into_inner());
             p.deltas.extend(s.deltas.drain().filter(|(_, d)| *d != 0));
             p.rates.extend(s.rates.drain());
-            p.keys.append(&mut s.fresh);
+            // Taken whole (decisions wait on this lock): a copy of up to
+            // `cap` keys here would hold them up.
+            if !s.fresh.is_empty() {
+                let room = s.fresh.capacity();
+                p.keys
+                    .push(std::mem::replace(&mut s.fresh, Vec::with_capacity(room)));
+            }
         }
         p
     }
@@ -400,7 +411,7 @@ impl Memory {
             let e = s.rates.entry((t, m)).or_default();
             *e = (*e).max(tat);
         }
-        for k in p.keys {
+        for k in p.keys.into_iter().flatten() {
             let mut s = self.lock(&k.tenant);
             if s.fresh.len() < self.cap {
                 s.fresh.push(k);
@@ -505,7 +516,7 @@ mod tests {
         assert_eq!((r.used, r.remaining), (0, 3));
         let p = m.drain();
         assert_eq!(p.deltas.iter().map(|(_, d)| d).sum::<i64>(), 0, "{p:?}");
-        assert_eq!(p.keys.len(), 5, "keys 1 to 5 (3 was denied: kept too)");
+        assert_eq!(p.key_count(), 5, "keys 1 to 5 (3 was denied: kept too)");
         assert!(p.rates.is_empty());
     }
 

@@ -32,20 +32,23 @@ const CHUNK: usize = 1000;
 /// Counters older than this (µs) are forgotten; GAUGE levels (window 0) never.
 const COUNTER_KEEP_US: i64 = 32 * 86_400 * 1_000_000;
 
-fn placeholders(backend: DbBackend, n: &mut usize, count: usize) -> String {
-    let mut out = String::from("(");
+/// Appends `(p1, …, p{count})` to `out`, numbering on from `n`.
+fn placeholders(out: &mut String, backend: DbBackend, n: &mut usize, count: usize) {
+    use std::fmt::Write;
+    out.push('(');
     for i in 0..count {
         if i > 0 {
             out.push(',');
         }
         *n += 1;
         match backend {
-            DbBackend::Postgres => out.push_str(&format!("${n}")),
+            DbBackend::Postgres => {
+                let _ = write!(out, "${n}");
+            }
             _ => out.push('?'),
         }
     }
     out.push(')');
-    out
 }
 
 /// The `window_start` of a RATE slot's row, whose `used` holds the slot's
@@ -90,7 +93,7 @@ async fn upsert_counters<C: ConnectionTrait>(
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&placeholders(backend, &mut n, 4));
+            placeholders(&mut sql, backend, &mut n, 4);
             values.extend([
                 t.clone().into(),
                 m.clone().into(),
@@ -165,7 +168,7 @@ impl Engine {
         match self.write(&pending).await {
             Ok(()) => Ok((
                 pending.deltas.len() + pending.rates.len(),
-                pending.keys.len(),
+                pending.key_count(),
             )),
             Err(e) => {
                 self.memory.requeue(pending);
@@ -198,8 +201,7 @@ impl Engine {
         let ttl = i64::try_from(self.settings.consume_key_ttl.as_micros()).unwrap_or(i64::MAX);
         let txn = shared::db::begin_write(&self.db).await?;
         let backend = txn.get_database_backend();
-        let keys = &pending.keys;
-        for chunk in keys.chunks(CHUNK) {
+        for chunk in pending.keys.iter().flat_map(|k| k.chunks(CHUNK)) {
             let mut n = 0;
             let mut sql = String::from(
                 "INSERT INTO quota_consume_keys (tenant_id, key_hash, answer, expires_at) VALUES ",
@@ -209,7 +211,7 @@ impl Engine {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&placeholders(backend, &mut n, 4));
+                placeholders(&mut sql, backend, &mut n, 4);
                 values.extend([
                     k.tenant.to_string().into(),
                     format!("{:032x}", k.key).into(),
