@@ -17,9 +17,34 @@ async fn rollout(s: &Stack, id: &str) -> Value {
     v["data"]["rollout"].clone()
 }
 
-fn start(flag: &str, stages: Value) -> Value {
-    json!({ "i": { "flagKey": flag, "environment": "prod", "variant": "on", "stages": stages,
-        "ackDeadlineSeconds": 20, "idempotencyKey": format!("start-{flag}") } })
+/// Starts a rollout of `on` for `flag` in prod; returns its id.
+async fn start(s: &Stack, flag: &str, stages: Value) -> String {
+    let v = s
+        .gql(
+            &s.admin(),
+            &start_rollout(),
+            json!({ "i": { "flagKey": flag, "environment": "prod", "variant": "on", "stages": stages,
+                "ackDeadlineSeconds": 20, "idempotencyKey": format!("start-{flag}") } }),
+        )
+        .await;
+    v["data"]["startRollout"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+/// The rollout once it is COMPLETED (10 s at most).
+async fn completed(s: &Stack, id: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = rollout(s, id).await;
+        if last["state"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["state"], "COMPLETED", "{last}");
+    last
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -52,72 +77,40 @@ async fn a_freezing_window_holds_rollouts_that_would_reach_its_tenants() {
 
     // Held: its second stage reaches the US tenant.
     boolean_flag(&s, "held").await;
-    let held = s
-        .gql(
-            &admin,
-            &start_rollout(),
-            start(
-                "held",
-                json!([
-                    { "name": "eu", "cohort": { "tenantIds": [eu_id] }, "soakSeconds": 0 },
-                    { "name": "us", "cohort": { "tenantIds": [us_id] }, "soakSeconds": 0 },
-                ]),
-            ),
-        )
-        .await;
-    let held_id = held["data"]["startRollout"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{held}"))
-        .to_owned();
+    let held_id = start(
+        &s,
+        "held",
+        json!([
+            { "name": "eu", "cohort": { "tenantIds": [eu_id] }, "soakSeconds": 0 },
+            { "name": "us", "cohort": { "tenantIds": [us_id] }, "soakSeconds": 0 },
+        ]),
+    )
+    .await;
     // Not held: both stages stay in the EU.
     boolean_flag(&s, "free").await;
-    let free = s
-        .gql(
-            &admin,
-            &start_rollout(),
-            start(
-                "free",
-                json!([
-                    { "name": "eu", "cohort": { "tenantIds": [eu_id] }, "soakSeconds": 0 },
-                    { "name": "eu-all", "cohort": { "regions": ["eu-west-1"] }, "soakSeconds": 0 },
-                ]),
-            ),
-        )
-        .await;
-    let free_id = free["data"]["startRollout"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{free}"))
-        .to_owned();
+    let free_id = start(
+        &s,
+        "free",
+        json!([
+            { "name": "eu", "cohort": { "tenantIds": [eu_id] }, "soakSeconds": 0 },
+            { "name": "eu-all", "cohort": { "regions": ["eu-west-1"] }, "soakSeconds": 0 },
+        ]),
+    )
+    .await;
 
     // Not started: its first stage reaches the US tenant.
     boolean_flag(&s, "unstarted").await;
-    let unstarted = s
-        .gql(
-            &admin,
-            &start_rollout(),
-            start(
-                "unstarted",
-                json!([
-                    { "name": "us", "cohort": { "tenantIds": [us_id] }, "soakSeconds": 0 },
-                ]),
-            ),
-        )
-        .await;
-    let unstarted_id = unstarted["data"]["startRollout"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{unstarted}"))
-        .to_owned();
+    let unstarted_id = start(
+        &s,
+        "unstarted",
+        json!([
+            { "name": "us", "cohort": { "tenantIds": [us_id] }, "soakSeconds": 0 },
+        ]),
+    )
+    .await;
 
     // The free rollout completes; the held one waits at stage 0, saying why.
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        last = rollout(&s, &free_id).await;
-        if last["state"] == "COMPLETED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last["state"], "COMPLETED", "{last}");
+    completed(&s, &free_id).await;
     let mut h = Value::Null;
     for _ in 0..200 {
         h = rollout(&s, &held_id).await;
@@ -192,21 +185,7 @@ async fn a_freezing_window_holds_rollouts_that_would_reach_its_tenants() {
         end["data"]["endMaintenance"]["status"], "COMPLETED",
         "{end}"
     );
-    for _ in 0..200 {
-        last = rollout(&s, &held_id).await;
-        if last["state"] == "COMPLETED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last["state"], "COMPLETED", "{last}");
-    for _ in 0..200 {
-        last = rollout(&s, &unstarted_id).await;
-        if last["state"] == "COMPLETED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last["state"], "COMPLETED", "{last}");
+    completed(&s, &held_id).await;
+    completed(&s, &unstarted_id).await;
     s.stop().await;
 }

@@ -5,8 +5,8 @@ use e2e::ws::{connect, next_json, subscribe};
 use e2e::{Backend, Stack, backing};
 use serde_json::json;
 
-#[tokio::test]
-async fn a_subscriber_on_one_replica_hears_of_tenants_made_on_another() {
+/// A stack on PostgreSQL, and a second replica of its global tier.
+async fn with_second_replica() -> (Stack, global::App) {
     let s = Stack::start(Backend::Postgres).await;
     let replica = global::build(global_settings(
         &s.global_database_url,
@@ -16,6 +16,12 @@ async fn a_subscriber_on_one_replica_hears_of_tenants_made_on_another() {
     ))
     .await
     .expect("second replica starts");
+    (s, replica)
+}
+
+#[tokio::test]
+async fn a_subscriber_on_one_replica_hears_of_tenants_made_on_another() {
+    let (s, replica) = with_second_replica().await;
     let (mut ws, ack) = connect(
         &replica.url(),
         "graphql-transport-ws",
@@ -110,15 +116,7 @@ async fn replicas_starting_together_migrate_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollout_progress_reaches_subscribers_of_every_replica() {
-    let s = Stack::start(Backend::Postgres).await;
-    let replica = global::build(global_settings(
-        &s.global_database_url,
-        &s.keys,
-        &s.options,
-        &s.redis_prefix,
-    ))
-    .await
-    .expect("second replica starts");
+    let (s, replica) = with_second_replica().await;
     let t = s.create_tenant("progress-x", "eu-west-1").await;
     e2e::flags::boolean_flag(&s, "fanned").await;
     let started = s
@@ -191,15 +189,7 @@ async fn rollout_progress_reaches_subscribers_of_every_replica() {
 /// replica is in the very next answer of the other, without waiting.
 #[tokio::test]
 async fn impact_answers_on_one_replica_see_changes_made_on_another_at_once() {
-    let s = Stack::start(Backend::Postgres).await;
-    let replica = global::build(global_settings(
-        &s.global_database_url,
-        &s.keys,
-        &s.options,
-        &s.redis_prefix,
-    ))
-    .await
-    .expect("second replica starts");
+    let (s, replica) = with_second_replica().await;
     let ask = |scope: serde_json::Value| {
         let s = &s;
         let url = replica.url();
