@@ -3,7 +3,6 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-mod config_log;
 mod plan_changes;
 mod purged;
 mod quota;
@@ -30,7 +29,12 @@ impl MigratorTrait for Migrator {
             Box::new(purged::CreatePurgedTenants),
             Box::new(shared::audit::migration::ChainAuditLog),
             Box::new(plan_changes::CreatePlanChanges),
-            Box::new(config_log::CreateConfigLog),
+            // The change log of tenant config: the impact index follows it.
+            Box::new(shared::changelog::Migration {
+                name: "m0009_tenant_config_log",
+                table: "tenant_config",
+                key: "tenant_id",
+            }),
         ]
     }
 }

@@ -1,7 +1,6 @@
 //! The global database schema.
 
 mod breakglass;
-mod directory_log;
 mod ops;
 mod sync;
 mod versions;
@@ -35,7 +34,12 @@ impl MigratorTrait for Migrator {
             Box::new(versions::AddCellVersionAndAnswers),
             Box::new(shared::audit::migration::ChainAuditLog),
             Box::new(breakglass::CreateBreakGlass),
-            Box::new(directory_log::CreateDirectoryLog),
+            // The directory's change log: the impact cache follows it.
+            Box::new(shared::changelog::Migration {
+                name: "m0021_directory_log",
+                table: "tenants",
+                key: "id",
+            }),
         ]
     }
 }

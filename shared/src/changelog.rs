@@ -84,6 +84,26 @@ pub async fn install<C: ConnectionTrait>(db: &C, table: &str, key: &str) -> Resu
     Ok(())
 }
 
+/// The migration that installs the log of `table` (keyed by `key`).
+pub struct Migration {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub key: &'static str,
+}
+
+impl sea_orm_migration::MigrationName for Migration {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl sea_orm_migration::MigrationTrait for Migration {
+    async fn up(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
+        install(manager.get_connection(), self.table, self.key).await
+    }
+}
+
 /// What changed since a cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Follow {
