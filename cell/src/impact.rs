@@ -23,12 +23,6 @@ use crate::service::config::Doc;
 
 /// The table the index follows (its change log, `shared::changelog`).
 pub const TABLE: &str = "tenant_config";
-/// More changes than this since the cursor: reload everything.
-const RELOAD_AFTER: usize = 20_000;
-/// Tenants re-read per statement.
-const CHUNK: usize = 1_000;
-/// Log entries kept behind the newest (an index further behind reloads).
-pub const LOG_KEPT: i64 = 200_000;
 
 /// Tenant → (config version, its TENANT layer).
 type Values = HashMap<Uuid, (i64, BTreeMap<String, Value>)>;
@@ -65,7 +59,7 @@ impl ConfigIndex {
     ) -> Result<T> {
         let mut idx = self.inner.lock().await;
         let follow = if idx.loaded {
-            changelog::follow(db, TABLE, idx.cursor, RELOAD_AFTER).await?
+            changelog::follow(db, TABLE, idx.cursor, changelog::RELOAD_AFTER).await?
         } else {
             Follow::Reload
         };
@@ -95,7 +89,7 @@ impl ConfigIndex {
                     cursor = to,
                     "config index follows the log"
                 );
-                for chunk in keys.chunks(CHUNK) {
+                for chunk in keys.chunks(changelog::KEYS_PER_READ) {
                     let rows: Vec<(Uuid, i64, String)> = columns()
                         .filter(config::Column::TenantId.is_in(chunk.iter().copied()))
                         .into_tuple()

@@ -258,7 +258,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     tasks.push(tokio::spawn(shared::changelog::prune_every(
         state.db.clone(),
         impact::TABLE,
-        impact::LOG_KEPT,
+        shared::changelog::KEPT,
         std::time::Duration::from_secs(60),
         server.shutdown.clone(),
     )));

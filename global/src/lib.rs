@@ -255,7 +255,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     tasks.push(tokio::spawn(shared::changelog::prune_every(
         state.db.clone(),
         service::directory_cache::TABLE,
-        service::directory_cache::LOG_KEPT,
+        shared::changelog::KEPT,
         Duration::from_secs(60),
         server.shutdown.clone(),
     )));

@@ -12,6 +12,14 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
 use crate::Result;
 
+/// A follower with more changes than this behind reloads its table whole.
+pub const RELOAD_AFTER: usize = 20_000;
+/// Keys a follower re-reads per statement.
+pub const KEYS_PER_READ: usize = 1_000;
+/// Log entries kept behind the newest by `prune` (a follower further
+/// behind reloads).
+pub const KEPT: i64 = 200_000;
+
 /// The statements that create the log of `table`, keyed by its uuid
 /// column `key`.
 pub fn create(backend: DbBackend, table: &str, key: &str) -> Vec<String> {

@@ -21,12 +21,6 @@ use crate::entity::tenant;
 
 /// The table whose change log the cache follows.
 pub const TABLE: &str = "tenants";
-/// More changes than this since the cursor: reload everything.
-const RELOAD_AFTER: usize = 20_000;
-/// Ids re-read per statement.
-const CHUNK: usize = 1_000;
-/// Log entries kept behind the newest (a replica further behind reloads).
-pub const LOG_KEPT: i64 = 200_000;
 
 /// One tenant as impact queries select it.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +108,7 @@ impl Cache {
             (r.cursor, r.loaded)
         };
         let follow = if loaded {
-            changelog::follow(db, TABLE, cursor, RELOAD_AFTER).await?
+            changelog::follow(db, TABLE, cursor, changelog::RELOAD_AFTER).await?
         } else {
             Follow::Reload
         };
@@ -132,7 +126,7 @@ impl Cache {
             "directory cache follows the log"
         );
         let mut fetched: Vec<DirRow> = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in ids.chunks(changelog::KEYS_PER_READ) {
             fetched.extend(
                 select()
                     .filter(tenant::Column::Id.is_in(chunk.iter().copied()))
