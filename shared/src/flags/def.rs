@@ -41,9 +41,9 @@ pub struct Variant {
 #[graphql(name = "ConstraintOperator")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Operator {
-    /// The attribute equals one of `values` (at least one).
+    /// The attribute equals one of `values`.
     In,
-    /// The attribute equals none of `values` (at least one).
+    /// The attribute equals none of `values`.
     NotIn,
     /// The attribute, as a number, is below `values[0]`.
     Lt,

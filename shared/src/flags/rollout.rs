@@ -10,20 +10,22 @@ use uuid::Uuid;
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RolloutState {
-    /// Waiting for its start time; exposes no one yet.
+    /// Waiting for its start time (or `advanceRollout`); exposes no one yet.
     Pending,
     /// Serving the current stage, which advances once every cell has
     /// acknowledged it, its soak time has passed and its gates hold.
     Running,
-    /// Held at the current stage by an operator; still served, never advanced.
+    /// Held at the current stage by `pauseRollout`: still served, advanced
+    /// only by `advanceRollout` until `resumeRollout`.
     Paused,
     /// Past its last stage: its cohorts became rules of the flag's
     /// targeting in the environment, which serves them from here on.
     Completed,
-    /// A health gate failed or an operator rolled it back: no longer served.
+    /// A health gate failed, or `rollbackRollout`: no longer served.
     RolledBack,
     /// Cannot advance (a cell has not acknowledged the stage in time, or too
-    /// few requests to judge the gates); still served, resumes by itself.
+    /// few requests to judge the gates); still served. Resumes by itself
+    /// once the cause is gone, or by `resumeRollout`.
     Stuck,
     /// Ended by the flag's kill switch or archiving: no longer served.
     Aborted,
