@@ -155,9 +155,9 @@ fn not_pending(m: &bg::Model, now: DateTime<Utc>, action: &str) -> Option<Error>
     }
 }
 
-/// `approver` approves a pending request: the window opens now.
-pub(super) fn approval(cur: &bg::Model, approver: &str, now: DateTime<Utc>) -> Result<Change> {
-    if cur.requester == approver {
+/// `p` approves a pending request: the window opens now.
+pub(super) fn approval(cur: &bg::Model, p: &Principal, now: DateTime<Utc>) -> Result<Change> {
+    if cur.requester == p.subject {
         return Err(Error::Forbidden(
             "a break-glass request must be approved by someone other than its requester".into(),
         ));
@@ -169,7 +169,7 @@ pub(super) fn approval(cur: &bg::Model, approver: &str, now: DateTime<Utc>) -> R
     Ok(Change {
         status: APPROVED,
         cols: vec![
-            (bg::Column::DecidedBy, approver.to_owned().into()),
+            (bg::Column::DecidedBy, p.subject.clone().into()),
             (bg::Column::DecidedAt, Some(now).into()),
             (bg::Column::ExpiresAt, Some(expires).into()),
         ],
@@ -198,14 +198,15 @@ pub(super) fn denial(
     })
 }
 
-/// The end of the approved window `requester` may activate a token within.
+/// The end of the approved window within which `p`, its requester, may
+/// activate a token.
 pub(super) fn activation_window(
     cur: &bg::Model,
-    requester: &str,
+    p: &Principal,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>> {
     let id = cur.id;
-    if cur.requester != requester {
+    if cur.requester != p.subject {
         return Err(Error::Forbidden(
             "only the requester may activate a break-glass request".into(),
         ));

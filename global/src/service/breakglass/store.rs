@@ -212,7 +212,7 @@ pub async fn approve(
 ) -> Result<bg::Model> {
     let action = "approveBreakGlass";
     operator(p, action)?;
-    let decide = |cur: &bg::Model, now| rules::approval(cur, &p.subject, now);
+    let decide = |cur: &bg::Model, now| rules::approval(cur, p, now);
     transition(st, p, action, id, expected_version, decide, |_| {}).await
 }
 
@@ -240,7 +240,7 @@ pub async fn activate(st: &State, p: &Principal, id: Uuid) -> Result<(String, Da
     }
     let mut token = None;
     let decide = |cur: &bg::Model, now| {
-        let window = rules::activation_window(cur, &p.subject, now)?;
+        let window = rules::activation_window(cur, p, now)?;
         let exp = rules::token_expiry(window, now);
         let t = st.keys.mint_break_glass(
             &p.subject,

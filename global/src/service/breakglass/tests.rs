@@ -47,6 +47,13 @@ fn conflict(r: shared::Result<impl std::fmt::Debug>) -> String {
     }
 }
 
+fn sre(subject: &str) -> Principal {
+    Principal {
+        subject: subject.into(),
+        ..principal(vec![Role::Sre], None)
+    }
+}
+
 fn principal(roles: Vec<Role>, break_glass: Option<Uuid>) -> Principal {
     Principal {
         subject: "ann".into(),
@@ -102,8 +109,11 @@ fn a_request_needs_a_duration_within_the_maximum_and_a_reason() {
 fn approval_opens_the_window_for_someone_else_than_the_requester() {
     let now = Utc::now();
     let r = row(PENDING, now);
-    assert!(matches!(approval(&r, "ann", now), Err(Error::Forbidden(_))));
-    let c = approval(&r, "bob", now).unwrap();
+    assert!(matches!(
+        approval(&r, &sre("ann"), now),
+        Err(Error::Forbidden(_))
+    ));
+    let c = approval(&r, &sre("bob"), now).unwrap();
     assert_eq!(c.status, APPROVED);
     assert_eq!(c.cols.len(), 3);
     assert_eq!(
@@ -117,7 +127,7 @@ fn only_pending_requests_are_decided() {
     let now = Utc::now();
     let mut r = row(PENDING, now);
     r.request_expires_at = now - Duration::seconds(1);
-    assert!(conflict(approval(&r, "bob", now)).contains("expired unapproved"));
+    assert!(conflict(approval(&r, &sre("bob"), now)).contains("expired unapproved"));
     for (status, says) in [
         (EXPIRED, "has expired"),
         (DENIED, "was denied"),
@@ -126,7 +136,7 @@ fn only_pending_requests_are_decided() {
     ] {
         let r = row(status, now);
         assert!(
-            conflict(approval(&r, "bob", now)).contains(says),
+            conflict(approval(&r, &sre("bob"), now)).contains(says),
             "{status}"
         );
         assert!(conflict(denial(&r, "bob", "no", now)).contains("denyBreakGlass"));
@@ -142,10 +152,10 @@ fn only_the_requester_activates_within_the_window() {
     let mut r = row(APPROVED, now);
     r.expires_at = Some(now + Duration::hours(2));
     assert!(matches!(
-        activation_window(&r, "bob", now),
+        activation_window(&r, &sre("bob"), now),
         Err(Error::Forbidden(_))
     ));
-    let end = activation_window(&r, "ann", now).unwrap();
+    let end = activation_window(&r, &sre("ann"), now).unwrap();
     assert_eq!(end, now + Duration::hours(2));
     assert_eq!(
         token_expiry(end, now),
@@ -156,9 +166,11 @@ fn only_the_requester_activates_within_the_window() {
     assert_eq!(token_expiry(soon, now), soon, "never past the window");
 
     r.expires_at = Some(now - Duration::seconds(1));
-    assert!(conflict(activation_window(&r, "ann", now)).contains("has expired"));
-    assert!(conflict(activation_window(&row(PENDING, now), "ann", now)).contains("not approved"));
-    assert!(conflict(activation_window(&row(DENIED, now), "ann", now)).contains("is DENIED"));
+    assert!(conflict(activation_window(&r, &sre("ann"), now)).contains("has expired"));
+    assert!(
+        conflict(activation_window(&row(PENDING, now), &sre("ann"), now)).contains("not approved")
+    );
+    assert!(conflict(activation_window(&row(DENIED, now), &sre("ann"), now)).contains("is DENIED"));
 }
 
 #[test]
