@@ -4,9 +4,11 @@
 
 pub mod breakglass;
 pub mod config;
+pub mod configkeys;
 pub mod directory;
 pub mod entity;
 pub mod flags;
+pub mod follow;
 pub mod graphql;
 pub mod hooks;
 pub mod impact;
@@ -14,7 +16,6 @@ pub mod migration;
 pub mod quota;
 pub mod registration;
 pub mod service;
-pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -231,29 +232,24 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         global.clone(),
         server.shutdown.clone(),
     ));
-    let meters = sync::Meters {
-        propagation: propagation.clone(),
-        events: metrics.counter_vec(
-            "sync_events_total",
-            "Stream events received, by stream and outcome (applied, duplicate; repaired: rows a resync rewrote because they had changed behind the cell's back)",
-            &["stream", "outcome"],
-        ),
+    // Every synced kind: its streams, its resync and what it rebuilds.
+    let follow = follow::Context {
+        global,
+        meters: follow::Meters {
+            propagation: propagation.clone(),
+            events: metrics.counter_vec(
+                "sync_events_total",
+                "Stream events received, by stream and outcome (applied, duplicate; repaired: rows a resync rewrote because they had changed behind the cell's back)",
+                &["stream", "outcome"],
+            ),
+        },
+        settings: settings.sync,
+        shutdown: server.shutdown.clone(),
     };
-    tasks.extend(flags::sync::spawn(
-        state.clone(),
-        transport.clone(),
-        global.clone(),
-        propagation.clone(),
-        meters.events.clone(),
-        server.shutdown.clone(),
-    ));
-    tasks.extend(quota::spawn(
-        state.clone(),
-        global.clone(),
-        settings.sync.claim_idle,
-        meters.events.clone(),
-        server.shutdown.clone(),
-    ));
+    tasks.extend(flags::sync::spawn(&state, &follow));
+    tasks.extend(follow::spawn::<quota::catalog::Catalog>(&state, &follow));
+    tasks.extend(follow::spawn::<configkeys::ConfigKeys>(&state, &follow));
+    tasks.extend(quota::spawn(state.clone(), server.shutdown.clone()));
     tasks.extend(directory::spawn(state.clone(), server.shutdown.clone()));
     tasks.push(tokio::spawn(shared::changelog::prune_every(
         state.db.clone(),
@@ -262,14 +258,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         std::time::Duration::from_secs(60),
         server.shutdown.clone(),
     )));
-    tasks.extend(sync::spawn(
-        state.clone(),
-        transport,
-        global,
-        meters,
-        settings.sync,
-        server.shutdown.clone(),
-    ));
     tracing::info!(cell = %settings.cell_id, region = %settings.region, %addr, "cell serving");
     Ok(App {
         addr,

@@ -35,6 +35,7 @@ pub mod request;
 pub mod secretref;
 pub mod server;
 pub mod sync;
+pub mod synced;
 pub mod telemetry;
 
 pub use error::{Code, Error, IntoGql, Result};

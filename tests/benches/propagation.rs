@@ -19,7 +19,6 @@ use e2e::{Backend, CellSpec, Options, Stack};
 use global::service::configkeys;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::json;
-use shared::configkeys::store::entity as keys;
 use shared::configkeys::{KeyDef, Scope, ValueType};
 use shared::sync::outbox::entity as outbox;
 
@@ -51,12 +50,11 @@ fn args() -> Args {
 }
 
 async fn stamps(db: &DatabaseConnection) -> HashMap<String, chrono::DateTime<chrono::Utc>> {
-    keys::Entity::find()
-        .all(db)
+    shared::synced::all::<KeyDef, _>(db)
         .await
         .unwrap()
         .into_iter()
-        .map(|k| (k.key, k.updated_at))
+        .filter_map(|k| Some((k.def.key, k.updated_at?)))
         .collect()
 }
 

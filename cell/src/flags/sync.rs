@@ -1,106 +1,112 @@
-//! What the cell receives of flags and rollouts: applied from the
-//! `global.flags` and `global.rollouts` streams as they come (monotonic per
-//! entity version), resynced from the global API at start, after a gap and
-//! every `resync_interval_secs` (a minute by default), and the compiled snapshot rebuilt after each change,
-//! including changes to the cell's own tenants.
+//! What the cell receives of flags and rollouts, one synced kind
+//! ([`crate::follow`]) of two streams: `global.flags` and `global.rollouts`,
+//! applied as they come and resynced from the global API's `flagSnapshot`.
+//! After each change the compiled snapshot is rebuilt (and after changes to
+//! the cell's own tenants), and each rollout plan applied is acknowledged.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::TransactionTrait;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::Deserialize;
-use shared::client::GraphqlClient;
 use shared::flags::report::{Ack, ack_entity};
 use shared::flags::{self as f, FlagDef, RolloutPlan, store};
-use shared::sync::{Event, Transport, applied, consumer, outbox};
-use tokio::sync::Notify;
+use shared::sync::{Event, outbox};
+use shared::synced;
 use tokio_util::sync::CancellationToken;
 
 use crate::State;
+use crate::follow::{self, Count, Kind};
 
-/// One definition to apply, from the stream or a resync.
-pub enum Change {
-    Flag(FlagDef, i64),
-    Rollout(RolloutPlan, i64),
+/// Flags and rollout plans, as the cell follows them.
+pub struct Flags;
+
+/// Definitions to apply, from one stream's events or a resync.
+#[derive(Default)]
+pub struct Changes {
+    flags: Vec<(FlagDef, i64)>,
+    plans: Vec<(RolloutPlan, i64)>,
 }
 
-impl Change {
-    fn decode(e: &Event) -> shared::Result<Self> {
-        let bad = shared::Error::internal;
-        Ok(if e.stream == f::ROLLOUT_STREAM {
-            Change::Rollout(
-                serde_json::from_value(e.payload.clone()).map_err(bad)?,
-                e.version,
-            )
-        } else {
-            Change::Flag(
-                serde_json::from_value(e.payload.clone()).map_err(bad)?,
-                e.version,
-            )
-        })
-    }
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    flag_snapshot: Remote,
 }
 
-/// Applies what is newer than what the cell has, in one transaction, then
-/// rebuilds the snapshot. With `repair` (a resync of the global tier's
-/// whole state) it also rewrites a flag or rollout plan whose row differs
-/// from the version the cell applied: changed or deleted behind the cell's
-/// back. Returns how many changes were newer and how many rows were
-/// repaired.
-pub async fn apply(st: &State, changes: &[Change], repair: bool) -> shared::Result<(usize, usize)> {
-    let txn = st.db.begin().await?;
-    let (mut n, mut repaired) = (0, 0);
-    let mut plans = Vec::new();
-    let held: std::collections::HashMap<uuid::Uuid, (RolloutPlan, i64)> = if repair {
-        store::plans(&txn)
-            .await?
-            .into_iter()
-            .map(|(p, v)| (p.id, (p, v)))
-            .collect()
-    } else {
-        Default::default()
-    };
-    for c in changes {
-        match c {
-            Change::Flag(def, v) => {
-                let entity = f::flag_entity(&def.key);
-                if applied::advance(&txn, &entity, *v).await? {
-                    store::put(&txn, def, *v).await?;
-                    n += 1;
-                } else if repair
-                    && applied::current(&txn, &entity).await? == Some(*v)
-                    && store::get(&txn, &def.key)
-                        .await?
-                        .is_none_or(|r| r.flag.version != *v || &r.flag.def != def)
-                {
-                    store::put(&txn, def, *v).await?;
-                    repaired += 1;
-                }
-            }
-            Change::Rollout(p, v) => {
-                let entity = f::rollout_entity(p.id);
-                if applied::advance(&txn, &entity, *v).await? {
-                    store::put_plan(&txn, p, *v).await?;
-                    plans.push((p, *v));
-                    n += 1;
-                } else if repair
-                    && applied::current(&txn, &entity).await? == Some(*v)
-                    && held.get(&p.id).is_none_or(|(h, hv)| hv != v || h != p)
-                {
-                    store::put_plan(&txn, p, *v).await?;
-                    repaired += 1;
-                }
+#[derive(Deserialize)]
+struct Remote {
+    flags: Vec<f::StoredFlag>,
+    rollouts: Vec<RemotePlan>,
+}
+
+#[derive(Deserialize)]
+struct RemotePlan {
+    plan: RolloutPlan,
+    version: i64,
+}
+
+#[async_trait::async_trait]
+impl Kind for Flags {
+    const NAME: &'static str = "flags";
+    const STREAMS: &'static [&'static str] = &[f::STREAM, f::ROLLOUT_STREAM];
+    const QUERY: &'static str = "{ flagSnapshot }";
+    type Answer = Answer;
+    type Batch = Changes;
+    /// The rollout plans that were newer, to acknowledge.
+    type Changed = Vec<(RolloutPlan, i64)>;
+
+    fn decode(events: &[Event]) -> shared::Result<Changes> {
+        let mut c = Changes::default();
+        for e in events {
+            let one = std::slice::from_ref(e);
+            if e.stream == f::ROLLOUT_STREAM {
+                c.plans.extend(follow::decode(one)?);
+            } else {
+                c.flags.extend(follow::decode(one)?);
             }
         }
+        Ok(c)
     }
-    txn.commit().await?;
-    if n + repaired > 0 {
+
+    fn from_answer(answer: Answer) -> Changes {
+        let snap = answer.flag_snapshot;
+        Changes {
+            flags: snap.flags.into_iter().map(|s| (s.def, s.version)).collect(),
+            plans: snap
+                .rollouts
+                .into_iter()
+                .map(|r| (r.plan, r.version))
+                .collect(),
+        }
+    }
+
+    async fn apply(
+        txn: &DatabaseTransaction,
+        c: &Changes,
+        repair: bool,
+    ) -> shared::Result<(Count, Self::Changed)> {
+        let flags = synced::apply_in(txn, &c.flags, repair).await?;
+        let plans = synced::apply_in(txn, &c.plans, repair).await?;
+        let count = Count {
+            changed: flags.changed.len() + plans.changed.len(),
+            repaired: flags.repaired + plans.repaired,
+        };
+        Ok((
+            count,
+            plans.changed.iter().map(|&i| c.plans[i].clone()).collect(),
+        ))
+    }
+
+    /// Applied means in the database and in the compiled snapshot the hooks
+    /// evaluate from.
+    async fn rebuild(st: &State, plans: Self::Changed) -> shared::Result<()> {
         st.flags.rebuild(&st.db, st.cell_id.as_str()).await?;
+        if !plans.is_empty() {
+            let plans: Vec<(&RolloutPlan, i64)> = plans.iter().map(|(p, v)| (p, *v)).collect();
+            acknowledge(st, &plans, true).await?;
+        }
+        Ok(())
     }
-    if !plans.is_empty() {
-        acknowledge(st, &plans, true).await?;
-    }
-    Ok((n, repaired))
 }
 
 /// What the cell last told the global tier of one rollout.
@@ -231,63 +237,15 @@ async fn reacknowledge(st: State, shutdown: CancellationToken) {
     }
 }
 
-pub fn spawn(
-    st: State,
-    transport: Arc<dyn Transport>,
-    global: Option<(GraphqlClient, String)>,
-    propagation: prometheus::HistogramVec,
-    events: prometheus::IntCounterVec,
-    shutdown: CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let resync = Arc::new(Notify::new());
-    // Applied means in the database and in the compiled snapshot the hooks
-    // evaluate from.
-    let handler: consumer::Handler = consumer::measured(
-        {
-            let st = st.clone();
-            Arc::new(move |events: Vec<Event>| {
-                let st = st.clone();
-                Box::pin(async move {
-                    let changes = events
-                        .iter()
-                        .map(Change::decode)
-                        .collect::<shared::Result<Vec<_>>>()?;
-                    apply(&st, &changes, false).await.map(|_| ())
-                })
-            })
-        },
-        propagation,
-    );
-    let on_gap: consumer::OnGap = {
-        let resync = resync.clone();
-        Arc::new(move |_| resync.notify_one())
-    };
-    let mut tasks = Vec::new();
-    for stream in [f::STREAM, f::ROLLOUT_STREAM] {
-        let cfg = consumer::Config {
-            stream: stream.into(),
-            group: format!("cell.{}", st.cell_id),
-            consumer: format!("{}:{}", st.cell_id, uuid::Uuid::now_v7()),
-            batch: 100,
-            block: Duration::from_secs(1),
-            claim_idle: Duration::from_secs(30),
-        };
-        tasks.push(tokio::spawn(consumer::run(
-            transport.clone(),
-            cfg,
-            handler.clone(),
-            Some(on_gap.clone()),
-            shutdown.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(follow_tenants(st.clone(), shutdown.clone())));
-    tasks.push(tokio::spawn(reacknowledge(st.clone(), shutdown.clone())));
-    if let Some((client, url)) = global {
-        let repairs = events.with_label_values(&[f::STREAM, "repaired"]);
-        tasks.push(tokio::spawn(resync_loop(
-            st, client, url, resync, repairs, shutdown,
-        )));
-    }
+/// Follows flags and rollout plans, rebuilds the snapshot when the cell's
+/// tenants change, and acknowledges rollouts again when their exposure does.
+pub fn spawn(st: &State, cx: &follow::Context) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = follow::spawn::<Flags>(st, cx);
+    tasks.push(tokio::spawn(follow_tenants(
+        st.clone(),
+        cx.shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(reacknowledge(st.clone(), cx.shutdown.clone())));
     tasks
 }
 
@@ -306,87 +264,6 @@ async fn follow_tenants(st: State, shutdown: CancellationToken) {
                     tracing::warn!(error = %e, "flag snapshot rebuild failed");
                 }
             }
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Answer {
-    flag_snapshot: Remote,
-}
-
-#[derive(Deserialize)]
-struct Remote {
-    flags: Vec<f::StoredFlag>,
-    rollouts: Vec<RemotePlan>,
-}
-
-#[derive(Deserialize)]
-struct RemotePlan {
-    plan: RolloutPlan,
-    version: i64,
-}
-
-/// Applies the global tier's flags and rollout plans, repairing flags
-/// changed behind the cell's back; returns how many changed and how many
-/// were repaired.
-pub async fn resync(
-    st: &State,
-    client: &GraphqlClient,
-    url: &str,
-) -> shared::Result<(usize, usize)> {
-    let a: Answer = client
-        .call(
-            "global tier",
-            url,
-            "{ flagSnapshot }",
-            serde_json::json!({}),
-        )
-        .await?;
-    let mut changes: Vec<Change> = a
-        .flag_snapshot
-        .flags
-        .into_iter()
-        .map(|s| Change::Flag(s.def, s.version))
-        .collect();
-    changes.extend(
-        a.flag_snapshot
-            .rollouts
-            .into_iter()
-            .map(|r| Change::Rollout(r.plan, r.version)),
-    );
-    apply(st, &changes, true).await
-}
-
-async fn resync_loop(
-    st: State,
-    client: GraphqlClient,
-    url: String,
-    wake: Arc<Notify>,
-    repairs: prometheus::IntCounter,
-    shutdown: CancellationToken,
-) {
-    loop {
-        match resync(&st, &client, &url).await {
-            Ok((0, 0)) => {}
-            Ok((n, 0)) => tracing::info!(changed = n, "flags repaired from the global tier"),
-            Ok((n, repaired)) => {
-                repairs.inc_by(repaired as u64);
-                tracing::warn!(
-                    changed = n,
-                    repaired,
-                    "flags differed from their applied version (changed behind the cell's back); rewritten from the global tier"
-                )
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "flag resync skipped; the global tier is unreachable")
-            }
-        }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(st.resync_every) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
 use shared::quota::decide::{self, Outcome, Slot};
+use shared::quota::window::Windows;
 use shared::quota::{Kind, Rule, Source, plans};
 use uuid::Uuid;
-
-use super::windows::Windows;
 
 pub const SHARDS: usize = 64;
 

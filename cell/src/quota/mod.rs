@@ -10,7 +10,6 @@ pub mod persist;
 pub mod redis;
 pub mod settings;
 pub mod usage;
-pub mod windows;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +25,7 @@ use shared::model::TenantStatus;
 use shared::quota::api::Quota;
 use shared::quota::decide::Outcome;
 use shared::quota::hooks::Decision;
+use shared::quota::window::Windows;
 use shared::quota::{FailMode, Kind, MetricDef, Rule, store, window};
 use shared::sync::outbox::Relay;
 use shared::{Error, Result};
@@ -37,7 +37,6 @@ pub use settings::{LimiterKind, Settings};
 use self::memory::{Ask, Memory, Step};
 use self::meters::Meters;
 use self::redis::{RedisLimiter, RedisStep};
-use self::windows::Windows;
 use crate::service::quotas;
 
 /// How long a tenant's rules are cached before they are read again (a
@@ -451,15 +450,13 @@ fn conflict() -> Error {
     Error::Conflict("this idempotency key was used with another metric, amount or operation".into())
 }
 
-/// Starts the catalog consumer and resync, and the purge of expired usage keys.
+/// Starts the purge of expired usage keys (the catalog is followed as a
+/// synced kind: [`catalog::Catalog`]).
 pub fn spawn(
     st: crate::State,
-    global: Option<(shared::client::GraphqlClient, String)>,
-    claim_idle: Duration,
-    events: prometheus::IntCounterVec,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = catalog::spawn(st.clone(), global, claim_idle, events, shutdown.clone());
+    let mut tasks = Vec::new();
     let (engine, stop) = (st.quota.clone(), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         loop {

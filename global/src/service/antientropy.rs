@@ -46,12 +46,7 @@ impl Kind for ConfigKeys {
     }
 
     async fn versions(&self, st: &State, _cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
-        Ok(store::entity::Entity::find()
-            .all(&st.db)
-            .await?
-            .into_iter()
-            .map(|m| (configkeys::entity(&m.key), m.version, m.updated_at))
-            .collect())
+        shared::synced::versions::<configkeys::KeyDef, _>(&st.db).await
     }
 
     async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {
@@ -173,12 +168,7 @@ impl Kind for Metrics {
     }
 
     async fn versions(&self, st: &State, _cell: &str) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
-        Ok(shared::quota::store::entity::Entity::find()
-            .all(&st.db)
-            .await?
-            .into_iter()
-            .map(|m| (shared::quota::entity(&m.name), m.version, m.updated_at))
-            .collect())
+        shared::synced::versions::<shared::quota::MetricDef, _>(&st.db).await
     }
 
     async fn republish(&self, st: &State, entities: &[String]) -> Result<usize> {

@@ -1,8 +1,13 @@
-//! Period windows in UTC: where the current one started and when it resets.
+//! Period windows in UTC: the window of a period holding an instant
+//! (`[start, end)`: where it started and when it resets), and [`Windows`],
+//! the current window of each period cached for the quota hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 
 use super::Period;
+use super::decide::Window;
 
 /// The window of `period` holding `at`: `[start, end)`.
 pub fn bounds(period: Period, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -48,9 +53,64 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
+/// The current window of each period, cached: a PERIODIC decision reads
+/// two numbers instead of doing calendar arithmetic.
+///
+/// Per period (MINUTE, HOUR, DAY, MONTH), `[start, end)` in whole seconds
+/// packed in one word (start high, end low), so a reader never sees the
+/// start of one window with the end of another.
+#[derive(Default)]
+pub struct Windows([AtomicU64; 4]);
+
+const US: i64 = 1_000_000;
+
+impl Windows {
+    /// The window of `period` holding `now` (µs since the epoch).
+    #[inline]
+    pub fn get(&self, period: Period, now: i64) -> Window {
+        let cell = &self.0[period as usize];
+        let packed = cell.load(Ordering::Relaxed);
+        let (start, end) = (((packed >> 32) as i64) * US, ((packed as u32) as i64) * US);
+        if start <= now && now < end {
+            return (start, end);
+        }
+        self.refresh(cell, period, now)
+    }
+
+    #[cold]
+    fn refresh(&self, cell: &AtomicU64, period: Period, now: i64) -> Window {
+        let at = DateTime::from_timestamp_micros(now).unwrap_or_default();
+        let (a, b) = bounds(period, at);
+        let (s, e) = (a.timestamp(), b.timestamp());
+        if let (Ok(s32), Ok(e32)) = (u32::try_from(s), u32::try_from(e)) {
+            // Another thread may store meanwhile; both store the same window.
+            cell.store((u64::from(s32) << 32) | u64::from(e32), Ordering::Relaxed);
+        }
+        (micros(a), micros(b))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_windows_match_the_calendar() {
+        let w = Windows::default();
+        for (i, p) in [Period::Minute, Period::Hour, Period::Day, Period::Month]
+            .into_iter()
+            .enumerate()
+        {
+            let mut t = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
+            for _ in 0..3 {
+                let now = micros(t);
+                let (a, b) = bounds(p, t);
+                assert_eq!(w.get(p, now), (micros(a), micros(b)), "{i}");
+                assert_eq!(w.get(p, now), (micros(a), micros(b)));
+                t += chrono::Duration::seconds(1);
+            }
+        }
+    }
 
     #[test]
     fn windows() {

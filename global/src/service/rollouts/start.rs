@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
-use shared::flags::{self as f, RolloutPlan, RolloutState, store};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use shared::flags::{RolloutPlan, RolloutState, store};
 use shared::ids::IdempotencyKey;
 use shared::sync::outbox;
 use shared::{Error, Result};
@@ -59,12 +59,11 @@ async fn create(
 ) -> Result<Stored> {
     let txn = shared::db::begin_write(&st.db).await?;
     // Lock the flag row: two rollouts of one flag cannot start at once.
-    let flag = store::flag::Entity::find_by_id(n.flag_key.clone())
-        .lock_exclusive()
-        .one(&txn)
+    let def = store::lock(&txn, &n.flag_key)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("flag `{}` does not exist", n.flag_key)))?;
-    let def: f::FlagDef = serde_json::from_str(&flag.def).map_err(Error::internal)?;
+        .ok_or_else(|| Error::NotFound(format!("flag `{}` does not exist", n.flag_key)))?
+        .flag
+        .def;
     if def.archived {
         return Err(Error::Conflict(format!("flag `{}` is archived", def.key)));
     }
