@@ -1,14 +1,14 @@
 //! A regional cell: owns its tenants' records in its own database, serves
-//! its GraphQL API and (in later issues) the data-plane hooks, registers
+//! its GraphQL API and the data-plane routes (`dataplane/`), registers
 //! with the global tier and heartbeats.
 
 pub mod breakglass;
 pub mod config;
+pub mod dataplane;
 pub mod directory;
 pub mod entity;
 pub mod flags;
 pub mod graphql;
-pub mod hooks;
 pub mod impact;
 pub mod migration;
 pub mod quota;
@@ -138,7 +138,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         transport: transport.clone(),
         flags: flags::Runtime::default(),
-        quota: quota.clone(),
+        quota,
         config_index: impact::ConfigIndex::default(),
         flag_answers: impact::FlagAnswers::default(),
         revocations: shared::breakglass::Revocations::unloaded(),
@@ -179,15 +179,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
     )
-    .merge(shared::server::HookMeter::new(&metrics).layer(
-        flags::http::routes(state.clone(), settings.keys.clone()).merge(hooks::router(
-            quota,
+    .merge(
+        shared::server::HookMeter::new(&metrics).layer(dataplane::router(
+            state.clone(),
             settings.keys.clone(),
-            state.revocations.clone(),
-            settings.cell_id.clone(),
             settings.limits.max_body_bytes,
         )),
-    ));
+    );
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = settings

@@ -74,14 +74,23 @@ pub struct UsageAnswer {
     pub results: Vec<UsageResult>,
 }
 
-/// `{error: {code, message}}`, with a 4xx/5xx status.
+/// The one error body of every `/v1/` route of a cell:
+/// `{error: {code, message, field?, requestId?}}`, with a 4xx/5xx status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
+    /// A stable `shared::error::Code` (`BAD_USER_INPUT`, `NOT_FOUND`, …).
     pub code: String,
     pub message: String,
+    /// The input field at fault, for `BAD_USER_INPUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `INTERNAL`: the id the cell logged the cause under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
