@@ -49,6 +49,9 @@ pub struct State {
     pub transport: Arc<dyn Transport>,
     /// The compiled flag snapshot the data-plane hooks evaluate from.
     pub flags: flags::Runtime,
+    /// The tenants the data plane does not serve now (not ACTIVE); the
+    /// quota engine holds the same (`quota.statuses`).
+    pub statuses: directory::Statuses,
     /// Quota enforcement and metering (`quota/`).
     pub quota: Arc<quota::Engine>,
     /// Tenant-level config values in memory, for impact questions.
@@ -138,6 +141,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         transport: transport.clone(),
         flags: flags::Runtime::default(),
+        statuses: quota.statuses.clone(),
         quota,
         config_index: impact::ConfigIndex::default(),
         flag_answers: impact::FlagAnswers::default(),
@@ -147,6 +151,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     state
         .flags
         .rebuild(&state.db, state.cell_id.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state
+        .statuses
+        .reload(&state.db)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     {
@@ -185,7 +194,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             settings.keys.clone(),
             settings.limits.max_body_bytes,
         )),
-    );
+    )
+    .fallback(dataplane::not_found);
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = settings

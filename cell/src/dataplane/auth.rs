@@ -15,25 +15,28 @@ use super::Plane;
 /// Who a route serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// The quota and usage hooks: a data-plane token of this cell, a
-    /// tenant-admin (for its own tenants) or a platform-admin.
-    Quota,
-    /// Flag evaluation, the snapshot and signals: a data-plane token of
-    /// this cell or a platform-admin.
-    Flags,
+    /// Reads (quota check, flag evaluation, the snapshot): a data-plane
+    /// token of this cell, a platform-admin, or a tenant-admin for its own
+    /// tenants.
+    Read,
+    /// Writes (consume, release, usage, signals): a data-plane token of
+    /// this cell only. A tenant-admin cannot count, release or report for
+    /// its tenants: that would let it reset its own limits.
+    Write,
 }
 
 impl Access {
     fn roles(self) -> &'static [Role] {
         match self {
-            Access::Quota => &[Role::DataPlane, Role::TenantAdmin, Role::PlatformAdmin],
-            Access::Flags => &[Role::DataPlane, Role::PlatformAdmin],
+            Access::Read => &[Role::DataPlane, Role::TenantAdmin, Role::PlatformAdmin],
+            Access::Write => &[Role::DataPlane],
         }
     }
 }
 
 /// The caller, if it may use a route of `access`: 401 without a valid,
-/// unrevoked token, 403 for a token of another cell or without the role.
+/// unrevoked token, 403 for a token of another cell, an unbound data-plane
+/// token, or a token without a role the route accepts.
 pub fn authorize(p: &Plane, headers: &HeaderMap, access: Access) -> Result<Arc<Principal>, Error> {
     let token = bearer(
         headers
@@ -63,15 +66,28 @@ pub fn authorize(p: &Plane, headers: &HeaderMap, access: Access) -> Result<Arc<P
     }
     if !principal.has_any(access.roles()) {
         return Err(Error::Forbidden(match access {
-            Access::Quota => {
-                "the quota hooks need a data-plane, tenant-admin or platform-admin token".into()
-            }
-            Access::Flags => {
-                format!("the flag hooks need a data-plane token bound to cell {here}")
+            Access::Read => format!(
+                "this route needs a data-plane token bound to cell {here}, \
+                 a tenant-admin or a platform-admin token"
+            ),
+            Access::Write => {
+                format!("this route writes: it needs a data-plane token bound to cell {here}")
             }
         }));
     }
     Ok(principal)
+}
+
+/// A caller that may act for every tenant of this cell (a token naming no
+/// tenants); the snapshot lists them all.
+pub fn may_act_for_all(p: &Principal) -> Result<(), Error> {
+    if p.tenants.is_empty() && p.has_any(&[Role::DataPlane, Role::PlatformAdmin]) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "this token names tenants: it may not read every tenant of this cell".into(),
+        ))
+    }
 }
 
 /// A token that names tenants acts for those only; tenant roles always name them.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,8 @@ use shared::flags::def::check_environment;
 use shared::flags::eval::Context;
 use uuid::Uuid;
 
-use super::auth::{Access, authorize};
+use super::auth::{Access, authorize, may_act_for, may_act_for_all};
+use super::error::rejected;
 use super::{Plane, error};
 
 fn environment(env: Option<&str>) -> Result<&str, Error> {
@@ -38,18 +39,33 @@ pub struct EnvQuery {
 pub async fn tenant_flags(
     State(p): State<Arc<Plane>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<EnvQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<EnvQuery>, QueryRejection>,
 ) -> Response {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(r) => return rejected(r.status(), "tenantId", r.body_text()),
+    };
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(r) => return rejected(r.status(), "query", r.body_text()),
+    };
     let engine = p.st.flags.engine();
     let run = || {
-        authorize(&p, &headers, Access::Flags)?;
+        let principal = authorize(&p, &headers, Access::Read)?;
         let id = Uuid::parse_str(&id)
             .map_err(|_| Error::bad_input("tenantId", format!("`{id}` is not a tenant id")))?;
+        may_act_for(&principal, id)?;
         let env = environment(q.environment.as_deref())?;
-        let flags = engine
-            .evaluate_all(id, env, &Context::new())
-            .map_err(|_| not_here(id))?;
+        // The data plane serves ACTIVE tenants only: the others get every
+        // flag's off variant.
+        let flags = if p.st.statuses.inactive(id).is_some() {
+            engine.inactive_all()
+        } else {
+            engine
+                .evaluate_all(id, env, &Context::new())
+                .map_err(|_| not_here(id))?
+        };
         Ok::<_, Error>(
             Json(json!({ "tenantId": id, "environment": env, "flags": flags })).into_response(),
         )
@@ -74,19 +90,27 @@ pub async fn evaluate(
 ) -> Response {
     let engine = p.st.flags.engine();
     let run = || {
-        authorize(&p, &headers, Access::Flags)?;
-        let Json(req) = body.map_err(|e| Error::bad_input("body", e.body_text()))?;
+        let principal = authorize(&p, &headers, Access::Read)?;
+        let Json(req) = match body {
+            Ok(b) => b,
+            Err(r) => return Ok(rejected(r.status(), "body", r.body_text())),
+        };
+        may_act_for(&principal, req.tenant_id)?;
         let env = environment(req.environment.as_deref())?;
-        let e = engine
-            .evaluate(req.tenant_id, &req.flag_key, env, &req.context)
-            .map_err(|_| not_here(req.tenant_id))?;
+        let e = if p.st.statuses.inactive(req.tenant_id).is_some() {
+            engine.inactive(&req.flag_key)
+        } else {
+            engine
+                .evaluate(req.tenant_id, &req.flag_key, env, &req.context)
+                .map_err(|_| not_here(req.tenant_id))?
+        };
         Ok::<_, Error>(Json(e).into_response())
     };
     run().unwrap_or_else(error)
 }
 
 pub async fn snapshot(State(p): State<Arc<Plane>>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&p, &headers, Access::Flags) {
+    if let Err(e) = authorize(&p, &headers, Access::Read).and_then(|p| may_act_for_all(&p)) {
         return error(e);
     }
     match crate::flags::load(&p.st.db, p.st.cell_id.as_str()).await {

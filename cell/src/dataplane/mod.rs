@@ -30,7 +30,7 @@ use shared::auth::Keys;
 use shared::quota::hooks::{CHECK, CONSUME, RELEASE, USAGE};
 
 pub use auth::Access;
-pub use error::error;
+pub use error::{error, not_found};
 
 /// What every data-plane route shares, behind one `Arc` (cloned per request).
 pub struct Plane {
@@ -39,7 +39,9 @@ pub struct Plane {
     tokens: tokens::Tokens,
 }
 
-/// Every `/v1/` route of the cell; bodies larger than `max_body` bytes are refused.
+/// Every `/v1/` route of the cell; bodies larger than `max_body` bytes are
+/// refused (413). Unknown `/v1/` paths are answered by [`not_found`], the
+/// fallback of the cell's whole router.
 pub fn router(st: crate::State, keys: Arc<Keys>, max_body: usize) -> Router {
     Router::new()
         .route(CHECK, post(quota::check))
@@ -50,6 +52,7 @@ pub fn router(st: crate::State, keys: Arc<Keys>, max_body: usize) -> Router {
         .route("/v1/flags/evaluate", post(flags::evaluate))
         .route("/v1/flags/snapshot", get(flags::snapshot))
         .route("/v1/signals", post(signals::post))
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(Arc::new(Plane {
             st,

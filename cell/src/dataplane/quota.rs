@@ -6,17 +6,24 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use shared::error::Error;
 use uuid::Uuid;
 
 use super::auth::{Access, authorize, may_act_for};
+use super::error::rejected;
 use super::{Plane, error};
 use crate::quota::Op;
 
 async fn decide(p: &Plane, headers: &HeaderMap, body: &Bytes, op: Op) -> Result<Response, Error> {
-    let principal = authorize(p, headers, Access::Quota)?;
+    let access = if op == Op::Check {
+        Access::Read
+    } else {
+        Access::Write
+    };
+    let principal = authorize(p, headers, access)?;
     // `QuotaRequest`, borrowing from the body where it can.
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -53,20 +60,41 @@ async fn decide(p: &Plane, headers: &HeaderMap, body: &Bytes, op: Op) -> Result<
     Ok(axum::Json(d).into_response())
 }
 
-pub async fn check(State(p): State<Arc<Plane>>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&p, &headers, &body, Op::Check)
-        .await
-        .unwrap_or_else(error)
+pub async fn check(
+    State(p): State<Arc<Plane>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => decide(&p, &headers, &body, Op::Check)
+            .await
+            .unwrap_or_else(error),
+        Err(r) => rejected(r.status(), "body", r.body_text()),
+    }
 }
 
-pub async fn consume(State(p): State<Arc<Plane>>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&p, &headers, &body, Op::Consume)
-        .await
-        .unwrap_or_else(error)
+pub async fn consume(
+    State(p): State<Arc<Plane>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => decide(&p, &headers, &body, Op::Consume)
+            .await
+            .unwrap_or_else(error),
+        Err(r) => rejected(r.status(), "body", r.body_text()),
+    }
 }
 
-pub async fn release(State(p): State<Arc<Plane>>, headers: HeaderMap, body: Bytes) -> Response {
-    decide(&p, &headers, &body, Op::Release)
-        .await
-        .unwrap_or_else(error)
+pub async fn release(
+    State(p): State<Arc<Plane>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => decide(&p, &headers, &body, Op::Release)
+            .await
+            .unwrap_or_else(error),
+        Err(r) => rejected(r.status(), "body", r.body_text()),
+    }
 }

@@ -17,8 +17,13 @@ use shared::flags::report::{Signal, Signals};
 use shared::flags::{self as f};
 use shared::sync::{Event, outbox};
 
-use super::auth::{Access, authorize};
+use super::auth::{Access, authorize, may_act_for};
+use super::error::rejected;
 use super::{Plane, error};
+
+/// The most requests (and so errors) one signal may count: the global
+/// tier's sums cannot overflow from a batch.
+pub const MAX_COUNT: i64 = 1_000_000_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +49,15 @@ fn check(p: &Plane, req: &SignalsRequest) -> Result<(), Error> {
                 "requests and errors must be non-negative, errors at most requests",
             ));
         }
+        if s.requests > MAX_COUNT {
+            return Err(Error::bad_input(
+                format!("{field}.requests"),
+                format!(
+                    "a signal counts at most {MAX_COUNT} requests, got {}",
+                    s.requests
+                ),
+            ));
+        }
         if engine.tenant(s.tenant_id).is_none() {
             return Err(Error::bad_input(
                 format!("{field}.tenantId"),
@@ -60,9 +74,15 @@ pub async fn post(
     body: Result<Json<SignalsRequest>, JsonRejection>,
 ) -> Response {
     let run = async {
-        authorize(&p, &headers, Access::Flags)?;
-        let Json(req) = body.map_err(|e| Error::bad_input("body", e.body_text()))?;
+        let principal = authorize(&p, &headers, Access::Write)?;
+        let req = match body {
+            Ok(Json(b)) => b,
+            Err(r) => return Ok(Err(rejected(r.status(), "body", r.body_text()))),
+        };
         check(&p, &req)?;
+        for s in &req.signals {
+            may_act_for(&principal, s.tenant_id)?;
+        }
         let n = req.signals.len();
         let cell = p.st.cell_id.to_string();
         let payload = serde_json::to_value(Signals {
@@ -82,10 +102,11 @@ pub async fn post(
         );
         outbox::enqueue(&p.st.db, &event).await?;
         p.st.relay.nudge();
-        Ok::<_, Error>(n)
+        Ok::<_, Error>(Ok(n))
     };
     match run.await {
-        Ok(n) => (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response(),
+        Ok(Ok(n)) => (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response(),
+        Ok(Err(refused)) => refused,
         Err(e) => error(e),
     }
 }

@@ -307,11 +307,12 @@ impl Memory {
         } else if self.persist && (slot.used, slot.at) != (before, before_at) {
             // A new window starts from zero.
             let delta = if slot.at == before_at {
-                slot.used - before
+                slot.used.saturating_sub(before)
             } else {
                 slot.used
             };
-            *s.deltas.entry((a.tenant, a.metric, slot.at)).or_default() += delta;
+            let d = s.deltas.entry((a.tenant, a.metric, slot.at)).or_default();
+            *d = d.saturating_add(delta);
         }
         if let Some(k) = tk {
             if s.seen.len() >= self.cap || a.now - s.rotated >= self.half_ttl {
@@ -353,11 +354,11 @@ impl Memory {
         let mut s = self.lock(&tenant);
         let slot = s.slots.entry((tenant, metric)).or_default();
         if slot.at == start {
-            slot.used = slot.used.saturating_add(amount);
+            slot.used = slot.used.max(0).saturating_add(amount.max(0));
         } else if slot.at < start {
             *slot = Slot {
                 at: start,
-                used: amount,
+                used: amount.max(0),
             };
         }
     }
@@ -367,7 +368,11 @@ impl Memory {
         let mut s = self.lock(&tenant);
         let slot = s.slots.entry((tenant, metric)).or_default();
         if start >= slot.at {
-            *slot = Slot { at: start, used };
+            // A row a wrapped counter left negative counts as zero.
+            *slot = Slot {
+                at: start,
+                used: used.max(0),
+            };
         }
     }
 
@@ -404,7 +409,9 @@ impl Memory {
     /// Puts back what could not be written (the next flush tries again).
     pub fn requeue(&self, p: Pending) {
         for (k, d) in p.deltas {
-            *self.lock(&k.0).deltas.entry(k).or_default() += d;
+            let mut s = self.lock(&k.0);
+            let e = s.deltas.entry(k).or_default();
+            *e = e.saturating_add(d);
         }
         for ((t, m), tat) in p.rates {
             let mut s = self.lock(&t);

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::TenantStatus;
+
 pub const CHECK: &str = "/v1/quota/check";
 pub const CONSUME: &str = "/v1/quota/consume";
 pub const USAGE: &str = "/v1/usage";
@@ -35,7 +37,51 @@ pub struct Decision {
     pub retry_after_ms: Option<i64>,
     /// How much of this request went past a SOFT limit.
     pub overage: i64,
+    /// Why the request was refused whatever the limits: the tenant is not
+    /// ACTIVE. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Refusal>,
 }
+
+/// Why the data plane does not serve a tenant: it serves ACTIVE tenants only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Refusal {
+    TenantSuspended,
+    TenantDeprovisioning,
+    /// Deleted or purged.
+    TenantDeleted,
+    /// Any other status that is not ACTIVE (still provisioning, failed).
+    TenantInactive,
+}
+
+impl Refusal {
+    /// Why a tenant in `status` is not served; none when it is ACTIVE.
+    pub fn of(status: TenantStatus) -> Option<Self> {
+        Some(match status {
+            TenantStatus::Active => return None,
+            TenantStatus::Suspended => Refusal::TenantSuspended,
+            TenantStatus::Deprovisioning => Refusal::TenantDeprovisioning,
+            TenantStatus::Deleted => Refusal::TenantDeleted,
+            TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed => {
+                Refusal::TenantInactive
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TenantSuspended => "TENANT_SUSPENDED",
+            Refusal::TenantDeprovisioning => "TENANT_DEPROVISIONING",
+            Refusal::TenantDeleted => "TENANT_DELETED",
+            Refusal::TenantInactive => "TENANT_INACTIVE",
+        }
+    }
+}
+
+/// The most one quota request (`amount`) or one usage event may count: a
+/// larger amount is refused at the edge, so no counter can overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
