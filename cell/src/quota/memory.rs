@@ -528,6 +528,31 @@ mod tests {
     }
 
     #[test]
+    fn metered_usage_and_restored_counters_cannot_wrap() {
+        let rule = Rule {
+            limit: 10,
+            period: None,
+            burst: None,
+            enforcement: Enforcement::Hard,
+        };
+        let t = Uuid::now_v7();
+        let m = memory_with(t, rule);
+        let w = Windows::default();
+        // Metered usage saturates at i64::MAX: a HARD limit still denies.
+        m.add_usage(t, 0, 0, i64::MAX);
+        m.add_usage(t, 0, 0, i64::MAX);
+        let (o, _) = outcome(m.apply(&ask(t, 1, 1, Op::Consume), &w, true));
+        assert!(!o.allowed && o.used == i64::MAX, "{o:?}");
+        // A counter a wrapped past left negative is read back as zero.
+        let m = memory_with(t, rule);
+        m.restore_counter(t, 0, 0, -9_000);
+        let (o, _) = outcome(m.apply(&ask(t, 2, 11, Op::Consume), &w, true));
+        assert!(!o.allowed, "{o:?}");
+        let (o, _) = outcome(m.apply(&ask(t, 3, 10, Op::Consume), &w, true));
+        assert!(o.allowed && o.remaining == 0, "{o:?}");
+    }
+
+    #[test]
     fn a_rate_slot_is_queued_for_the_database_and_restored() {
         let rule = Rule {
             limit: 10,

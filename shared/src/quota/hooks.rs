@@ -140,3 +140,43 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_active_tenants_are_served_and_refusals_serialize_as_their_codes() {
+        assert_eq!(Refusal::of(TenantStatus::Active), None);
+        for (status, code) in [
+            (TenantStatus::Suspended, "TENANT_SUSPENDED"),
+            (TenantStatus::Deprovisioning, "TENANT_DEPROVISIONING"),
+            (TenantStatus::Deleted, "TENANT_DELETED"),
+            (TenantStatus::Failed, "TENANT_INACTIVE"),
+            (TenantStatus::Provisioning, "TENANT_INACTIVE"),
+        ] {
+            let r = Refusal::of(status).expect("refused");
+            assert_eq!(r.as_str(), code);
+            assert_eq!(serde_json::to_value(r).unwrap(), code);
+        }
+        // A decision without a refusal carries no `reason` key at all.
+        let d = Decision {
+            allowed: true,
+            limit: None,
+            remaining: None,
+            reset_at: None,
+            retry_after_ms: None,
+            overage: 0,
+            reason: None,
+        };
+        assert!(serde_json::to_value(d).unwrap().get("reason").is_none());
+        let refused = Decision {
+            allowed: false,
+            reason: Some(Refusal::TenantSuspended),
+            ..d
+        };
+        let v = serde_json::to_value(refused).unwrap();
+        assert_eq!(v["reason"], "TENANT_SUSPENDED");
+        assert_eq!(serde_json::from_value::<Decision>(v).unwrap(), refused);
+    }
+}
