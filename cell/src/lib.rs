@@ -1,16 +1,16 @@
 //! A regional cell: owns its tenants' records in its own database, serves
-//! its GraphQL API and (in later issues) the data-plane hooks, registers
+//! its GraphQL API and the data-plane routes (`dataplane/`), registers
 //! with the global tier and heartbeats.
 
 pub mod breakglass;
 pub mod config;
 pub mod configkeys;
+pub mod dataplane;
 pub mod directory;
 pub mod entity;
 pub mod flags;
 pub mod follow;
 pub mod graphql;
-pub mod hooks;
 pub mod impact;
 pub mod migration;
 pub mod quota;
@@ -50,6 +50,9 @@ pub struct State {
     pub transport: Arc<dyn Transport>,
     /// The compiled flag snapshot the data-plane hooks evaluate from.
     pub flags: flags::Runtime,
+    /// The tenants the data plane does not serve now (not ACTIVE); the
+    /// quota engine holds the same (`quota.statuses`).
+    pub statuses: directory::Statuses,
     /// Quota enforcement and metering (`quota/`).
     pub quota: Arc<quota::Engine>,
     /// Tenant-level config values in memory, for impact questions.
@@ -139,7 +142,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         transport: transport.clone(),
         flags: flags::Runtime::default(),
-        quota: quota.clone(),
+        statuses: quota.statuses.clone(),
+        quota,
         config_index: impact::ConfigIndex::default(),
         flag_answers: impact::FlagAnswers::default(),
         revocations: shared::breakglass::Revocations::unloaded(),
@@ -148,6 +152,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     state
         .flags
         .rebuild(&state.db, state.cell_id.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state
+        .statuses
+        .reload(&state.db)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     {
@@ -180,15 +189,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
         &shared,
     )
-    .merge(shared::server::HookMeter::new(&metrics).layer(
-        flags::http::routes(state.clone(), settings.keys.clone()).merge(hooks::router(
-            quota,
+    .merge(
+        shared::server::HookMeter::new(&metrics).layer(dataplane::router(
+            state.clone(),
             settings.keys.clone(),
-            state.revocations.clone(),
-            settings.cell_id.clone(),
             settings.limits.max_body_bytes,
         )),
-    ));
+    )
+    .fallback(dataplane::not_found);
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = settings

@@ -1,9 +1,8 @@
 //! Flag evaluation in the cell: a compiled snapshot in memory, rebuilt from
 //! the cell database (flags, rollout plans, this cell's tenants) whenever
 //! one of them changes, so it survives restarts without the global tier.
+//! The routes that evaluate it are in `crate::dataplane`.
 
-pub mod http;
-pub mod signals;
 pub mod sync;
 
 use std::sync::Arc;

@@ -35,7 +35,7 @@ local now = tonumber(ARGV[6])
 local dry = ARGV[9] == '1'
 local s = redis.call('HMGET', KEYS[1], 'at', 'used')
 local at = tonumber(s[1]) or 0
-local used = tonumber(s[2]) or 0
+local used = math.max(tonumber(s[2]) or 0, 0)
 local res
 if kind == 3 then
   used = math.max(used - amount, 0)

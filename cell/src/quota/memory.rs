@@ -306,11 +306,12 @@ impl Memory {
         } else if self.persist && (slot.used, slot.at) != (before, before_at) {
             // A new window starts from zero.
             let delta = if slot.at == before_at {
-                slot.used - before
+                slot.used.saturating_sub(before)
             } else {
                 slot.used
             };
-            *s.deltas.entry((a.tenant, a.metric, slot.at)).or_default() += delta;
+            let d = s.deltas.entry((a.tenant, a.metric, slot.at)).or_default();
+            *d = d.saturating_add(delta);
         }
         if let Some(k) = tk {
             if s.seen.len() >= self.cap || a.now - s.rotated >= self.half_ttl {
@@ -352,11 +353,11 @@ impl Memory {
         let mut s = self.lock(&tenant);
         let slot = s.slots.entry((tenant, metric)).or_default();
         if slot.at == start {
-            slot.used = slot.used.saturating_add(amount);
+            slot.used = slot.used.max(0).saturating_add(amount.max(0));
         } else if slot.at < start {
             *slot = Slot {
                 at: start,
-                used: amount,
+                used: amount.max(0),
             };
         }
     }
@@ -366,7 +367,11 @@ impl Memory {
         let mut s = self.lock(&tenant);
         let slot = s.slots.entry((tenant, metric)).or_default();
         if start >= slot.at {
-            *slot = Slot { at: start, used };
+            // A row a wrapped counter left negative counts as zero.
+            *slot = Slot {
+                at: start,
+                used: used.max(0),
+            };
         }
     }
 
@@ -403,7 +408,9 @@ impl Memory {
     /// Puts back what could not be written (the next flush tries again).
     pub fn requeue(&self, p: Pending) {
         for (k, d) in p.deltas {
-            *self.lock(&k.0).deltas.entry(k).or_default() += d;
+            let mut s = self.lock(&k.0);
+            let e = s.deltas.entry(k).or_default();
+            *e = e.saturating_add(d);
         }
         for ((t, m), tat) in p.rates {
             let mut s = self.lock(&t);
@@ -517,6 +524,31 @@ mod tests {
         assert_eq!(p.deltas.iter().map(|(_, d)| d).sum::<i64>(), 0, "{p:?}");
         assert_eq!(p.key_count(), 5, "keys 1 to 5 (3 was denied: kept too)");
         assert!(p.rates.is_empty());
+    }
+
+    #[test]
+    fn metered_usage_and_restored_counters_cannot_wrap() {
+        let rule = Rule {
+            limit: 10,
+            period: None,
+            burst: None,
+            enforcement: Enforcement::Hard,
+        };
+        let t = Uuid::now_v7();
+        let m = memory_with(t, rule);
+        let w = Windows::default();
+        // Metered usage saturates at i64::MAX: a HARD limit still denies.
+        m.add_usage(t, 0, 0, i64::MAX);
+        m.add_usage(t, 0, 0, i64::MAX);
+        let (o, _) = outcome(m.apply(&ask(t, 1, 1, Op::Consume), &w, true));
+        assert!(!o.allowed && o.used == i64::MAX, "{o:?}");
+        // A counter a wrapped past left negative is read back as zero.
+        let m = memory_with(t, rule);
+        m.restore_counter(t, 0, 0, -9_000);
+        let (o, _) = outcome(m.apply(&ask(t, 2, 11, Op::Consume), &w, true));
+        assert!(!o.allowed, "{o:?}");
+        let (o, _) = outcome(m.apply(&ask(t, 3, 10, Op::Consume), &w, true));
+        assert!(o.allowed && o.remaining == 0, "{o:?}");
     }
 
     #[test]

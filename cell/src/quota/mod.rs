@@ -24,7 +24,7 @@ use shared::metrics::Metrics;
 use shared::model::TenantStatus;
 use shared::quota::api::Quota;
 use shared::quota::decide::Outcome;
-use shared::quota::hooks::Decision;
+use shared::quota::hooks::{Decision, MAX_AMOUNT, Refusal};
 use shared::quota::window::Windows;
 use shared::quota::{FailMode, Kind, MetricDef, Rule, store, window};
 use shared::sync::outbox::Relay;
@@ -78,6 +78,8 @@ pub struct Engine {
     windows: Windows,
     redis: Option<RedisLimiter>,
     meters: Meters,
+    /// The tenants not served now (not ACTIVE), kept by `crate::directory`.
+    pub statuses: crate::directory::Statuses,
 }
 
 fn now_micros() -> i64 {
@@ -123,6 +125,16 @@ fn unlimited() -> Decision {
         reset_at: None,
         retry_after_ms: None,
         overage: 0,
+        reason: None,
+    }
+}
+
+/// The answer for a tenant the data plane does not serve now.
+fn refused(reason: Refusal) -> Decision {
+    Decision {
+        allowed: false,
+        reason: Some(reason),
+        ..unlimited()
     }
 }
 
@@ -168,6 +180,7 @@ impl Engine {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             next_idx: AtomicU32::new(0),
             meters,
+            statuses: crate::directory::Statuses::default(),
         })
     }
 
@@ -255,7 +268,8 @@ impl Engine {
     /// A check, a consume or a release (GAUGE only). A consume or release
     /// needs an idempotency key: a retry with it answers the first decision
     /// and counts nothing; the same key with another metric, amount or
-    /// operation is a CONFLICT.
+    /// operation is a CONFLICT. A tenant that is not ACTIVE is refused
+    /// (`reason`), whatever its limits, and nothing is counted.
     pub async fn decide(
         &self,
         tenant: Uuid,
@@ -264,10 +278,10 @@ impl Engine {
         key: Option<&str>,
         op: Op,
     ) -> Result<Decision> {
-        if amount <= 0 {
+        if !(1..=MAX_AMOUNT).contains(&amount) {
             return Err(Error::bad_input(
                 "amount",
-                format!("amount must be positive, got {amount}"),
+                format!("amount must be 1 to {MAX_AMOUNT}, got {amount}"),
             ));
         }
         let key = match (op, key) {
@@ -287,6 +301,9 @@ impl Engine {
                 format!("only GAUGE metrics can be released; `{metric}` is not one"),
             ));
         }
+        if let Some(reason) = self.statuses.inactive(tenant).and_then(Refusal::of) {
+            return Ok(refused(reason));
+        }
         let fp = fingerprint(op, metric, amount);
         match self
             .evaluate(tenant, metric, entry, amount, key, fp, op, false)
@@ -297,8 +314,9 @@ impl Engine {
                 limit: Some(o.limit),
                 remaining: Some(o.remaining),
                 reset_at: o.reset_at.and_then(at),
-                retry_after_ms: o.retry_after_us.map(|us| (us + 999) / 1000),
+                retry_after_ms: o.retry_after_us.map(|us| us.saturating_add(999) / 1000),
                 overage: o.overage,
+                reason: None,
             }),
             Found::Unlimited => Ok(unlimited()),
             // The limit is unknown: limit and remaining stay null.

@@ -103,7 +103,13 @@ async fn upsert_counters<C: ConnectionTrait>(
         }
         sql.push_str(match merge {
             Merge::Add => {
-                " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = quota_counters.used + excluded.used"
+                // Held at the largest BIGINT instead of overflowing (an
+                // error on PostgreSQL, a float on SQLite).
+                // A release's change is negative: only an increase can overflow.
+                " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = \
+                 CASE WHEN excluded.used <= 0 THEN quota_counters.used + excluded.used \
+                 WHEN quota_counters.used > 9223372036854775807 - excluded.used \
+                 THEN 9223372036854775807 ELSE quota_counters.used + excluded.used END"
             }
             Merge::Latest => {
                 " ON CONFLICT (tenant_id, metric, window_start) DO UPDATE SET used = \

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
-use shared::quota::hooks::{MAX_EVENTS, Status, UsageAnswer, UsageEvent, UsageResult};
+use shared::model::TenantStatus;
+use shared::quota::hooks::{
+    MAX_AMOUNT, MAX_EVENTS, Refusal, Status, UsageAnswer, UsageEvent, UsageResult,
+};
 use shared::quota::{self, Kind, Period, Rollup, window};
 use shared::sync::{Event, outbox};
 use shared::{Error, Result};
@@ -54,6 +57,12 @@ pub fn validate(events: &[UsageEvent]) -> Result<Vec<Uuid>> {
         .collect()
 }
 
+/// `usage_totals.amount + excluded.amount`, held at the largest BIGINT
+/// instead of overflowing (an error on PostgreSQL, a float on SQLite).
+const SATURATING_ADD: &str = "CASE WHEN excluded.amount <= 0 THEN usage_totals.amount \
+     WHEN usage_totals.amount > 9223372036854775807 - excluded.amount \
+     THEN 9223372036854775807 ELSE usage_totals.amount + excluded.amount END";
+
 fn placeholder(backend: DbBackend, n: &mut usize) -> String {
     *n += 1;
     match backend {
@@ -81,11 +90,22 @@ impl Engine {
         e: &UsageEvent,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Arc<Policy>, String>> {
+        if e.amount > MAX_AMOUNT {
+            return Ok(Err(format!(
+                "AMOUNT_TOO_LARGE: an event counts at most {MAX_AMOUNT}, got {}",
+                e.amount
+            )));
+        }
         if self.metric(&e.metric).is_err() {
             return Ok(Err(format!("unknown metric `{}`", e.metric)));
         }
+        // Metering is the truth: a SUSPENDED or DEPROVISIONING tenant's
+        // usage still counts; a deleted (or purged) one's cannot.
+        if let Some(TenantStatus::Deleted) = self.statuses.inactive(tenant) {
+            return Ok(Err(Refusal::TenantDeleted.as_str().to_owned()));
+        }
         let policy = match self.policy(tenant).await {
-            Ok(p) if p.deleted => return Ok(Err(format!("tenant {tenant} is deleted"))),
+            Ok(p) if p.deleted => return Ok(Err(Refusal::TenantDeleted.as_str().to_owned())),
             Ok(p) => p,
             Err(Error::NotFound(_)) => {
                 return Ok(Err(format!("tenant {tenant} is not in this cell")));
@@ -173,13 +193,15 @@ impl Engine {
         for f in &fresh {
             let key = f.event.idempotency_key.as_deref().unwrap_or_default();
             if inserted.contains(&(f.tenant, key.to_owned())) {
-                *totals
+                let total = totals
                     .entry((f.tenant, &f.event.metric, f.hour))
-                    .or_default() += f.event.amount;
+                    .or_default();
+                *total = total.saturating_add(f.event.amount);
                 if let Some((idx, start, end)) = f.counter {
-                    *counters
+                    let c = counters
                         .entry((f.tenant, &f.event.metric, idx, start, end))
-                        .or_default() += f.event.amount;
+                        .or_default();
+                    *c = c.saturating_add(f.event.amount);
                 }
             } else {
                 results[f.index].status = Status::Duplicate;
@@ -270,7 +292,7 @@ impl Engine {
         let ph: Vec<String> = (0..4).map(|_| placeholder(backend, &mut n)).collect();
         let sql = format!(
             "INSERT INTO usage_totals (tenant_id, metric, hour, amount, version) VALUES ({}, {}, {}, {}, 1) \
-             ON CONFLICT (tenant_id, metric, hour) DO UPDATE SET amount = usage_totals.amount + excluded.amount, \
+             ON CONFLICT (tenant_id, metric, hour) DO UPDATE SET amount = {SATURATING_ADD}, \
              version = usage_totals.version + 1 RETURNING amount, version",
             ph[0], ph[1], ph[2], ph[3]
         );

@@ -70,14 +70,16 @@ pub async fn on_signals(st: &State, s: &Signals, version: i64) -> Result<()> {
             .signals
             .iter()
             .filter(|x| x.flag_key == p.flag_key && x.variant == p.variant)
-            .fold((0, 0), |(a, b), x| (a + x.requests, b + x.errors));
+            .fold((0i64, 0i64), |(a, b), x| {
+                (a.saturating_add(x.requests), b.saturating_add(x.errors))
+            });
         if req == 0 && err == 0 {
             continue;
         }
         let entity = format!("signals:{}:{}", s.cell, p.id);
         rollouts::modify(st, p.id, Some((&entity, version)), |d| {
-            d.health.requests += req;
-            d.health.errors += err;
+            d.health.requests = d.health.requests.saturating_add(req);
+            d.health.errors = d.health.errors.saturating_add(err);
             Ok(Change::default())
         })
         .await?;

@@ -68,6 +68,9 @@ pub enum Reason {
     Disabled,
     /// The flag could not be evaluated; see the error code.
     Error,
+    /// The tenant is not ACTIVE (suspended, deprovisioning, deleted): the
+    /// off variant, whatever the targeting.
+    TenantInactive,
 }
 
 /// OpenFeature error codes.
@@ -481,6 +484,33 @@ impl Engine {
             .iter()
             .map(|k| self.eval(t, k, env, ctx, 0))
             .collect())
+    }
+
+    /// What a tenant that is not ACTIVE gets for one flag: its off variant,
+    /// reason `TENANT_INACTIVE` (an unknown flag answers FLAG_NOT_FOUND).
+    pub fn inactive<'a>(&'a self, flag: &'a str) -> Evaluation<'a> {
+        let Some(f) = self.flags.get(flag) else {
+            return Evaluation {
+                flag_key: flag,
+                value: &NULL,
+                variant: None,
+                reason: Reason::Error,
+                error_code: Some(ErrorCode::FlagNotFound),
+            };
+        };
+        let v = &f.def.variants[f.off];
+        Evaluation {
+            flag_key: &f.def.key,
+            value: &v.value,
+            variant: Some(v.name.as_str()),
+            reason: Reason::TenantInactive,
+            error_code: None,
+        }
+    }
+
+    /// Every flag's off variant, by key, for a tenant that is not ACTIVE.
+    pub fn inactive_all(&self) -> Vec<Evaluation<'_>> {
+        self.keys.iter().map(|k| self.inactive(k)).collect()
     }
 
     /// How many of this snapshot's tenants a rollout exposes now, and how

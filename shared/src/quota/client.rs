@@ -106,7 +106,7 @@ impl HooksClient {
             Ok(b) => Err(Error::from_remote(
                 Code::parse(&b.error.code).unwrap_or(Code::Internal),
                 b.error.message,
-                None,
+                b.error.field,
             )),
             Err(_) => Err(Error::Unavailable(format!("cell hooks answered {status}"))),
         }

@@ -56,11 +56,11 @@ pub fn decide(
 
 /// Lowers a GAUGE level by `amount`, never below zero; always allowed.
 pub fn release(rule: &Rule, slot: &mut Slot, amount: i64) -> Outcome {
-    slot.used = slot.used.saturating_sub(amount).max(0);
+    slot.used = slot.used.max(0).saturating_sub(amount.max(0)).max(0);
     Outcome {
         allowed: true,
         limit: rule.limit,
-        remaining: (rule.limit - slot.used).max(0),
+        remaining: rule.limit.saturating_sub(slot.used).max(0),
         reset_at: None,
         retry_after_us: None,
         overage: 0,
@@ -76,24 +76,29 @@ fn counter(
     now: i64,
     dry: bool,
 ) -> Outcome {
-    let after = slot.used.saturating_add(amount);
+    // Saturating throughout: a counter holds at i64::MAX, never wraps
+    // negative (which would allow anything after).
+    let used = slot.used.max(0);
+    let after = used.saturating_add(amount.max(0));
     let over = after > rule.limit;
     let allowed = !over || rule.enforcement == Enforcement::Soft;
     let overage = if over && allowed {
-        (after - rule.limit).min(amount)
+        after.saturating_sub(rule.limit).min(amount)
     } else {
         0
     };
     if allowed && !dry {
         slot.used = after;
     }
-    let used = if allowed { after } else { slot.used };
+    let used = if allowed { after } else { used };
     Outcome {
         allowed,
         limit: rule.limit,
-        remaining: (rule.limit - used).max(0),
+        remaining: rule.limit.saturating_sub(used).max(0),
         reset_at: end,
-        retry_after_us: (!allowed).then(|| end.map(|e| e - now)).flatten(),
+        retry_after_us: (!allowed)
+            .then(|| end.map(|e| e.saturating_sub(now)))
+            .flatten(),
         overage,
         used,
     }
@@ -112,15 +117,18 @@ fn rate(rule: &Rule, slot: &mut Slot, amount: i64, now: i64, dry: bool) -> Outco
             used: 0,
         };
     }
+    // Saturating throughout: a huge amount or burst holds at the end of
+    // time instead of wrapping into the past (which would allow anything).
     let interval = (1_000_000 / rule.limit).max(1);
     let burst = rule.burst();
-    let tolerance = interval * burst;
+    let tolerance = interval.saturating_mul(burst);
     let tat = slot.at.max(now);
-    let new_tat = tat + interval * amount;
-    let over = new_tat - now > tolerance;
+    let new_tat = tat.saturating_add(interval.saturating_mul(amount.max(0)));
+    let ahead = new_tat.saturating_sub(now);
+    let over = ahead > tolerance;
     let allowed = !over || rule.enforcement == Enforcement::Soft;
     let overage = if over && allowed {
-        ((new_tat - now - tolerance + interval - 1) / interval).min(amount)
+        (ahead.saturating_sub(tolerance).saturating_add(interval - 1) / interval).min(amount)
     } else {
         0
     };
@@ -128,13 +136,13 @@ fn rate(rule: &Rule, slot: &mut Slot, amount: i64, now: i64, dry: bool) -> Outco
     if allowed && !dry {
         slot.at = new_tat;
     }
-    let remaining = ((now + tolerance - held) / interval).clamp(0, burst);
+    let remaining = (now.saturating_add(tolerance).saturating_sub(held) / interval).clamp(0, burst);
     Outcome {
         allowed,
         limit: rule.limit,
         remaining,
         reset_at: Some(held.max(now)),
-        retry_after_us: (!allowed).then_some(new_tat - tolerance - now),
+        retry_after_us: (!allowed).then_some(ahead.saturating_sub(tolerance)),
         overage,
         used: burst - remaining,
     }
@@ -175,6 +183,60 @@ mod tests {
         let before = s;
         decide(Kind::Rate, &r, &mut s, 1, t1 + 1_000_000, None, true);
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_wrapping() {
+        let hard = Rule {
+            limit: 10,
+            period: None,
+            burst: None,
+            enforcement: Enforcement::Hard,
+        };
+        let soft = Rule {
+            enforcement: Enforcement::Soft,
+            ..hard
+        };
+        // Two huge SOFT consumes hold the level at i64::MAX, never negative.
+        let mut s = Slot::default();
+        for _ in 0..2 {
+            let o = decide(Kind::Gauge, &soft, &mut s, i64::MAX, 0, None, false);
+            assert!(o.allowed);
+            assert_eq!(o.used, i64::MAX);
+        }
+        assert_eq!(s.used, i64::MAX);
+        // A HARD limit then still denies a huge amount.
+        let o = decide(Kind::Gauge, &hard, &mut s, i64::MAX, 0, None, false);
+        assert!(!o.allowed && o.remaining == 0, "{o:?}");
+        // A level read back negative (a wrapped counter) counts as zero.
+        let mut s = Slot { at: 0, used: -5 };
+        let o = decide(Kind::Gauge, &hard, &mut s, 11, 0, None, false);
+        assert!(!o.allowed, "{o:?}");
+        let o = release(&hard, &mut s, i64::MAX);
+        assert_eq!((s.used, o.remaining), (0, 10));
+        // GCRA with a huge amount holds its arrival time at the end of time.
+        let rate = Rule {
+            limit: 1,
+            burst: Some(i64::MAX),
+            ..soft
+        };
+        let mut s = Slot::default();
+        let o = decide(Kind::Rate, &rate, &mut s, i64::MAX, 1_000, None, false);
+        assert!(o.allowed);
+        assert_eq!(s.at, i64::MAX);
+        let o = decide(
+            Kind::Rate,
+            &Rule {
+                burst: Some(1),
+                ..hard
+            },
+            &mut s,
+            i64::MAX,
+            1_000,
+            None,
+            false,
+        );
+        assert!(!o.allowed && o.retry_after_us.unwrap() > 0, "{o:?}");
     }
 
     #[test]

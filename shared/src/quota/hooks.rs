@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::TenantStatus;
+
 pub const CHECK: &str = "/v1/quota/check";
 pub const CONSUME: &str = "/v1/quota/consume";
 pub const USAGE: &str = "/v1/usage";
@@ -35,7 +37,51 @@ pub struct Decision {
     pub retry_after_ms: Option<i64>,
     /// How much of this request went past a SOFT limit.
     pub overage: i64,
+    /// Why the request was refused whatever the limits: the tenant is not
+    /// ACTIVE. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Refusal>,
 }
+
+/// Why the data plane does not serve a tenant: it serves ACTIVE tenants only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Refusal {
+    TenantSuspended,
+    TenantDeprovisioning,
+    /// Deleted or purged.
+    TenantDeleted,
+    /// Any other status that is not ACTIVE (still provisioning, failed).
+    TenantInactive,
+}
+
+impl Refusal {
+    /// Why a tenant in `status` is not served; none when it is ACTIVE.
+    pub fn of(status: TenantStatus) -> Option<Self> {
+        Some(match status {
+            TenantStatus::Active => return None,
+            TenantStatus::Suspended => Refusal::TenantSuspended,
+            TenantStatus::Deprovisioning => Refusal::TenantDeprovisioning,
+            TenantStatus::Deleted => Refusal::TenantDeleted,
+            TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed => {
+                Refusal::TenantInactive
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TenantSuspended => "TENANT_SUSPENDED",
+            Refusal::TenantDeprovisioning => "TENANT_DEPROVISIONING",
+            Refusal::TenantDeleted => "TENANT_DELETED",
+            Refusal::TenantInactive => "TENANT_INACTIVE",
+        }
+    }
+}
+
+/// The most one quota request (`amount`) or one usage event may count: a
+/// larger amount is refused at the edge, so no counter can overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,14 +120,63 @@ pub struct UsageAnswer {
     pub results: Vec<UsageResult>,
 }
 
-/// `{error: {code, message}}`, with a 4xx/5xx status.
+/// The one error body of every `/v1/` route of a cell:
+/// `{error: {code, message, field?, requestId?}}`, with a 4xx/5xx status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
+    /// A stable `shared::error::Code` (`BAD_USER_INPUT`, `NOT_FOUND`, …).
     pub code: String,
     pub message: String,
+    /// The input field at fault, for `BAD_USER_INPUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `INTERNAL`: the id the cell logged the cause under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_active_tenants_are_served_and_refusals_serialize_as_their_codes() {
+        assert_eq!(Refusal::of(TenantStatus::Active), None);
+        for (status, code) in [
+            (TenantStatus::Suspended, "TENANT_SUSPENDED"),
+            (TenantStatus::Deprovisioning, "TENANT_DEPROVISIONING"),
+            (TenantStatus::Deleted, "TENANT_DELETED"),
+            (TenantStatus::Failed, "TENANT_INACTIVE"),
+            (TenantStatus::Provisioning, "TENANT_INACTIVE"),
+        ] {
+            let r = Refusal::of(status).expect("refused");
+            assert_eq!(r.as_str(), code);
+            assert_eq!(serde_json::to_value(r).unwrap(), code);
+        }
+        // A decision without a refusal carries no `reason` key at all.
+        let d = Decision {
+            allowed: true,
+            limit: None,
+            remaining: None,
+            reset_at: None,
+            retry_after_ms: None,
+            overage: 0,
+            reason: None,
+        };
+        assert!(serde_json::to_value(d).unwrap().get("reason").is_none());
+        let refused = Decision {
+            allowed: false,
+            reason: Some(Refusal::TenantSuspended),
+            ..d
+        };
+        let v = serde_json::to_value(refused).unwrap();
+        assert_eq!(v["reason"], "TENANT_SUSPENDED");
+        assert_eq!(serde_json::from_value::<Decision>(v).unwrap(), refused);
+    }
 }

@@ -23,6 +23,7 @@ mod chaos_redis;
 mod chaos_region;
 mod chaos_seeded;
 mod config_registry;
+mod dataplane;
 mod deploy_files;
 mod dev_stack;
 mod directory_rebuild;

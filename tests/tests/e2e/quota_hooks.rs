@@ -254,6 +254,8 @@ async fn bad_requests_get_400_and_auth_failures_401_or_403() {
     )
     .await;
     assert_eq!(st, 403);
+    // Only data-plane tokens write (issue 16): a tenant-admin may not
+    // consume even its own tenant's quota (it could reset its limits).
     let tenant_admin = s.token("alice", &[Role::TenantAdmin], &[ta], None);
     assert_eq!(
         hook(
@@ -265,7 +267,7 @@ async fn bad_requests_get_400_and_auth_failures_401_or_403() {
         )
         .await
         .0,
-        200
+        403
     );
     let (st, _) = hook(
         &s,
