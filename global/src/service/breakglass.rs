@@ -17,6 +17,7 @@ use shared::audit::{self, Outcome, Record};
 use shared::auth::{Principal, Role};
 use shared::breakglass::{Revoked, STREAM};
 use shared::ids::{IdempotencyKey, TenantId};
+use shared::names::same_subject;
 use shared::sync::{Event, outbox};
 use shared::{Error, Result};
 use uuid::Uuid;
@@ -107,7 +108,7 @@ pub async fn get(st: &State, id: Uuid) -> Result<bg::Model> {
 /// A request as its reader may see it: operators see all, others their own.
 pub async fn visible(st: &State, p: &Principal, id: Uuid) -> Result<bg::Model> {
     let m = get(st, id).await?;
-    if p.has_any(&OPERATORS) || m.requester == p.subject {
+    if p.has_any(&OPERATORS) || same_subject(&m.requester, &p.subject) {
         Ok(m)
     } else {
         Err(Error::NotFound(format!(
@@ -343,7 +344,7 @@ pub async fn approve(
         id,
         expected_version,
         |cur, now| {
-            if cur.requester == p.subject {
+            if same_subject(&cur.requester, &p.subject) {
                 return Err(Error::Forbidden(
                     "a break-glass request must be approved by someone other than its requester"
                         .into(),
@@ -424,7 +425,7 @@ pub async fn activate(st: &State, p: &Principal, id: Uuid) -> Result<(String, Da
         id,
         None,
         |cur, now| {
-            if cur.requester != p.subject {
+            if !same_subject(&cur.requester, &p.subject) {
                 return Err(Error::Forbidden(
                     "only the requester may activate a break-glass request".into(),
                 ));
@@ -487,7 +488,7 @@ pub async fn revoke(
     expected_version: Option<i64>,
 ) -> Result<bg::Model> {
     let cur = get(st, id).await?;
-    if !(p.has_any(&OPERATORS) && p.break_glass.is_none()) && cur.requester != p.subject {
+    if !(p.has_any(&OPERATORS) && p.break_glass.is_none()) && !same_subject(&cur.requester, &p.subject) {
         return Err(Error::Forbidden(
             "revokeBreakGlass needs one of the roles: sre, platform-admin (or to be the requester)"
                 .into(),
