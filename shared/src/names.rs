@@ -257,7 +257,13 @@ mod tests {
         }
         let esc = TenantName::parse("Acme\u{1b}[31m").unwrap_err();
         assert!(esc.0.contains("ESC"), "{esc}");
-        for only in ["", "   ", "\u{200B}", "\u{200B}\u{200D} \u{FEFF}", "\u{3164}"] {
+        for only in [
+            "",
+            "   ",
+            "\u{200B}",
+            "\u{200B}\u{200D} \u{FEFF}",
+            "\u{3164}",
+        ] {
             assert!(TenantName::parse(only).is_err(), "{only:?}");
         }
         // Joiners inside visible text are text (emoji sequences, scripts).

@@ -140,7 +140,13 @@ mod tests {
     use crate::entity::member;
     use sea_orm::{ConnectOptions, Database, EntityTrait, QueryOrder};
 
-    async fn add(db: &impl ConnectionTrait, tenant: uuid::Uuid, subject: &str, role: &str, age: i64) {
+    async fn add(
+        db: &impl ConnectionTrait,
+        tenant: uuid::Uuid,
+        subject: &str,
+        role: &str,
+        age: i64,
+    ) {
         let at = chrono::Utc::now() - chrono::Duration::seconds(age);
         db.execute(
             &Query::insert()
@@ -192,7 +198,14 @@ mod tests {
             .unwrap();
         let got: Vec<(uuid::Uuid, &str, &str, &str)> = rows
             .iter()
-            .map(|r| (r.tenant_id, r.subject.as_str(), r.subject_key.as_str(), r.role.as_str()))
+            .map(|r| {
+                (
+                    r.tenant_id,
+                    r.subject.as_str(),
+                    r.subject_key.as_str(),
+                    r.role.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -205,7 +218,8 @@ mod tests {
             ]
         );
         // The key is unique per tenant from now on.
-        let mut dup = sea_orm::ActiveModelTrait::reset_all(member::ActiveModel::from(rows[3].clone()));
+        let mut dup =
+            sea_orm::ActiveModelTrait::reset_all(member::ActiveModel::from(rows[3].clone()));
         dup.tenant_id = sea_orm::Set(t2);
         dup.subject = sea_orm::Set("BoB".into());
         assert!(sea_orm::ActiveModelTrait::insert(dup, &db).await.is_err());

@@ -8,15 +8,12 @@ use e2e::{Backend, Stack};
 use serde_json::{Value, json};
 use shared::auth::Role;
 
-const ADD: &str =
-    "mutation($i: AddMemberInput!) { addMember(input: $i) { subject role version } }";
+const ADD: &str = "mutation($i: AddMemberInput!) { addMember(input: $i) { subject role version } }";
 const CHANGE: &str =
     "mutation($i: ChangeMemberRoleInput!) { changeMemberRole(input: $i) { subject role version } }";
 const MEMBERS: &str = "query($id: ID!) { tenant(id: $id) { name members { subject role } } }";
-const REQUEST: &str =
-    "mutation($i: RequestBreakGlassInput!) { requestBreakGlass(input: $i) { id status requester } }";
-const APPROVE: &str =
-    "mutation($id: ID!) { approveBreakGlass(id: $id) { id status decidedBy } }";
+const REQUEST: &str = "mutation($i: RequestBreakGlassInput!) { requestBreakGlass(input: $i) { id status requester } }";
+const APPROVE: &str = "mutation($id: ID!) { approveBreakGlass(id: $id) { id status decidedBy } }";
 const ACTIVATE: &str = "mutation($id: ID!) { activateBreakGlass(id: $id) { token } }";
 
 fn create(key: &str, slug: &str, name: &str, owner: Option<&str>) -> Value {
@@ -71,14 +68,22 @@ async fn a_name_the_global_tier_accepts_the_cell_accepts() {
     // 150 characters, the same as the composed one.
     let decomposed = "e\u{301}".repeat(150);
     let t = s
-        .gql(&admin, CREATE, create("n-3", "decomposed", &decomposed, None))
+        .gql(
+            &admin,
+            CREATE,
+            create("n-3", "decomposed", &decomposed, None),
+        )
         .await;
     assert_eq!(t["data"]["createTenant"]["status"], "ACTIVE", "{t}");
     assert_eq!(t["data"]["createTenant"]["name"], name.as_str());
 
     // One character more than 200 is refused by the global tier at once.
     let long = s
-        .gql(&admin, CREATE, create("n-4", "toolong", &"é".repeat(201), None))
+        .gql(
+            &admin,
+            CREATE,
+            create("n-4", "toolong", &"é".repeat(201), None),
+        )
         .await;
     assert_eq!(code(&long), Some("BAD_USER_INPUT"), "{long}");
     assert_eq!(field(&long), Some("input.name"));
@@ -96,7 +101,11 @@ async fn names_and_owners_that_hide_what_they_are_are_refused() {
         ("esc", "Acme\u{1b}[2J", "ESC"),
         ("rlo", "Acme\u{202e}gnp.exe", "U+202E"),
         ("isolate", "\u{2066}Acme\u{2069}", "U+2066"),
-        ("zero-width", "\u{200b}\u{200d}\u{feff}", "visible character"),
+        (
+            "zero-width",
+            "\u{200b}\u{200d}\u{feff}",
+            "visible character",
+        ),
         ("blank", " \u{3000} ", "1 to 200 characters"),
     ];
     for (i, (what, name, says)) in hidden.iter().enumerate() {
@@ -128,13 +137,22 @@ async fn names_and_owners_that_hide_what_they_are_are_refused() {
             .gql(
                 &admin,
                 CREATE,
-                create(&format!("o-{i}"), &format!("owner-{i}"), "Acme", Some(owner)),
+                create(
+                    &format!("o-{i}"),
+                    &format!("owner-{i}"),
+                    "Acme",
+                    Some(owner),
+                ),
             )
             .await;
         assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{owner:?}: {body}");
         assert_eq!(field(&body), Some("input.owner"), "{owner:?}: {body}");
     }
-    assert_eq!(total(&s).await, before, "a refused create changed the directory");
+    assert_eq!(
+        total(&s).await,
+        before,
+        "a refused create changed the directory"
+    );
     s.stop().await;
 }
 
@@ -142,7 +160,11 @@ async fn names_and_owners_that_hide_what_they_are_are_refused() {
 async fn a_subject_is_one_member_whatever_its_case() {
     let s = Stack::start(Backend::Postgres).await;
     let t = s
-        .gql(&s.admin(), CREATE, create("m-1", "cases", "Cases", Some("Olive")))
+        .gql(
+            &s.admin(),
+            CREATE,
+            create("m-1", "cases", "Cases", Some("Olive")),
+        )
         .await;
     let id = t["data"]["createTenant"]["id"]
         .as_str()
@@ -150,9 +172,7 @@ async fn a_subject_is_one_member_whatever_its_case() {
         .to_owned();
     // The owner's token spells the subject in another case: still the owner.
     let olive = s.token("olive", &[], &[], None);
-    let add = |sub: &str, key: &str| {
-        json!({ "i": { "tenantId": id, "subject": sub, "role": "viewer", "idempotencyKey": key } })
-    };
+    let add = |sub: &str, key: &str| json!({ "i": { "tenantId": id, "subject": sub, "role": "viewer", "idempotencyKey": key } });
     let bob = s.gql(&olive, ADD, add("bob-a", "add-bob")).await;
     assert_eq!(bob["data"]["addMember"]["subject"], "bob-a", "{bob}");
 
@@ -194,16 +214,29 @@ async fn a_subject_is_one_member_whatever_its_case() {
             json!({ "i": { "tenantId": id, "subject": "Bob-A", "role": "admin", "expectedVersion": 1 } }),
         )
         .await;
-    assert_eq!(changed["data"]["changeMemberRole"]["role"], "admin", "{changed}");
+    assert_eq!(
+        changed["data"]["changeMemberRole"]["role"], "admin",
+        "{changed}"
+    );
     assert_eq!(changed["data"]["changeMemberRole"]["subject"], "bob-a");
     let bob_upper = s.token("BOB-A", &[], &[], None);
     let listed = s
-        .gql(&bob_upper, "{ tenants { totalCount edges { node { id } } } }", json!({}))
+        .gql(
+            &bob_upper,
+            "{ tenants { totalCount edges { node { id } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(listed["data"]["tenants"]["totalCount"], 1, "{listed}");
-    assert_eq!(listed["data"]["tenants"]["edges"][0]["node"]["id"], id.as_str());
+    assert_eq!(
+        listed["data"]["tenants"]["edges"][0]["node"]["id"],
+        id.as_str()
+    );
     let by_admin = s.gql(&bob_upper, ADD, add("carol", "add-carol")).await;
-    assert_eq!(by_admin["data"]["addMember"]["subject"], "carol", "{by_admin}");
+    assert_eq!(
+        by_admin["data"]["addMember"]["subject"], "carol",
+        "{by_admin}"
+    );
     s.stop().await;
 }
 
@@ -230,14 +263,20 @@ async fn four_eyes_refuses_the_requester_in_another_case() {
 
     let own = s.gql(&me_upper, APPROVE, json!({ "id": id })).await;
     assert_eq!(code(&own), Some("FORBIDDEN"), "{own}");
-    assert!(message(&own).contains("someone other than its requester"), "{own}");
+    assert!(
+        message(&own).contains("someone other than its requester"),
+        "{own}"
+    );
     let mixed = s.token("Sre-Self", &[Role::Sre], &[], None);
     let own = s.gql(&mixed, APPROVE, json!({ "id": id })).await;
     assert_eq!(code(&own), Some("FORBIDDEN"), "{own}");
 
     // Someone else approves; the requester, in any case, activates.
     let ok = s.gql(&other, APPROVE, json!({ "id": id })).await;
-    assert_eq!(ok["data"]["approveBreakGlass"]["status"], "APPROVED", "{ok}");
+    assert_eq!(
+        ok["data"]["approveBreakGlass"]["status"], "APPROVED",
+        "{ok}"
+    );
     assert_eq!(ok["data"]["approveBreakGlass"]["decidedBy"], "sre-other");
     let act = s.gql(&me_upper, ACTIVATE, json!({ "id": id })).await;
     assert!(
