@@ -488,9 +488,8 @@ pub async fn revoke(
     expected_version: Option<i64>,
 ) -> Result<bg::Model> {
     let cur = get(st, id).await?;
-    if !(p.has_any(&OPERATORS) && p.break_glass.is_none())
-        && !same_subject(&cur.requester, &p.subject)
-    {
+    let operator = p.has_any(&OPERATORS) && p.break_glass.is_none();
+    if !(operator || same_subject(&cur.requester, &p.subject)) {
         return Err(Error::Forbidden(
             "revokeBreakGlass needs one of the roles: sre, platform-admin (or to be the requester)"
                 .into(),
