@@ -1,6 +1,7 @@
 //! The global database schema.
 
 mod breakglass;
+mod members;
 mod ops;
 mod sync;
 mod versions;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
                 table: "tenants",
                 key: "id",
             }),
+            Box::new(members::AddMemberSubjectKey),
         ]
     }
 }

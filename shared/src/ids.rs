@@ -121,6 +121,10 @@ label_newtype!(
     /// A plan name such as `pro`. Plans are data, not schema enums.
     Plan, "plan", 1
 );
+label_newtype!(
+    /// A project's or an environment's name (`default`, `prod`): a DNS label.
+    Label, "name", 1
+);
 
 /// A client-chosen key that makes a mutation safe to retry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

@@ -28,6 +28,7 @@ pub mod impact;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod plans;
 pub mod projects;
 pub mod quota;

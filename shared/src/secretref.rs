@@ -7,12 +7,7 @@ use crate::ids::Invalid;
 pub const SCHEMES: [&str; 5] = ["vault", "aws-sm", "gcp-sm", "azure-kv", "k8s-secret"];
 
 fn dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    crate::ids::Label::parse(s).is_ok()
 }
 
 fn path_segment(s: &str) -> bool {

@@ -4,6 +4,7 @@ use shared::audit;
 use shared::auth::Role;
 use shared::error::Field;
 use shared::ids::{Plan, Region, Slug, TenantId};
+use shared::names::TenantName;
 
 use super::query::reader;
 use super::types::{CreateTenantInput, Tenant};
@@ -46,17 +47,12 @@ impl Mutation {
 }
 
 fn parse(input: CreateTenantInput) -> shared::Result<NewTenant> {
-    let name = input.name.trim().to_owned();
-    if name.is_empty() || name.len() > 200 {
-        return Err(shared::Error::bad_input(
-            "input.name",
-            "name must be 1 to 200 characters",
-        ));
-    }
     Ok(NewTenant {
         id: input.id.parse::<TenantId>().field("input.id")?,
         slug: Slug::parse(&input.slug).field("input.slug")?,
-        name,
+        name: TenantName::parse(&input.name)
+            .field("input.name")?
+            .into_string(),
         region: Region::parse(&input.region).field("input.region")?,
         plan: Plan::parse(&input.plan).field("input.plan")?,
     })

@@ -8,7 +8,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use shared::db::begin_write;
-use shared::ids::{CellId, TenantId};
+use shared::error::Field;
+use shared::ids::{Label, TenantId};
 use shared::{Error, Result};
 
 use crate::entity::{environment, project};
@@ -27,9 +28,7 @@ pub struct Project {
 
 /// Project and environment names are DNS labels, like cell ids.
 pub fn check_label(name: &str, field: &str) -> Result<()> {
-    CellId::parse(name)
-        .map(|_| ())
-        .map_err(|e| Error::bad_input(field, e.0.replace("cell id", "name")))
+    Label::parse(name).map(|_| ()).field(field)
 }
 
 async fn insert_project<C: ConnectionTrait>(

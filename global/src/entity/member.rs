@@ -8,6 +8,10 @@ pub struct Model {
     pub tenant_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub subject: String,
+    /// `shared::names::subject_key(subject)`: what the member is looked up
+    /// by, unique per tenant, so subjects compare case-insensitively.
+    #[serde(skip)]
+    pub subject_key: String,
     /// owner, admin, member or viewer.
     pub role: String,
     /// Increases with every change to the membership.

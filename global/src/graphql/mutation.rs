@@ -5,6 +5,7 @@ use shared::audit;
 use shared::auth::{Principal, Role};
 use shared::error::Field;
 use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug};
+use shared::names::{Subject, TenantName};
 
 use super::auth::caller;
 use super::types::{Cell, CreateTenantInput, DefineConfigKeyInput, RegisterCellInput, Tenant};
@@ -177,26 +178,15 @@ fn require_cell_identity(p: &Principal, id: &CellId) -> shared::Result<()> {
 }
 
 fn parse_new_tenant(input: CreateTenantInput) -> shared::Result<NewTenant> {
-    let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(shared::Error::bad_input(
-            "input.name",
-            "name must be 1 to 200 characters",
-        ));
-    }
     Ok(NewTenant {
         slug: Slug::parse(&input.slug).field("input.slug")?,
-        name,
+        name: TenantName::parse(&input.name)
+            .field("input.name")?
+            .into_string(),
         region: Region::parse(&input.region).field("input.region")?,
         plan: Plan::parse(&input.plan).field("input.plan")?,
         owner: match input.owner {
-            Some(o) if o.trim().is_empty() || o.len() > 200 => {
-                return Err(shared::Error::bad_input(
-                    "input.owner",
-                    "owner must be 1 to 200 characters",
-                ));
-            }
-            Some(o) => o,
+            Some(o) => Subject::parse(&o).field("input.owner")?.into_string(),
             None => String::new(),
         },
     })

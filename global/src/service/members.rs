@@ -19,7 +19,9 @@ use sea_orm::{
 };
 use shared::auth::{Principal, Role};
 use shared::db::begin_write;
+use shared::error::Field;
 use shared::ids::TenantId;
+use shared::names::{Subject, subject_key};
 use shared::{Error, Result};
 
 use crate::entity::{member, tenant};
@@ -69,8 +71,7 @@ pub async fn level(db: &DatabaseConnection, p: &Principal, tenant: TenantId) -> 
     } else {
         Level::None
     };
-    let by_membership = member::Entity::find_by_id((tenant.0, p.subject.clone()))
-        .one(db)
+    let by_membership = find(db, tenant, &p.subject)
         .await?
         .and_then(|m| Level::parse(&m.role))
         .unwrap_or(Level::None);
@@ -100,10 +101,23 @@ pub async fn require(
     Ok(have)
 }
 
-/// The tenants `subject` is a member of.
+/// `subject`'s membership of `tenant`, whatever the case of either.
+async fn find<C: ConnectionTrait>(
+    db: &C,
+    tenant: TenantId,
+    subject: &str,
+) -> Result<Option<member::Model>> {
+    Ok(member::Entity::find()
+        .filter(member::Column::TenantId.eq(tenant.0))
+        .filter(member::Column::SubjectKey.eq(subject_key(subject)))
+        .one(db)
+        .await?)
+}
+
+/// The tenants `subject` (in any case) is a member of.
 pub async fn tenants_of(db: &DatabaseConnection, subject: &str) -> Result<Vec<TenantId>> {
     Ok(member::Entity::find()
-        .filter(member::Column::Subject.eq(subject))
+        .filter(member::Column::SubjectKey.eq(subject_key(subject)))
         .all(db)
         .await?
         .into_iter()
@@ -119,16 +133,18 @@ pub async fn list(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<membe
         .await?)
 }
 
-/// The first owner, recorded with the tenant's reservation.
+/// The first owner, recorded with the tenant's reservation (in its
+/// transaction, hence the database error).
 pub async fn insert_owner<C: ConnectionTrait>(
     db: &C,
     tenant: TenantId,
     subject: &str,
-) -> Result<()> {
+) -> std::result::Result<(), sea_orm::DbErr> {
     let now = Utc::now();
     member::ActiveModel {
         tenant_id: Set(tenant.0),
         subject: Set(subject.to_owned()),
+        subject_key: Set(subject_key(subject)),
         role: Set("owner".into()),
         version: Set(1),
         idempotency_key: Set(None),
@@ -158,16 +174,6 @@ fn role_of(role: &str) -> Result<Level> {
     })
 }
 
-fn check_subject(subject: &str) -> Result<()> {
-    if subject.trim().is_empty() || subject.len() > 200 {
-        return Err(Error::bad_input(
-            "input.subject",
-            "subject must be 1 to 200 characters",
-        ));
-    }
-    Ok(())
-}
-
 /// Only an owner may grant or take away ownership.
 fn may_touch(caller: Level, role: Level) -> Result<()> {
     if role == Level::Owner && caller < Level::Owner {
@@ -189,7 +195,8 @@ pub async fn add(
     role: &str,
     key: &str,
 ) -> Result<member::Model> {
-    check_subject(subject)?;
+    let subject = Subject::parse(subject).field("input.subject")?;
+    let subject = subject.as_str();
     let level = role_of(role)?;
     may_touch(caller, level)?;
     let txn = begin_write(db).await?;
@@ -200,16 +207,13 @@ pub async fn add(
         .await?
         .ok_or_else(|| Error::NotFound(format!("tenant {tenant} not found")))?
         .plan;
-    if let Some(m) = member::Entity::find_by_id((tenant.0, subject.to_owned()))
-        .one(&txn)
-        .await?
-    {
+    if let Some(m) = find(&txn, tenant, subject).await? {
         return if m.idempotency_key.as_deref() == Some(key) && m.role == role {
             Ok(m)
         } else {
             Err(Error::Conflict(format!(
-                "{subject} is already a member ({}); use changeMemberRole",
-                m.role
+                "{} is already a member ({}); use changeMemberRole",
+                m.subject, m.role
             )))
         };
     }
@@ -227,6 +231,7 @@ pub async fn add(
     let m = member::ActiveModel {
         tenant_id: Set(tenant.0),
         subject: Set(subject.to_owned()),
+        subject_key: Set(subject_key(subject)),
         role: Set(role.to_owned()),
         version: Set(1),
         idempotency_key: Set(Some(key.to_owned())),
@@ -288,8 +293,7 @@ async fn current<C: ConnectionTrait>(
     subject: &str,
     expected: i64,
 ) -> Result<member::Model> {
-    let m = member::Entity::find_by_id((tenant.0, subject.to_owned()))
-        .one(db)
+    let m = find(db, tenant, subject)
         .await?
         .ok_or_else(|| Error::NotFound(format!("{subject} is not a member")))?;
     if m.version != expected {
@@ -322,7 +326,7 @@ pub async fn change_role(
         ));
     }
     let updated = set_role(&txn, tenant, subject, role, expected).await?;
-    let target = Some(subject.to_owned());
+    let target = Some(m.subject.clone());
     shared::audit::change(&txn, Some(tenant.0), target, &m, &updated).await?;
     txn.commit().await?;
     Ok(updated)
@@ -343,7 +347,7 @@ async fn set_role<C: ConnectionTrait>(
         )
         .col_expr(member::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(member::Column::TenantId.eq(tenant.0))
-        .filter(member::Column::Subject.eq(subject))
+        .filter(member::Column::SubjectKey.eq(subject_key(subject)))
         .filter(member::Column::Version.eq(expected))
         .exec(db)
         .await?;
@@ -352,8 +356,7 @@ async fn set_role<C: ConnectionTrait>(
             "membership of {subject} changed concurrently; read it and retry"
         )));
     }
-    member::Entity::find_by_id((tenant.0, subject.to_owned()))
-        .one(db)
+    find(db, tenant, subject)
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("membership vanished")))
 }
@@ -375,10 +378,10 @@ pub async fn remove(
             "the last owner cannot be removed: transfer ownership first",
         ));
     }
-    member::Entity::delete_by_id((tenant.0, subject.to_owned()))
+    member::Entity::delete_by_id((tenant.0, m.subject.clone()))
         .exec(&txn)
         .await?;
-    let who = Some(subject.to_owned());
+    let who = Some(m.subject.clone());
     shared::audit::change(&txn, Some(tenant.0), who, &m, shared::audit::NONE).await?;
     txn.commit().await?;
     Ok(m)
@@ -393,13 +396,12 @@ pub async fn transfer_ownership(
     to: &str,
     expected: i64,
 ) -> Result<member::Model> {
-    if from == to {
+    if shared::names::same_subject(from, to) {
         return Err(Error::bad_input("input.to", "you already own this tenant"));
     }
     let txn = begin_write(db).await?;
     let target = current(&txn, tenant, to, expected).await?;
-    let me = member::Entity::find_by_id((tenant.0, from.to_owned()))
-        .one(&txn)
+    let me = find(&txn, tenant, from)
         .await?
         .filter(|m| m.role == "owner")
         .ok_or_else(|| {
@@ -410,7 +412,7 @@ pub async fn transfer_ownership(
     shared::audit::change(
         &txn,
         Some(tenant.0),
-        Some(to.to_owned()),
+        Some(target.subject.clone()),
         [&me, &target],
         [&demoted, &updated],
     )

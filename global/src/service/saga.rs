@@ -16,7 +16,7 @@ use shared::model::TenantStatus;
 use shared::{Error, Result};
 use uuid::Uuid;
 
-use crate::entity::{member, saga, saga_step, tenant};
+use crate::entity::{saga, saga_step, tenant};
 use crate::service::directory::NewTenant;
 
 pub const RUNNING: &str = "RUNNING";
@@ -161,17 +161,7 @@ async fn insert_all(
     }
     .insert(&txn)
     .await?;
-    member::ActiveModel {
-        tenant_id: Set(id.0),
-        subject: Set(t.owner.clone()),
-        role: Set("owner".into()),
-        version: Set(1),
-        idempotency_key: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
+    crate::service::members::insert_owner(&txn, id, &t.owner).await?;
     for (i, name) in steps.iter().enumerate() {
         let first = i == 0;
         saga_step::ActiveModel {

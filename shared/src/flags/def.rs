@@ -298,14 +298,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Environments are DNS labels (`dev`, `stage`, `prod`, …).
 pub fn check_environment(env: &str) -> Result<(), String> {
-    let ok = !env.is_empty()
-        && env.len() <= 63
-        && env
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !env.starts_with('-')
-        && !env.ends_with('-');
-    if ok {
+    if crate::ids::Label::parse(env).is_ok() {
         Ok(())
     } else {
         Err(format!(

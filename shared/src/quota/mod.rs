@@ -101,10 +101,10 @@ impl MetricDef {
                 self.name
             ));
         }
-        if self.unit.trim().is_empty() || self.unit.len() > 32 {
+        if self.unit.trim().is_empty() || self.unit.chars().count() > 32 {
             errs.push("unit must be 1 to 32 characters".into());
         }
-        if self.description.len() > 1024 {
+        if self.description.chars().count() > 1024 {
             errs.push("description must be at most 1024 characters".into());
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }

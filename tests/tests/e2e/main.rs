@@ -34,6 +34,7 @@ mod impact_processes;
 mod lifecycle_streams;
 mod maintenance_freeze;
 mod members;
+mod names;
 mod ops_bad_input;
 mod otlp_trace;
 mod placement;

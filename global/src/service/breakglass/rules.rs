@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 use shared::auth::{Principal, Role};
 use shared::breakglass::Revoked;
+use shared::names::same_subject;
 use shared::{Error, Result};
 use uuid::Uuid;
 
@@ -157,7 +158,7 @@ fn not_pending(m: &bg::Model, now: DateTime<Utc>, action: &str) -> Option<Error>
 
 /// `p` approves a pending request: the window opens now.
 pub(super) fn approval(cur: &bg::Model, p: &Principal, now: DateTime<Utc>) -> Result<Change> {
-    if cur.requester == p.subject {
+    if same_subject(&cur.requester, &p.subject) {
         return Err(Error::Forbidden(
             "a break-glass request must be approved by someone other than its requester".into(),
         ));
@@ -206,7 +207,7 @@ pub(super) fn activation_window(
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>> {
     let id = cur.id;
-    if cur.requester != p.subject {
+    if !same_subject(&cur.requester, &p.subject) {
         return Err(Error::Forbidden(
             "only the requester may activate a break-glass request".into(),
         ));

@@ -12,6 +12,7 @@ use shared::audit::{self, Outcome, Record};
 use shared::auth::Principal;
 use shared::breakglass::{Revoked, STREAM};
 use shared::ids::{IdempotencyKey, TenantId};
+use shared::names::same_subject;
 use shared::sync::{Event, outbox};
 use shared::{Error, Result};
 use uuid::Uuid;
@@ -34,7 +35,7 @@ pub async fn get(st: &State, id: Uuid) -> Result<bg::Model> {
 /// A request as its reader may see it: operators see all, others their own.
 pub async fn visible(st: &State, p: &Principal, id: Uuid) -> Result<bg::Model> {
     let m = get(st, id).await?;
-    if p.has_any(&OPERATORS) || m.requester == p.subject {
+    if p.has_any(&OPERATORS) || same_subject(&m.requester, &p.subject) {
         Ok(m)
     } else {
         Err(Error::NotFound(format!(
@@ -270,7 +271,8 @@ pub async fn revoke(
     expected_version: Option<i64>,
 ) -> Result<bg::Model> {
     let cur = get(st, id).await?;
-    if !(p.has_any(&OPERATORS) && p.break_glass.is_none()) && cur.requester != p.subject {
+    let operator = p.has_any(&OPERATORS) && p.break_glass.is_none();
+    if !(operator || same_subject(&cur.requester, &p.subject)) {
         return Err(Error::Forbidden(
             "revokeBreakGlass needs one of the roles: sre, platform-admin (or to be the requester)"
                 .into(),
