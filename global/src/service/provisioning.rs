@@ -1,10 +1,11 @@
 //! createTenant and its provisioning saga: reserve → place → create in the
-//! cell → allocate its resources → activate. Each step is idempotent and recorded; transient
-//! failures are retried with exponential backoff and jitter until the
-//! deadline; a permanent failure or the deadline compensates every step that
-//! ran and leaves the tenant FAILED with a reason. A driver holds a lease it
-//! renews before each attempt; the reconciler resumes sagas whose lease ran
-//! out (their driver died).
+//! cell → allocate its resources → activate. Each step is idempotent and
+//! recorded; transient failures are retried with exponential backoff and
+//! jitter until the deadline; a permanent failure or the deadline
+//! compensates every step that ran and leaves the tenant FAILED with a
+//! reason. A driver holds a lease it renews before each attempt; the
+//! reconciler resumes sagas whose lease ran out (their driver died), from
+//! what the saga's rows and the directory row hold.
 
 use std::time::Duration;
 
