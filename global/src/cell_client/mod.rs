@@ -17,6 +17,8 @@ mod batch;
 mod ops;
 mod provisioning;
 mod tenant;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
@@ -63,9 +65,15 @@ impl CellClient {
         query: &str,
         vars: Value,
     ) -> Result<T> {
-        let mut out: HashMap<String, T> = self.call(cell, query, vars).await?;
-        out.remove(field).ok_or_else(|| {
+        let mut out: HashMap<String, Value> = self.call(cell, query, vars).await?;
+        let answer = out.remove(field).ok_or_else(|| {
             shared::Error::internal(anyhow::anyhow!("cell answered without {field}"))
+        })?;
+        serde_json::from_value(answer).map_err(|e| {
+            shared::Error::internal(anyhow::anyhow!(
+                "cell {} answered an unexpected shape: {e}",
+                cell.id
+            ))
         })
     }
 
