@@ -237,10 +237,13 @@ async fn call_all(c: &CellClient, cell: &cell::Model) -> Vec<(&'static str, Opti
     ]
 }
 
+/// An object's field: its arguments by name, and its type.
+type FieldDef = (HashMap<String, Type>, Type);
+
 /// The cell's schema: every object and input object type by name, with its
 /// fields (an object's: arguments and type; an input's: type).
 struct CellSchema {
-    objects: HashMap<String, HashMap<String, (HashMap<String, Type>, Type)>>,
+    objects: HashMap<String, HashMap<String, FieldDef>>,
     inputs: HashMap<String, HashMap<String, Type>>,
 }
 
