@@ -14,35 +14,67 @@ use async_graphql::parser::types::{
     TypeSystemDefinition,
 };
 use async_graphql::parser::{parse_query, parse_schema};
-use axum::Json;
-use axum::routing::post;
 use serde_json::{Value, json};
 use shared::Code;
 use shared::auth::{Keys, ServiceToken};
 use shared::client::GraphqlClient;
 use shared::ids::TenantId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::CellClient;
 use crate::entity::cell;
 
-/// A stand-in cell: records each request body and answers `answer`.
+/// A stand-in cell: records each request body and answers `answer` (plain
+/// HTTP/1.1, one request per connection).
 async fn stand_in(answer: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorded = seen.clone();
-    let app = axum::Router::new().route(
-        "/graphql",
-        post(move |Json(body): Json<Value>| {
-            let (seen, answer) = (recorded.clone(), answer.clone());
-            async move {
-                seen.lock().unwrap().push(body);
-                Json(answer)
-            }
-        }),
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = answer.to_string();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (seen, answer) = (recorded.clone(), answer.clone());
+            tokio::spawn(async move {
+                let Some(body) = read_request(&mut conn).await else {
+                    return;
+                };
+                seen.lock().unwrap().push(body);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
     (format!("http://{addr}"), seen)
+}
+
+/// The JSON body of one HTTP request (by its content-length).
+async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Value> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + len {
+            return serde_json::from_slice(&buf[end + 4..end + 4 + len]).ok();
+        }
+    }
 }
 
 fn client() -> CellClient {
