@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::State;
 use crate::entity::{cell, saga_step, tenant};
-use crate::graphql::{TenantEvent, TenantEventKind};
+use crate::events::{TenantEvent, TenantEventKind};
 use crate::service::saga::{self, Lease, LifecycleEvent};
 use crate::service::{directory, idempotency, placement, tenant_status};
 
