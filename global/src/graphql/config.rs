@@ -1,8 +1,8 @@
 //! Tenant configuration through the global API: every read and write is
-//! routed to the tenant's home cell, the only place it is stored.
+//! routed to the tenant's home cell (`service::tenant_cell`), the only place
+//! it is stored.
 
 use async_graphql::{Context, ID, Object, Result};
-use serde::Deserialize;
 use serde_json::json;
 use shared::IntoGql;
 use shared::audit;
@@ -11,15 +11,13 @@ use shared::configkeys::api::{
     ConfigChange, ConfigValue, ConfigVersion, RollbackTenantConfigInput, SecretRef,
     SetSecretRefInput, UpdateTenantConfigInput,
 };
-use shared::error::Field;
 use shared::ids::TenantId;
 use shared::server::record_tenant;
 
 use super::auth::caller;
 use crate::State;
-use crate::entity::cell;
-use crate::service::directory;
-use crate::service::members::{self, Level};
+use crate::service::members::Level;
+use crate::service::tenant_cell;
 
 #[derive(Default)]
 pub struct ConfigQuery;
@@ -27,62 +25,15 @@ pub struct ConfigQuery;
 #[derive(Default)]
 pub struct ConfigMutation;
 
-/// The tenant's home cell, after checking the caller's level on the
-/// tenant (NOT_FOUND when it may not see it) and, for writes, its status.
-pub(super) async fn home(
-    st: &State,
-    p: &Principal,
-    id: &ID,
-    need: Level,
-    action: &str,
-) -> shared::Result<(TenantId, cell::Model)> {
-    let t: TenantId = id.parse().field("tenantId")?;
-    let not_found = || shared::Error::NotFound(format!("tenant {t} not found"));
-    members::require(&st.db, p, t, need, action).await?;
-    let row = if need > Level::Viewer {
-        directory::writable(&st.db, t).await?
-    } else {
-        directory::get(&st.db, t).await?.ok_or_else(not_found)?
-    };
-    let cell = st.cells.get(&row.cell_id).ok_or_else(|| {
-        shared::Error::Unavailable(format!("cell {} is not registered", row.cell_id))
-    })?;
-    Ok((t, cell))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Effective {
-    effective_config: Vec<ConfigValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct History {
-    config_history: Vec<ConfigChange>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Secrets {
-    secret_refs: Vec<SecretRef>,
-}
-
 #[Object]
 impl ConfigQuery {
     /// The tenant's secret references, from its home cell.
     async fn secret_refs(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<SecretRef>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "secretRefs")
+        let home = tenant_cell::route(st, p, &tenant_id, Level::Viewer, "secretRefs")
             .await
             .gql()?;
-        let q = "query($t: ID!) { secretRefs(tenantId: $t) { name ref version updatedAt } }";
-        let out: Secrets = st
-            .cell_client
-            .forward(&cell, q, json!({ "t": t }))
-            .await
-            .gql()?;
-        Ok(out.secret_refs)
+        home.secret_refs().await.gql()
     }
 
     /// Every registered key's value for the tenant (its default project when
@@ -95,21 +46,13 @@ impl ConfigQuery {
         environment: Option<String>,
     ) -> Result<Vec<ConfigValue>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "effectiveConfig")
+        let home = tenant_cell::route(st, p, &tenant_id, Level::Viewer, "effectiveConfig")
             .await
             .gql()?;
-        record_tenant(ctx, &t);
-        let q = "query($t: ID!, $p: String, $e: String) { effectiveConfig(tenantId: $t, projectId: $p, environment: $e) { key value source } }";
-        let out: Effective = st
-            .cell_client
-            .forward(
-                &cell,
-                q,
-                json!({ "t": t, "p": project_id, "e": environment }),
-            )
+        record_tenant(ctx, &home.tenant);
+        home.effective_config(project_id.as_deref(), environment.as_deref())
             .await
-            .gql()?;
-        Ok(out.effective_config)
+            .gql()
     }
 
     /// Who changed the tenant's configuration, when, and what; newest first.
@@ -120,16 +63,10 @@ impl ConfigQuery {
         #[graphql(default = 50)] first: i32,
     ) -> Result<Vec<ConfigChange>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "configHistory")
+        let home = tenant_cell::route(st, p, &tenant_id, Level::Viewer, "configHistory")
             .await
             .gql()?;
-        let q = "query($t: ID!, $n: Int!) { configHistory(tenantId: $t, first: $n) { version actor at diff } }";
-        let out: History = st
-            .cell_client
-            .forward(&cell, q, json!({ "t": t, "n": first }))
-            .await
-            .gql()?;
-        Ok(out.config_history)
+        home.config_history(first).await.gql()
     }
 }
 
@@ -142,19 +79,14 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: SetSecretRefInput,
     ) -> Result<SecretRef> {
+        let (st, p) = caller(ctx).gql()?;
         let detail =
             json!({ "name": input.name, "scheme": shared::secretref::scheme(&input.reference) });
-        let check = shared::secretref::validate(&input.reference).field("input.ref");
-        let q = "mutation($i: SetSecretRefInput!, $who: String) { setSecretRef(input: $i, onBehalfOf: $who) { name ref version updatedAt } }";
-        routed_write(
-            ctx,
-            "setSecretRef",
-            &input.tenant_id.clone(),
-            detail,
-            check,
-            q,
-            input,
-        )
+        let action = "setSecretRef";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.set_secret_ref(&input).await?))
+        })
         .await
     }
 
@@ -164,17 +96,13 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: UpdateTenantConfigInput,
     ) -> Result<ConfigVersion> {
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let q = "mutation($i: UpdateTenantConfigInput!, $who: String) { updateTenantConfig(input: $i, onBehalfOf: $who) { version } }";
-        routed_write(
-            ctx,
-            "updateTenantConfig",
-            &input.tenant_id.clone(),
-            detail,
-            Ok(()),
-            q,
-            input,
-        )
+        let action = "updateTenantConfig";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.update_tenant_config(&input).await?))
+        })
         .await
     }
 
@@ -184,55 +112,29 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: RollbackTenantConfigInput,
     ) -> Result<ConfigVersion> {
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let q = "mutation($i: RollbackTenantConfigInput!, $who: String) { rollbackTenantConfig(input: $i, onBehalfOf: $who) { version } }";
-        routed_write(
-            ctx,
-            "rollbackTenantConfig",
-            &input.tenant_id.clone(),
-            detail,
-            Ok(()),
-            q,
-            input,
-        )
+        let action = "rollbackTenantConfig";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.rollback_tenant_config(&input).await?))
+        })
         .await
     }
 }
 
-/// Forwards a write to the tenant's home cell on behalf of the caller and
-/// audits its outcome here. `action` is both the audit action and the cell
-/// mutation's name, whose answer is returned; `check` is a local validation
-/// that must pass before anything is sent.
-pub(super) async fn routed_write<T: serde::de::DeserializeOwned>(
-    ctx: &Context<'_>,
+/// Runs `write`, a change of one tenant's data, under an audit trail of
+/// `action`: its outcome is recorded here whether it succeeds or is
+/// refused, with the tenant `write` answers (none when it failed).
+pub(super) async fn audited<T>(
+    st: &State,
+    p: &Principal,
     action: &str,
-    tenant_id: &ID,
     detail: serde_json::Value,
-    check: shared::Result<()>,
-    mutation: &str,
-    input: impl serde::Serialize,
+    write: impl Future<Output = shared::Result<(TenantId, T)>>,
 ) -> Result<T> {
-    let (st, p) = caller(ctx).gql()?;
-    let trail = audit::Trail::new(p, action, detail.clone());
-    let result = trail
-        .scope(async {
-            // Plans are the owners' to change; configuration and projects, any member's.
-            let need = match action {
-                "changePlan" | "setEntitlementOverride" => Level::Owner,
-                _ => Level::Member,
-            };
-            let (t, cell) = home(st, p, tenant_id, need, action).await?;
-            check?;
-            let mut out: std::collections::HashMap<String, T> = st
-                .cell_client
-                .forward(&cell, mutation, json!({ "i": input, "who": p.subject }))
-                .await?;
-            let answer = out.remove(action).ok_or_else(|| {
-                shared::Error::internal(anyhow::anyhow!("cell answered without {action}"))
-            })?;
-            Ok::<_, shared::Error>((t, answer))
-        })
-        .await;
+    let trail = audit::Trail::new(p, action, detail);
+    let result = trail.scope(write).await;
     let tenant = result.as_ref().ok().map(|(t, _)| t.0);
     trail.finish(&st.db, tenant, None, &result).await.gql()?;
     Ok(result.gql()?.1)

@@ -90,7 +90,7 @@ pub struct ImpactConnection {
 }
 
 impl ImpactScope {
-    fn into_query(self) -> shared::Result<Query> {
+    fn into_selection(self) -> shared::Result<Query> {
         Ok(Query {
             cell_ids: self.cell_ids,
             regions: self.regions,
@@ -180,7 +180,7 @@ impl ImpactQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ImpactConnection> {
-        let q = scope.into_query().gql()?;
+        let q = scope.into_selection().gql()?;
         impacted_tenants(ctx, q, first.unwrap_or(100), after).await
     }
 }

@@ -11,7 +11,7 @@ use super::auth::caller;
 use super::types::{Cell, CreateTenantInput, DefineConfigKeyInput, RegisterCellInput, Tenant};
 use crate::service::cells::{self, Registration};
 use crate::service::configkeys;
-use crate::service::directory::{self, NewTenant};
+use crate::service::provisioning::{self, NewTenant};
 use shared::configkeys::KeyDef;
 
 #[derive(Default)]
@@ -38,7 +38,7 @@ impl Mutation {
                 if t.owner.is_empty() {
                     t.owner = p.subject.clone();
                 }
-                directory::create(st, &p.subject, &key, t).await
+                provisioning::create(st, &p.subject, &key, t).await
             })
             .await;
         let tenant_id = result.as_ref().ok().map(|r| r.id);

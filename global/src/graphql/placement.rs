@@ -61,16 +61,7 @@ impl PlacementQuery {
                 shared::Error::bad_input("plan", format!("unknown plan `{plan}`")).into_gql(),
             );
         }
-        let counts = cells::tenant_counts(&st.db).await.gql()?;
-        let d = placement::evaluate(
-            &region,
-            &plan,
-            &crate::service::maintenance::placement_view(st)
-                .await
-                .gql()?,
-            &counts,
-            &st.provisioning.placement_policy,
-        );
+        let d = placement::preview(st, &region, &plan).await.gql()?;
         Ok(PlacementPreview {
             cell: d.chosen.map(view),
             rejected: d

@@ -2,11 +2,13 @@
 //! to the tenant's home cell (the authority of its plan).
 
 use async_graphql::{Context, Object, Result};
+use shared::IntoGql;
 use shared::plans::{ChangePlanInput, SetEntitlementOverrideInput, TenantPlan};
 
 use super::auth::caller;
-use super::config::routed_write;
-use crate::service::directory;
+use super::config::audited;
+use crate::service::members::Level;
+use crate::service::{directory, tenant_cell};
 
 #[derive(Default)]
 pub struct PlansMutation;
@@ -16,39 +18,21 @@ impl PlansMutation {
     /// Moves a tenant to another plan under `expectedVersion` (its plan
     /// version); refused when its usage exceeds the new plan's quotas.
     async fn change_plan(&self, ctx: &Context<'_>, input: ChangePlanInput) -> Result<TenantPlan> {
-        let (st, _) = caller(ctx).map_err(shared::Error::into_gql)?;
-        let check = if st.plans.iter().any(|p| p.as_str() == input.plan) {
-            // Members live here, not in the cell: a plan that allows fewer
-            // than the tenant has is refused before the cell is asked.
-            match input.tenant_id.parse::<shared::ids::TenantId>() {
-                Ok(t) => crate::service::members::check_plan_room(&st.db, t, &input.plan).await,
-                Err(_) => Ok(()),
-            }
-        } else {
-            let valid: Vec<&str> = st.plans.iter().map(|p| p.as_str()).collect();
-            Err(shared::Error::bad_input(
-                "input.plan",
-                format!(
-                    "unknown plan `{}`; valid plans: {}",
-                    input.plan,
-                    valid.join(", ")
-                ),
-            ))
-        };
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let q = format!(
-            "mutation($i: ChangePlanInput!, $who: String) {{ changePlan(input: $i, onBehalfOf: $who) {{ {} }} }}",
-            shared::plans::TENANT_PLAN_FIELDS
-        );
-        let tenant_id = input.tenant_id.clone();
-        let changed: TenantPlan =
-            routed_write(ctx, "changePlan", &tenant_id, detail, check, &q, input).await?;
+        // Plans are the owners' to change.
+        let action = "changePlan";
+        let changed = audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Owner, action).await?;
+            Ok((home.tenant, home.change_plan(&input).await?))
+        })
+        .await?;
         // The cell reports the change on `cell.tenants` too; recording it
         // here makes the directory right before this answer.
-        if let Ok(id) = tenant_id.parse::<uuid::Uuid>() {
+        if let Ok(id) = input.tenant_id.parse::<uuid::Uuid>() {
             directory::record_plan(&st.db, id, &changed.plan, changed.version)
                 .await
-                .map_err(shared::Error::into_gql)?;
+                .gql()?;
         }
         Ok(changed)
     }
@@ -59,20 +43,13 @@ impl PlansMutation {
         ctx: &Context<'_>,
         input: SetEntitlementOverrideInput,
     ) -> Result<TenantPlan> {
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let q = format!(
-            "mutation($i: SetEntitlementOverrideInput!, $who: String) {{ setEntitlementOverride(input: $i, onBehalfOf: $who) {{ {} }} }}",
-            shared::plans::TENANT_PLAN_FIELDS
-        );
-        routed_write(
-            ctx,
-            "setEntitlementOverride",
-            &input.tenant_id.clone(),
-            detail,
-            Ok(()),
-            &q,
-            input,
-        )
+        let action = "setEntitlementOverride";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Owner, action).await?;
+            Ok((home.tenant, home.set_entitlement_override(&input).await?))
+        })
         .await
     }
 }

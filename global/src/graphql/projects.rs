@@ -2,9 +2,13 @@
 //! tenant's home cell like its configuration.
 
 use async_graphql::{Context, Object, Result};
+use shared::IntoGql;
 use shared::projects::{CreateEnvironmentInput, CreateProjectInput, Project};
 
-use super::config::routed_write;
+use super::auth::caller;
+use super::config::audited;
+use crate::service::members::Level;
+use crate::service::tenant_cell;
 
 #[derive(Default)]
 pub struct ProjectsMutation;
@@ -18,17 +22,13 @@ impl ProjectsMutation {
         ctx: &Context<'_>,
         input: CreateProjectInput,
     ) -> Result<Project> {
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let q = "mutation($i: CreateProjectInput!, $who: String) { createProject(input: $i, onBehalfOf: $who) { id name version environments { name } } }";
-        routed_write(
-            ctx,
-            "createProject",
-            &input.tenant_id.clone(),
-            detail,
-            Ok(()),
-            q,
-            input,
-        )
+        let action = "createProject";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.create_project(&input).await?))
+        })
         .await
     }
 
@@ -38,17 +38,13 @@ impl ProjectsMutation {
         ctx: &Context<'_>,
         input: CreateEnvironmentInput,
     ) -> Result<Project> {
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let q = "mutation($i: CreateEnvironmentInput!, $who: String) { createEnvironment(input: $i, onBehalfOf: $who) { id name version environments { name } } }";
-        routed_write(
-            ctx,
-            "createEnvironment",
-            &input.tenant_id.clone(),
-            detail,
-            Ok(()),
-            q,
-            input,
-        )
+        let action = "createEnvironment";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.create_environment(&input).await?))
+        })
         .await
     }
 }

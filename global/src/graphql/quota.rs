@@ -4,8 +4,6 @@
 
 use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
 use shared::IntoGql;
 use shared::audit;
 use shared::auth::Role;
@@ -15,12 +13,12 @@ use shared::quota::api::{
     ClearQuotaInput, DefineMetricInput, Granularity, MetricView, Quota, QuotaChange, SetQuotaInput,
     UsagePoint,
 };
-use shared::quota::{Rule, store};
+use shared::quota::store;
 
 use super::auth::caller;
-use super::config::{home, routed_write};
-use crate::State;
+use super::config::audited;
 use crate::service::members::Level;
+use crate::service::tenant_cell::{self, metric_kind};
 use crate::service::{directory, metrics_catalog, usage};
 
 #[derive(Default)]
@@ -28,19 +26,6 @@ pub struct QuotaQuery;
 
 #[derive(Default)]
 pub struct QuotaMutation;
-
-#[derive(Deserialize)]
-struct Quotas {
-    quotas: Vec<Quota>,
-}
-
-/// The metric's kind, or BAD_USER_INPUT when the catalog does not have it.
-async fn kind(st: &State, metric: &str, field: &str) -> shared::Result<shared::quota::Kind> {
-    store::get(&st.db, metric)
-        .await?
-        .map(|m| m.def.kind)
-        .ok_or_else(|| shared::Error::bad_input(field, format!("unknown metric `{metric}`")))
-}
 
 #[Object]
 impl QuotaQuery {
@@ -55,16 +40,10 @@ impl QuotaQuery {
     /// resetAt and whether it comes from the plan or an override.
     async fn quotas(&self, ctx: &Context<'_>, tenant_id: ID) -> Result<Vec<Quota>> {
         let (st, p) = caller(ctx).gql()?;
-        let (t, cell) = home(st, p, &tenant_id, Level::Viewer, "quotas")
+        let home = tenant_cell::route(st, p, &tenant_id, Level::Viewer, "quotas")
             .await
             .gql()?;
-        let q = "query($t: ID!) { quotas(tenantId: $t) { metric kind limit period burst enforcement used remaining resetAt source version } }";
-        let out: Quotas = st
-            .cell_client
-            .forward(&cell, q, json!({ "t": t }))
-            .await
-            .gql()?;
-        Ok(out.quotas)
+        home.quotas().await.gql()
     }
 
     /// The tenant's usage of `metric` in `[from, to)`, per bucket, from the
@@ -89,7 +68,7 @@ impl QuotaQuery {
             .gql()?
             .ok_or_else(not_found)
             .gql()?;
-        kind(st, &metric, "metric").await.gql()?;
+        metric_kind(st, &metric, "metric").await.gql()?;
         usage::query(&st.db, t.0, &metric, from, to, granularity)
             .await
             .gql()
@@ -122,47 +101,25 @@ impl QuotaMutation {
 
     /// Overrides the plan's limit on one metric for one tenant, in its home cell.
     async fn set_quota(&self, ctx: &Context<'_>, input: SetQuotaInput) -> Result<QuotaChange> {
-        let (st, _) = caller(ctx).gql()?;
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let check = async {
-            let k = kind(st, &input.metric, "input.metric").await?;
-            Rule {
-                limit: input.limit,
-                period: input.period,
-                burst: input.burst,
-                enforcement: input.enforcement,
-            }
-            .check(k, "input")
-        }
-        .await;
-        let q = "mutation($i: SetQuotaInput!, $who: String) { setQuota(input: $i, onBehalfOf: $who) { metric version source } }";
-        routed_write(
-            ctx,
-            "setQuota",
-            &input.tenant_id.clone(),
-            detail,
-            check,
-            q,
-            input,
-        )
+        let action = "setQuota";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.set_quota(&input).await?))
+        })
         .await
     }
 
     /// Returns one metric of one tenant to its plan's limit.
     async fn clear_quota(&self, ctx: &Context<'_>, input: ClearQuotaInput) -> Result<QuotaChange> {
-        let (st, _) = caller(ctx).gql()?;
+        let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
-        let check = kind(st, &input.metric, "input.metric").await.map(|_| ());
-        let q = "mutation($i: ClearQuotaInput!, $who: String) { clearQuota(input: $i, onBehalfOf: $who) { metric version source } }";
-        routed_write(
-            ctx,
-            "clearQuota",
-            &input.tenant_id.clone(),
-            detail,
-            check,
-            q,
-            input,
-        )
+        let action = "clearQuota";
+        audited(st, p, action, detail, async {
+            let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
+            Ok((home.tenant, home.clear_quota(&input).await?))
+        })
         .await
     }
 }

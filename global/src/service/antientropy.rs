@@ -9,7 +9,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
-use serde::Deserialize;
 use serde_json::json;
 use shared::configkeys::{self, store};
 use shared::sync::digest::{self, Versions};
@@ -237,37 +236,13 @@ pub struct Check {
     pub republished: usize,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Reply {
-    sync_versions: Replica,
-}
-
-#[derive(Deserialize)]
-struct Replica {
-    digest: String,
-    #[serde(default)]
-    entities: Vec<ReplicaEntity>,
-}
-
-#[derive(Deserialize)]
-struct ReplicaEntity {
-    entity: String,
-    version: i64,
-}
-
-async fn replica(st: &State, cell: &cell::Model, kind: &str, full: bool) -> Result<Replica> {
-    let fields = if full {
-        "digest entities { entity version }"
-    } else {
-        "digest"
-    };
-    let q = format!("query($k: String!) {{ syncVersions(kind: $k) {{ {fields} }} }}");
-    let r: Reply = st
-        .cell_client
-        .forward(cell, &q, json!({ "k": kind }))
-        .await?;
-    Ok(r.sync_versions)
+async fn replica(
+    st: &State,
+    cell: &cell::Model,
+    kind: &str,
+    full: bool,
+) -> Result<crate::cell_client::SyncVersions> {
+    st.cell_client.sync_versions(cell, kind, full).await
 }
 
 async fn owner(

@@ -1,34 +1,16 @@
 //! The tenant directory: which cell is each tenant's home. Creating a
-//! tenant runs its provisioning saga (`service::provisioning`).
-
-use std::time::Duration;
+//! tenant runs its provisioning saga (`service::provisioning::create`).
 
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use serde::Serialize;
-use shared::ids::{CellId, IdempotencyKey, Plan, Region, Slug, TenantId};
+use shared::ids::{CellId, Region, Slug, TenantId};
 use shared::model::TenantStatus;
 use shared::{Error, Result};
 use uuid::Uuid;
 
-use crate::State;
 use crate::entity::tenant;
-use crate::service::{cells, idempotency, placement, provisioning, saga};
-
-const OP_CREATE: &str = "createTenant";
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct NewTenant {
-    pub slug: Slug,
-    pub name: String,
-    pub region: Region,
-    pub plan: Plan,
-    /// The subject who becomes the tenant's first owner.
-    #[serde(default)]
-    pub owner: String,
-}
 
 /// Refuses changes to a tenant that is SUSPENDED, DEPROVISIONING or DELETED.
 pub async fn writable(db: &DatabaseConnection, id: TenantId) -> Result<tenant::Model> {
@@ -47,117 +29,6 @@ pub async fn writable(db: &DatabaseConnection, id: TenantId) -> Result<tenant::M
         )));
     }
     Ok(row)
-}
-
-/// Creates a tenant through its provisioning saga (see `provisioning`) and
-/// waits for the saga to end, at most the configured wait: the answer is
-/// the ACTIVE tenant, or the FAILED one (its `provisioning.reason` says
-/// why); a saga still retrying after the wait answers UNAVAILABLE and goes
-/// on in the background. Safe to retry with the same idempotency key:
-/// concurrent and later retries get the same tenant.
-pub async fn create(
-    st: &State,
-    actor: &str,
-    key: &IdempotencyKey,
-    t: NewTenant,
-) -> Result<tenant::Model> {
-    if !st.plans.iter().any(|p| p == &t.plan) {
-        let valid: Vec<&str> = st.plans.iter().map(|p| p.as_str()).collect();
-        return Err(Error::bad_input(
-            "input.plan",
-            format!(
-                "unknown plan `{}`; valid plans: {}",
-                t.plan,
-                valid.join(", ")
-            ),
-        ));
-    }
-    // Refused at once, with nothing made, when placement cannot succeed now
-    // (unknown region, no UP cell, no room); a retry with the same key that
-    // finds the saga already reserved skips this.
-    if get_by_key(st, key).await?.is_none() {
-        let counts = cells::tenant_counts(&st.db).await?;
-        placement::choose(
-            &t.region,
-            &t.plan,
-            &crate::service::maintenance::placement_view(st).await?,
-            &counts,
-            &st.provisioning.placement_policy,
-        )?;
-    }
-    let hash = idempotency::fingerprint(&t);
-    let proposed = TenantId::new();
-    let claim =
-        idempotency::claim(&st.db, OP_CREATE, key, actor, &hash, &proposed.to_string()).await?;
-    let id: TenantId = claim
-        .resource_id
-        .parse()
-        .map_err(|e: shared::ids::Invalid| Error::internal(anyhow::anyhow!(e.0)))?;
-    if claim.done
-        && let Some(row) = get(&st.db, id).await?
-    {
-        return Ok(row);
-    }
-    if let Err(e) = provisioning::reserve(st, id, key, actor, &t).await {
-        // Nothing was made: free the key so a corrected retry may use it.
-        idempotency::release(&st.db, OP_CREATE, key).await?;
-        return Err(e);
-    }
-    let driver = provisioning::start(st, id);
-    wait(st, id, driver).await
-}
-
-/// The tenant an earlier createTenant with `key` reserved, if any.
-async fn get_by_key(st: &State, key: &IdempotencyKey) -> Result<Option<TenantId>> {
-    idempotency::resource(&st.db, OP_CREATE, key)
-        .await
-        .map(|r| r.and_then(|id| id.parse().ok()))
-}
-
-/// Waits for the saga of `id` to end (at most the configured wait).
-async fn wait(
-    st: &State,
-    id: TenantId,
-    driver: Option<tokio::task::JoinHandle<()>>,
-) -> Result<tenant::Model> {
-    let until = tokio::time::Instant::now() + st.provisioning.wait;
-    if let Some(task) = driver {
-        let _ = tokio::time::timeout_at(until, task).await;
-    }
-    loop {
-        let s = saga::get(&st.db, id).await?;
-        let ended = s
-            .as_ref()
-            .is_none_or(|s| s.status == saga::DONE || s.status == saga::FAILED);
-        if ended {
-            return get(&st.db, id)
-                .await?
-                .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row of {id} vanished")));
-        }
-        if tokio::time::Instant::now() >= until {
-            if let Some(s) = s.as_ref().filter(|s| s.status == saga::COMPENSATING) {
-                return Err(Error::Unavailable(format!(
-                    "tenant {id} failed ({}) and what was made is being undone; \
-                     its status is FAILED",
-                    s.reason.as_deref().unwrap_or("no reason recorded")
-                )));
-            }
-            let steps = saga::steps(&st.db, id).await?;
-            let at = steps
-                .iter()
-                .find(|s| s.status != saga::STEP_DONE)
-                .map(|s| match &s.last_error {
-                    Some(e) => format!("step `{}` (attempt {}): {e}", s.name, s.attempts),
-                    None => format!("step `{}`", s.name),
-                })
-                .unwrap_or_default();
-            return Err(Error::Unavailable(format!(
-                "tenant {id} is still provisioning at {at}; it keeps retrying until its deadline: \
-                 retry with the same idempotency key, or watch tenantLifecycle"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 pub async fn get(db: &DatabaseConnection, id: TenantId) -> Result<Option<tenant::Model>> {

@@ -22,5 +22,6 @@ pub mod rollouts;
 pub mod saga;
 pub mod scope;
 pub mod sync_status;
+pub mod tenant_cell;
 pub mod tenant_status;
 pub mod usage;

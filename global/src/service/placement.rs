@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use shared::ids::{Plan, Region};
 use shared::{Error, Result};
 
+use crate::State;
 use crate::entity::cell;
-use crate::service::cells::{DRAINING, MAINTENANCE, UP};
+use crate::service::cells::{self, DRAINING, MAINTENANCE, UP};
 
 /// Why a cell was not chosen.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -164,6 +165,41 @@ pub fn choose(
         "no cell in region {region} takes new {plan} tenants ({})",
         why.join(", ")
     )))
+}
+
+/// The placement rule as it stands now for a tenant of `plan` in `region`:
+/// the registry as placement sees it (`maintenance::placement_view`), each
+/// cell's tenant count and the configured plan policy.
+pub async fn preview(st: &State, region: &Region, plan: &Plan) -> Result<Decision> {
+    let (cells, counts) = now(st).await?;
+    Ok(evaluate(
+        region,
+        plan,
+        &cells,
+        &counts,
+        &st.provisioning.placement_policy,
+    ))
+}
+
+/// The cell a new tenant of `plan` in `region` goes to now, or a coded
+/// error that says why there is none. createTenant asks it before
+/// reserving anything (to refuse at once) and the saga's place step asks it
+/// again for the cell it records.
+pub async fn place(st: &State, region: &Region, plan: &Plan) -> Result<cell::Model> {
+    let (cells, counts) = now(st).await?;
+    choose(
+        region,
+        plan,
+        &cells,
+        &counts,
+        &st.provisioning.placement_policy,
+    )
+}
+
+async fn now(st: &State) -> Result<(Vec<cell::Model>, HashMap<String, i64>)> {
+    let counts = cells::tenant_counts(&st.db).await?;
+    let view = crate::service::maintenance::placement_view(st).await?;
+    Ok((view, counts))
 }
 
 #[cfg(test)]

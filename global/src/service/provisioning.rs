@@ -1,10 +1,11 @@
-//! The provisioning saga: reserve → place → create in the cell → allocate
-//! its resources → activate. Each step is idempotent and recorded; transient
-//! failures are retried with exponential backoff and jitter until the
-//! deadline; a permanent failure or the deadline compensates every step that
-//! ran and leaves the tenant FAILED with a reason. A driver holds a lease it
-//! renews before each attempt; the reconciler resumes sagas whose lease ran
-//! out (their driver died).
+//! createTenant and its provisioning saga: reserve → place → create in the
+//! cell → allocate its resources → activate. Each step is idempotent and
+//! recorded; transient failures are retried with exponential backoff and
+//! jitter until the deadline; a permanent failure or the deadline
+//! compensates every step that ran and leaves the tenant FAILED with a
+//! reason. A driver holds a lease it renews before each attempt; the
+//! reconciler resumes sagas whose lease ran out (their driver died), from
+//! what the saga's rows and the directory row hold.
 
 use std::time::Duration;
 
@@ -12,18 +13,18 @@ use chrono::Utc;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
-use shared::ids::{IdempotencyKey, TenantId};
+use serde::{Deserialize, Serialize};
+use shared::ids::{IdempotencyKey, Plan, Region, Slug, TenantId};
 use shared::model::TenantStatus;
 use shared::sync::outbox;
 use shared::{Code, Error, Result};
 use tokio::task::JoinHandle;
 
 use crate::State;
-use crate::entity::{saga_step, tenant};
+use crate::entity::{cell, saga_step, tenant};
 use crate::events::{TenantEvent, TenantEventKind};
-use crate::service::directory::{self, NewTenant};
 use crate::service::saga::{self, Lease, LifecycleEvent};
-use crate::service::{cells, idempotency, placement, tenant_status};
+use crate::service::{directory, idempotency, placement, tenant_status};
 
 pub const RESERVE: &str = "reserve";
 pub const PLACE: &str = "place";
@@ -32,7 +33,124 @@ pub const ALLOCATE: &str = "allocate";
 pub const ACTIVATE: &str = "activate";
 pub const STEPS: [&str; 5] = [RESERVE, PLACE, CREATE, ALLOCATE, ACTIVATE];
 
+/// The idempotency operation of createTenant: a key fixes the tenant id.
 const OP_CREATE: &str = "createTenant";
+
+/// What createTenant asks for; the saga's input, stored with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewTenant {
+    pub slug: Slug,
+    pub name: String,
+    pub region: Region,
+    pub plan: Plan,
+    /// The subject who becomes the tenant's first owner.
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// Creates a tenant through its provisioning saga and waits for the saga
+/// to end, at most the configured wait: the answer is the ACTIVE tenant, or
+/// the FAILED one (its `provisioning.reason` says why); a saga still
+/// retrying after the wait answers UNAVAILABLE and goes on in the
+/// background. Safe to retry with the same idempotency key: concurrent and
+/// later retries get the same tenant.
+pub async fn create(
+    st: &State,
+    actor: &str,
+    key: &IdempotencyKey,
+    t: NewTenant,
+) -> Result<tenant::Model> {
+    if !st.plans.iter().any(|p| p == &t.plan) {
+        let valid: Vec<&str> = st.plans.iter().map(|p| p.as_str()).collect();
+        return Err(Error::bad_input(
+            "input.plan",
+            format!(
+                "unknown plan `{}`; valid plans: {}",
+                t.plan,
+                valid.join(", ")
+            ),
+        ));
+    }
+    // Refused at once, with nothing made, when placement cannot succeed now
+    // (unknown region, no UP cell, no room); a retry with the same key that
+    // finds the saga already reserved skips this. The place step asks again.
+    if reserved_by(st, key).await?.is_none() {
+        placement::place(st, &t.region, &t.plan).await?;
+    }
+    let hash = idempotency::fingerprint(&t);
+    let proposed = TenantId::new();
+    let claim =
+        idempotency::claim(&st.db, OP_CREATE, key, actor, &hash, &proposed.to_string()).await?;
+    let id: TenantId = claim
+        .resource_id
+        .parse()
+        .map_err(|e: shared::ids::Invalid| Error::internal(anyhow::anyhow!(e.0)))?;
+    if claim.done
+        && let Some(row) = directory::get(&st.db, id).await?
+    {
+        return Ok(row);
+    }
+    if let Err(e) = reserve(st, id, key, actor, &t).await {
+        // Nothing was made: free the key so a corrected retry may use it.
+        idempotency::release(&st.db, OP_CREATE, key).await?;
+        return Err(e);
+    }
+    let driver = start(st, id);
+    wait(st, id, driver).await
+}
+
+/// The tenant an earlier createTenant with `key` reserved, if any.
+async fn reserved_by(st: &State, key: &IdempotencyKey) -> Result<Option<TenantId>> {
+    idempotency::resource(&st.db, OP_CREATE, key)
+        .await
+        .map(|r| r.and_then(|id| id.parse().ok()))
+}
+
+/// Waits for the saga of `id` to end (at most the configured wait).
+async fn wait(st: &State, id: TenantId, driver: Option<JoinHandle<()>>) -> Result<tenant::Model> {
+    let until = tokio::time::Instant::now() + st.provisioning.wait;
+    if let Some(task) = driver {
+        let _ = tokio::time::timeout_at(until, task).await;
+    }
+    loop {
+        let s = saga::get(&st.db, id).await?;
+        let ended = s
+            .as_ref()
+            .is_none_or(|s| s.status == saga::DONE || s.status == saga::FAILED);
+        if ended {
+            return directory::get(&st.db, id)
+                .await?
+                .ok_or_else(|| vanished(id));
+        }
+        if tokio::time::Instant::now() >= until {
+            if let Some(s) = s.as_ref().filter(|s| s.status == saga::COMPENSATING) {
+                return Err(Error::Unavailable(format!(
+                    "tenant {id} failed ({}) and what was made is being undone; \
+                     its status is FAILED",
+                    s.reason.as_deref().unwrap_or("no reason recorded")
+                )));
+            }
+            let steps = saga::steps(&st.db, id).await?;
+            let at = steps
+                .iter()
+                .find(|s| s.status != saga::STEP_DONE)
+                .map(|s| match &s.last_error {
+                    Some(e) => format!("step `{}` (attempt {}): {e}", s.name, s.attempts),
+                    None => format!("step `{}`", s.name),
+                })
+                .unwrap_or_default();
+            return Err(Error::Unavailable(format!(
+                "tenant {id} is still provisioning at {at}; it keeps retrying until its deadline: \
+                 retry with the same idempotency key, or watch tenantLifecycle"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn vanished(id: TenantId) -> Error {
+    Error::internal(anyhow::anyhow!("directory row of {id} vanished"))
+}
 
 fn lease(st: &State) -> Lease {
     Lease {
@@ -43,7 +161,7 @@ fn lease(st: &State) -> Lease {
 
 /// Reserves the tenant and records its saga (leased to this replica);
 /// false when it already existed.
-pub async fn reserve(
+async fn reserve(
     st: &State,
     id: TenantId,
     key: &IdempotencyKey,
@@ -63,7 +181,17 @@ pub async fn reserve(
     )
     .await?;
     if made {
-        publish_step(st, id, RESERVE, saga::STEP_DONE, 1, None).await;
+        // The reservation is the PENDING directory row.
+        publish_step(
+            st,
+            id,
+            RESERVE,
+            saga::STEP_DONE,
+            1,
+            None,
+            TenantStatus::Pending.as_str(),
+        )
+        .await;
     }
     Ok(made)
 }
@@ -109,6 +237,22 @@ fn backoff(attempt: i32, lease: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
 
+/// The tenant's directory row as it is now (None when it vanished).
+async fn load(st: &State, id: TenantId) -> Result<Option<tenant::Model>> {
+    directory::get(&st.db, id).await
+}
+
+/// A saga being driven. The directory row is read once, when the driver
+/// starts or resumes (everything a step needs is persisted there and in
+/// the saga's rows), and kept as the steps change it: the place step
+/// records the cell the later steps call, activation and failure the
+/// status each step change is published with.
+struct Run<'a> {
+    st: &'a State,
+    id: TenantId,
+    row: Option<tenant::Model>,
+}
+
 async fn drive(st: &State, id: TenantId) -> Result<()> {
     let lease = lease(st);
     if !saga::acquire(&st.db, id, &lease).await? {
@@ -117,8 +261,13 @@ async fn drive(st: &State, id: TenantId) -> Result<()> {
     let s = saga::get(&st.db, id)
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("saga of {id} vanished")))?;
+    let mut run = Run {
+        st,
+        id,
+        row: load(st, id).await?,
+    };
     if s.status == saga::COMPENSATING {
-        return compensate(st, id).await;
+        return run.compensate().await;
     }
     let input: NewTenant = serde_json::from_str(&s.input).map_err(Error::internal)?;
     for step in saga::steps(&st.db, id).await? {
@@ -136,49 +285,38 @@ async fn drive(st: &State, id: TenantId) -> Result<()> {
                     attempts,
                     last_error.as_deref().unwrap_or("no error recorded")
                 );
-                set_step(st, id, &step.name, saga::STEP_FAILED, attempts, None).await?;
-                return fail(st, id, &reason).await;
+                run.set_step(&step.name, saga::STEP_FAILED, attempts, None)
+                    .await?;
+                return run.fail(&reason).await;
             }
             if !saga::acquire(&st.db, id, &lease).await? {
                 return Ok(()); // another replica took over
             }
             attempts += 1;
-            set_step(st, id, &step.name, saga::STEP_RUNNING, attempts, None).await?;
-            match run(st, id, &input, &step.name).await {
+            run.set_step(&step.name, saga::STEP_RUNNING, attempts, None)
+                .await?;
+            match run.step(&input, &step.name).await {
                 Ok(()) => {
-                    set_step(st, id, &step.name, saga::STEP_DONE, attempts, None).await?;
+                    run.set_step(&step.name, saga::STEP_DONE, attempts, None)
+                        .await?;
                     crash_point(st, &step.name);
                     break;
                 }
                 Err(e) if transient(&e) => {
                     let msg = e.to_string();
                     tracing::info!(tenant_id = %id, step = %step.name, attempts, error = %msg, "provisioning step failed; retrying");
-                    set_step(
-                        st,
-                        id,
-                        &step.name,
-                        saga::STEP_RUNNING,
-                        attempts,
-                        Some(msg.clone()),
-                    )
-                    .await?;
+                    run.set_step(&step.name, saga::STEP_RUNNING, attempts, Some(msg.clone()))
+                        .await?;
                     last_error = Some(msg);
                     let left = (s.deadline_at - Utc::now()).to_std().unwrap_or_default();
                     tokio::time::sleep(backoff(attempts, st.provisioning.lease).min(left)).await;
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    set_step(
-                        st,
-                        id,
-                        &step.name,
-                        saga::STEP_FAILED,
-                        attempts,
-                        Some(msg.clone()),
-                    )
-                    .await?;
+                    run.set_step(&step.name, saga::STEP_FAILED, attempts, Some(msg.clone()))
+                        .await?;
                     let reason = format!("step `{}` was refused: {msg}", step.name);
-                    return fail(st, id, &reason).await;
+                    return run.fail(&reason).await;
                 }
             }
         }
@@ -196,158 +334,200 @@ fn crash_point(st: &State, step: &str) {
     }
 }
 
-async fn run(st: &State, id: TenantId, t: &NewTenant, step: &str) -> Result<()> {
-    match step {
-        PLACE => place(st, id, t).await,
-        CREATE => {
-            let cell = home(st, id).await?;
-            st.cell_client.create_tenant(&cell, id, t).await.map(|_| ())
-        }
-        ALLOCATE => {
-            let cell = home(st, id).await?;
-            st.cell_client.allocate(&cell, id).await
-        }
-        ACTIVATE => activate(st, id).await,
-        // Done when the saga was recorded.
-        _ => Ok(()),
-    }
-}
-
-/// Picks the cell once: a saga resumed after placing keeps its cell.
-async fn place(st: &State, id: TenantId, t: &NewTenant) -> Result<()> {
-    let row = directory::get(&st.db, id)
-        .await?
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row of {id} vanished")))?;
-    if !row.cell_id.is_empty() {
-        return Ok(());
-    }
-    let counts = cells::tenant_counts(&st.db).await?;
-    let cell = placement::choose(
-        &t.region,
-        &t.plan,
-        &crate::service::maintenance::placement_view(st).await?,
-        &counts,
-        &st.provisioning.placement_policy,
-    )?;
-    tenant::Entity::update_many()
-        .col_expr(tenant::Column::CellId, Expr::value(cell.id.clone()))
-        .col_expr(
-            tenant::Column::Status,
-            Expr::value(TenantStatus::Provisioning.as_str()),
-        )
-        .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(tenant::Column::Id.eq(id.0))
-        .filter(tenant::Column::CellId.eq(""))
-        .exec(&st.db)
-        .await?;
-    Ok(())
-}
-
-async fn home(st: &State, id: TenantId) -> Result<crate::entity::cell::Model> {
-    let row = directory::get(&st.db, id)
-        .await?
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("directory row of {id} vanished")))?;
-    st.cells
-        .get(&row.cell_id)
-        .ok_or_else(|| Error::Unavailable(format!("cell {} is not registered", row.cell_id)))
-}
-
-/// ACTIVE, with its `global.directory` event in the same transaction (the
-/// home cell records the version, so anti-entropy sees it in step).
-async fn activate(st: &State, id: TenantId) -> Result<()> {
-    let txn = st.db.begin().await?;
-    let res = tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::Status,
-            Expr::value(TenantStatus::Active.as_str()),
-        )
-        .col_expr(
-            tenant::Column::Version,
-            Expr::col(tenant::Column::Version).add(1),
-        )
-        .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(tenant::Column::Id.eq(id.0))
-        .filter(tenant::Column::Status.eq(TenantStatus::Provisioning.as_str()))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected == 1
-        && let Some(row) = tenant::Entity::find_by_id(id.0).one(&txn).await?
-    {
-        outbox::enqueue(&txn, &tenant_status::event(&row)?).await?;
-    }
-    txn.commit().await?;
-    st.relay.nudge();
-    Ok(())
-}
-
-/// Marks the tenant FAILED with `reason` and undoes what ran.
-async fn fail(st: &State, id: TenantId, reason: &str) -> Result<()> {
-    tracing::warn!(tenant_id = %id, reason, "provisioning failed; compensating");
-    tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::Status,
-            Expr::value(TenantStatus::Failed.as_str()),
-        )
-        .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(tenant::Column::Id.eq(id.0))
-        .exec(&st.db)
-        .await?;
-    saga::set_status(&st.db, id, saga::COMPENSATING, Some(reason)).await?;
-    compensate(st, id).await
-}
-
-/// Undoes, last first, every step that ran: the cell purges whatever it
-/// may hold of the tenant (retried until it answers); the directory row
-/// stays as the FAILED record, its slug free for a new tenant.
-async fn compensate(st: &State, id: TenantId) -> Result<()> {
-    let lease = lease(st);
-    let steps = saga::steps(&st.db, id).await?;
-    let touched_cell = steps.iter().any(|s| {
-        (s.name == CREATE || s.name == ALLOCATE)
-            && s.attempts > 0
-            && s.status != saga::STEP_COMPENSATED
-    });
-    if touched_cell {
-        let mut attempt = 0;
-        loop {
-            if !saga::acquire(&st.db, id, &lease).await? {
-                return Ok(());
+impl Run<'_> {
+    async fn step(&mut self, t: &NewTenant, step: &str) -> Result<()> {
+        match step {
+            PLACE => self.place(t).await,
+            CREATE => {
+                let cell = self.home()?;
+                self.st
+                    .cell_client
+                    .create_tenant(&cell, self.id, t)
+                    .await
+                    .map(|_| ())
             }
-            attempt += 1;
-            let purged = async {
-                let cell = home(st, id).await?;
-                st.cell_client.purge(&cell, id).await
+            ALLOCATE => {
+                let cell = self.home()?;
+                self.st.cell_client.allocate(&cell, self.id).await
             }
-            .await;
-            match purged {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::info!(tenant_id = %id, attempt, error = %e, "compensation could not reach the cell; retrying");
-                    tokio::time::sleep(backoff(attempt, st.provisioning.lease)).await;
+            ACTIVATE => self.activate().await,
+            // Done when the saga was recorded.
+            _ => Ok(()),
+        }
+    }
+
+    fn row(&self) -> Result<&tenant::Model> {
+        self.row.as_ref().ok_or_else(|| vanished(self.id))
+    }
+
+    /// The status step changes are published with ("" when the row vanished).
+    fn status(&self) -> &str {
+        self.row.as_ref().map(|r| r.status.as_str()).unwrap_or("")
+    }
+
+    /// Picks the cell once: a saga resumed after placing keeps its cell.
+    async fn place(&mut self, t: &NewTenant) -> Result<()> {
+        if !self.row()?.cell_id.is_empty() {
+            return Ok(());
+        }
+        let cell = placement::place(self.st, &t.region, &t.plan).await?;
+        let now = Utc::now();
+        let placed = tenant::Entity::update_many()
+            .col_expr(tenant::Column::CellId, Expr::value(cell.id.clone()))
+            .col_expr(
+                tenant::Column::Status,
+                Expr::value(TenantStatus::Provisioning.as_str()),
+            )
+            .col_expr(tenant::Column::UpdatedAt, Expr::value(now))
+            .filter(tenant::Column::Id.eq(self.id.0))
+            .filter(tenant::Column::CellId.eq(""))
+            .exec(&self.st.db)
+            .await?;
+        match self.row.as_mut() {
+            Some(row) if placed.rows_affected == 1 => {
+                row.cell_id = cell.id;
+                row.status = TenantStatus::Provisioning.as_str().to_owned();
+                row.updated_at = now;
+            }
+            // Placed meanwhile (or gone): what the directory holds counts.
+            _ => self.row = load(self.st, self.id).await?,
+        }
+        Ok(())
+    }
+
+    /// The tenant's home cell, as the place step recorded it.
+    fn home(&self) -> Result<cell::Model> {
+        let row = self.row()?;
+        self.st
+            .cells
+            .get(&row.cell_id)
+            .ok_or_else(|| Error::Unavailable(format!("cell {} is not registered", row.cell_id)))
+    }
+
+    /// ACTIVE, with its `global.directory` event in the same transaction (the
+    /// home cell records the version, so anti-entropy sees it in step).
+    async fn activate(&mut self) -> Result<()> {
+        let st = self.st;
+        let txn = st.db.begin().await?;
+        let res = tenant::Entity::update_many()
+            .col_expr(
+                tenant::Column::Status,
+                Expr::value(TenantStatus::Active.as_str()),
+            )
+            .col_expr(
+                tenant::Column::Version,
+                Expr::col(tenant::Column::Version).add(1),
+            )
+            .col_expr(tenant::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(tenant::Column::Id.eq(self.id.0))
+            .filter(tenant::Column::Status.eq(TenantStatus::Provisioning.as_str()))
+            .exec(&txn)
+            .await?;
+        let mut active = None;
+        if res.rows_affected == 1
+            && let Some(row) = tenant::Entity::find_by_id(self.id.0).one(&txn).await?
+        {
+            outbox::enqueue(&txn, &tenant_status::event(&row)?).await?;
+            active = Some(row);
+        }
+        txn.commit().await?;
+        st.relay.nudge();
+        if active.is_some() {
+            self.row = active;
+        }
+        Ok(())
+    }
+
+    /// Marks the tenant FAILED with `reason` and undoes what ran.
+    async fn fail(&mut self, reason: &str) -> Result<()> {
+        let (st, id) = (self.st, self.id);
+        tracing::warn!(tenant_id = %id, reason, "provisioning failed; compensating");
+        let now = Utc::now();
+        tenant::Entity::update_many()
+            .col_expr(
+                tenant::Column::Status,
+                Expr::value(TenantStatus::Failed.as_str()),
+            )
+            .col_expr(tenant::Column::UpdatedAt, Expr::value(now))
+            .filter(tenant::Column::Id.eq(id.0))
+            .exec(&st.db)
+            .await?;
+        if let Some(row) = self.row.as_mut() {
+            row.status = TenantStatus::Failed.as_str().to_owned();
+            row.updated_at = now;
+        }
+        saga::set_status(&st.db, id, saga::COMPENSATING, Some(reason)).await?;
+        self.compensate().await
+    }
+
+    /// Undoes, last first, every step that ran: the cell purges whatever it
+    /// may hold of the tenant (retried until it answers); the directory row
+    /// stays as the FAILED record, its slug free for a new tenant.
+    async fn compensate(&self) -> Result<()> {
+        let (st, id) = (self.st, self.id);
+        let lease = lease(st);
+        let steps = saga::steps(&st.db, id).await?;
+        let touched_cell = steps.iter().any(|s| {
+            (s.name == CREATE || s.name == ALLOCATE)
+                && s.attempts > 0
+                && s.status != saga::STEP_COMPENSATED
+        });
+        if touched_cell {
+            let mut attempt = 0;
+            loop {
+                if !saga::acquire(&st.db, id, &lease).await? {
+                    return Ok(());
+                }
+                attempt += 1;
+                let purged = async {
+                    let cell = self.home()?;
+                    st.cell_client.purge(&cell, id).await
+                }
+                .await;
+                match purged {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::info!(tenant_id = %id, attempt, error = %e, "compensation could not reach the cell; retrying");
+                        tokio::time::sleep(backoff(attempt, st.provisioning.lease)).await;
+                    }
                 }
             }
         }
-    }
-    for step in steps.iter().rev() {
-        let ran = step.attempts > 0 && step.status != saga::STEP_COMPENSATED;
-        if ran {
-            set_step(
-                st,
-                id,
-                &step.name,
-                saga::STEP_COMPENSATED,
-                step.attempts,
-                None,
-            )
-            .await?;
+        for step in steps.iter().rev() {
+            let ran = step.attempts > 0 && step.status != saga::STEP_COMPENSATED;
+            if ran {
+                self.set_step(&step.name, saga::STEP_COMPENSATED, step.attempts, None)
+                    .await?;
+            }
         }
+        crate::service::members::delete_all(&st.db, id.0).await?;
+        saga::set_status(&st.db, id, saga::FAILED, None).await?;
+        if let Some(s) = saga::get(&st.db, id).await? {
+            finish(st, id, &s, TenantEventKind::Updated).await;
+        }
+        Ok(())
     }
-    crate::service::members::delete_all(&st.db, id.0).await?;
-    saga::set_status(&st.db, id, saga::FAILED, None).await?;
-    if let Some(s) = saga::get(&st.db, id).await? {
-        finish(st, id, &s, TenantEventKind::Updated).await;
+
+    async fn set_step(
+        &self,
+        name: &str,
+        status: &str,
+        attempts: i32,
+        last_error: Option<String>,
+    ) -> Result<saga_step::Model> {
+        let row = saga::set_step(&self.st.db, self.id, name, status, attempts, last_error).await?;
+        publish_step(
+            self.st,
+            self.id,
+            name,
+            status,
+            attempts,
+            row.last_error.clone(),
+            self.status(),
+        )
+        .await;
+        Ok(row)
     }
-    Ok(())
 }
 
 /// The saga ended: the key now answers with the tenant as it is, and
@@ -371,22 +551,10 @@ async fn finish(st: &State, id: TenantId, s: &crate::entity::saga::Model, kind: 
     {
         tracing::warn!(tenant_id = %id, error = %e, "could not complete the idempotency key");
     }
-    if let Ok(Some(row)) = directory::get(&st.db, id).await {
+    // Read again: the event carries the tenant as the directory has it now.
+    if let Ok(Some(row)) = load(st, id).await {
         st.events.publish(TenantEvent { kind, tenant: row }).await;
     }
-}
-
-async fn set_step(
-    st: &State,
-    id: TenantId,
-    name: &str,
-    status: &str,
-    attempts: i32,
-    last_error: Option<String>,
-) -> Result<saga_step::Model> {
-    let row = saga::set_step(&st.db, id, name, status, attempts, last_error).await?;
-    publish_step(st, id, name, status, attempts, row.last_error.clone()).await;
-    Ok(row)
 }
 
 async fn publish_step(
@@ -396,13 +564,8 @@ async fn publish_step(
     status: &str,
     attempts: i32,
     last_error: Option<String>,
+    tenant_status: &str,
 ) {
-    let tenant_status = directory::get(&st.db, id)
-        .await
-        .ok()
-        .flatten()
-        .map(|r| r.status)
-        .unwrap_or_default();
     st.lifecycle
         .publish(LifecycleEvent {
             tenant_id: id.0,
@@ -410,7 +573,7 @@ async fn publish_step(
             status: status.to_owned(),
             attempts,
             last_error,
-            tenant_status,
+            tenant_status: tenant_status.to_owned(),
             at: Utc::now(),
         })
         .await;

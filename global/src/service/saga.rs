@@ -17,7 +17,7 @@ use shared::{Error, Result};
 use uuid::Uuid;
 
 use crate::entity::{saga, saga_step, tenant};
-use crate::service::directory::NewTenant;
+use crate::service::provisioning::NewTenant;
 
 pub const RUNNING: &str = "RUNNING";
 pub const COMPENSATING: &str = "COMPENSATING";
