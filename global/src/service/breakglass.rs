@@ -425,9 +425,13 @@ pub async fn activate(st: &State, p: &Principal, id: Uuid) -> Result<(String, Da
         None,
         |cur, now| {
             if cur.requester != p.subject {
-                return Err(Error::Forbidden(
-                    "only the requester may activate a break-glass request".into(),
-                ));
+                // Operators may see the request: they learn nothing new.
+                // Anyone else gets what an unknown id gets.
+                return Err(if p.has_any(&OPERATORS) {
+                    Error::Forbidden("only the requester may activate a break-glass request".into())
+                } else {
+                    Error::NotFound(format!("break-glass request {id} not found"))
+                });
             }
             let window = match (cur.status.as_str(), cur.expires_at) {
                 (APPROVED | ACTIVE, Some(end)) if end > now => end,
@@ -488,10 +492,10 @@ pub async fn revoke(
 ) -> Result<bg::Model> {
     let cur = get(st, id).await?;
     if !(p.has_any(&OPERATORS) && p.break_glass.is_none()) && cur.requester != p.subject {
-        return Err(Error::Forbidden(
-            "revokeBreakGlass needs one of the roles: sre, platform-admin (or to be the requester)"
-                .into(),
-        ));
+        // As for an unknown id: no oracle of which requests exist.
+        return Err(Error::NotFound(format!(
+            "break-glass request {id} not found"
+        )));
     }
     if cur.status == REVOKED {
         return Ok(cur);

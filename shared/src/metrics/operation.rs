@@ -40,6 +40,7 @@ impl RequestFacts {
         if let Ok(Some((cell, plan))) =
             tokio::time::timeout(LOOKUP_TIMEOUT, lookup.placement(&tenant)).await
         {
+            // The tier knows the tenant: it exists.
             self.set_placement(cell.as_deref(), plan.as_deref());
         }
     }
@@ -56,6 +57,23 @@ pub struct Facts {
     pub tenant: Option<String>,
     pub cell: Option<String>,
     pub plan: Option<String>,
+    /// The tenant exists: a resolver placed it, or the tier's lookup found it.
+    pub confirmed: bool,
+    /// The request was refused as unauthenticated, forbidden or not found:
+    /// the caller may not have been entitled to the tenant it named.
+    pub denied: bool,
+}
+
+impl Facts {
+    /// The tenant this request may be counted under by name: one that
+    /// exists and that the caller was allowed to act on. Any other named
+    /// tenant is counted as `other`, so a caller cannot make series of
+    /// made-up or foreign ids.
+    pub fn counted_tenant(&self) -> Option<&str> {
+        self.tenant
+            .as_deref()
+            .filter(|_| self.confirmed && !self.denied)
+    }
 }
 
 impl RequestFacts {
@@ -63,14 +81,21 @@ impl RequestFacts {
         self.lock().tenant = Some(tenant.to_string());
     }
 
+    /// Records where the tenant lives (so it exists).
     pub fn set_placement(&self, cell: Option<&str>, plan: Option<&str>) {
         let mut g = self.lock();
+        g.confirmed = true;
         if let Some(c) = cell.filter(|c| !c.is_empty()) {
             g.cell = Some(c.to_owned());
         }
         if let Some(p) = plan.filter(|p| !p.is_empty()) {
             g.plan = Some(p.to_owned());
         }
+    }
+
+    /// The request was refused (UNAUTHENTICATED, FORBIDDEN or NOT_FOUND).
+    pub fn set_denied(&self) {
+        self.lock().denied = true;
     }
 
     pub fn set_operation(&self, operation: Option<String>) {
