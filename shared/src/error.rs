@@ -86,7 +86,10 @@ pub enum Error {
     Unavailable(String),
     /// Too many requests; the client may retry after `retry_after_ms`.
     #[error("{message}")]
-    RateLimited { message: String, retry_after_ms: u64 },
+    RateLimited {
+        message: String,
+        retry_after_ms: u64,
+    },
     /// Never shown to the client: only the request id is.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),

@@ -101,7 +101,9 @@ impl Limits {
             return Err("metrics_top_tenants must be at most 10000".into());
         }
         if self.rate_limit_per_sec > 0 && self.rate_limit_burst == 0 {
-            return Err("rate_limit_burst must be at least 1 when rate_limit_per_sec is set".into());
+            return Err(
+                "rate_limit_burst must be at least 1 when rate_limit_per_sec is set".into(),
+            );
         }
         if self.max_depth == 0 || self.max_complexity == 0 {
             return Err("max_depth and max_complexity must be positive".into());

@@ -88,7 +88,10 @@ mod tests {
         let l = CallerLimiter::new(10, 5);
         let (greedy, calm) = (caller("greedy", Role::Sre), caller("calm", Role::Sre));
         let allowed = (0..50).filter(|_| l.check(&greedy).is_ok()).count();
-        assert!((5..=6).contains(&allowed), "{allowed} allowed of a burst of 5");
+        assert!(
+            (5..=6).contains(&allowed),
+            "{allowed} allowed of a burst of 5"
+        );
         let retry = l.check(&greedy).unwrap_err();
         assert!((1..=100).contains(&retry), "retry after {retry} ms at 10/s");
         assert!(l.check(&calm).is_ok(), "another caller keeps its own burst");
