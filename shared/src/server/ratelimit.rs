@@ -5,7 +5,7 @@
 //! `RATE_LIMITED` with `extensions.retryAfterMs`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use crate::auth::{Principal, Role};
@@ -49,9 +49,7 @@ impl CallerLimiter {
             return Ok(());
         }
         let now = chrono::Utc::now().timestamp_micros();
-        let mut h = self.hasher.build_hasher();
-        caller.subject.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(&caller.subject) as usize) % SHARDS];
         let mut slots = shard.lock().unwrap_or_else(|p| p.into_inner());
         if slots.len() >= PRUNE_AT && !slots.contains_key(&caller.subject) {
             // A slot whose theoretical arrival time has passed holds a full
