@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cell_client;
 pub mod config;
 pub mod entity;
+pub mod events;
 pub mod graphql;
 pub mod migration;
 pub mod service;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Settings;
 
 use crate::cell_client::CellClient;
-use crate::graphql::TenantEvent;
+use crate::events::TenantEvent;
 use crate::service::cells;
 use crate::service::saga::LifecycleEvent;
 

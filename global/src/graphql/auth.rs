@@ -17,3 +17,10 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> Result<(&'a State, &'a Principal)> {
     }
     Ok((st, p))
 }
+
+/// The caller of an ops record (incidents, maintenance, impact): platform-admin or sre.
+pub fn ops_caller<'a>(ctx: &'a Context<'_>, action: &str) -> Result<(&'a State, &'a Principal)> {
+    let (st, p) = caller(ctx)?;
+    p.require_any(&[Role::PlatformAdmin, Role::Sre], action)?;
+    Ok((st, p))
+}

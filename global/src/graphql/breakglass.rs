@@ -15,7 +15,15 @@ use super::audit::OWN;
 use super::auth::caller;
 use crate::State;
 use crate::entity::break_glass as bg;
-use crate::service::breakglass::{self, NewRequest, OPERATORS, Scope};
+use crate::service::breakglass::{self, NewRequest, OPERATORS};
+
+mirror_enum! {
+    #[derive(serde::Serialize)]
+    pub enum BreakGlassScope mirrors breakglass::Scope {
+        Read,
+        Write,
+    }
+}
 
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum BreakGlassStatus {
@@ -111,7 +119,7 @@ pub struct BreakGlassRevocation {
 pub struct RequestBreakGlassInput {
     pub tenant_id: ID,
     pub reason: String,
-    pub scope: Scope,
+    pub scope: BreakGlassScope,
     pub duration_seconds: i64,
     pub idempotency_key: String,
 }
@@ -229,7 +237,7 @@ impl BreakGlassMutation {
                 NewRequest {
                     tenant_id: tenant_id.0,
                     reason: input.reason,
-                    scope: input.scope,
+                    scope: input.scope.into(),
                     duration_secs: input.duration_seconds,
                 },
             )

@@ -5,13 +5,12 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::IntoGql;
-use shared::audit;
 use shared::auth::{Principal, Role};
-use shared::error::Field;
 use shared::flags::store::Row;
 use shared::flags::{Kind, Rule, StoredFlag, Variant};
-use shared::ids::IdempotencyKey;
 
+use super::args::idempotency_key;
+use super::audited::{Target, audited};
 use super::auth::caller;
 use crate::service::flags::{self, FlagChange, NewFlag, TargetingChange};
 
@@ -181,35 +180,8 @@ impl FlagQuery {
     }
 }
 
-/// Runs a flag write as platform-admin (or one of `roles`) and audits it.
-async fn audited<F>(
-    ctx: &Context<'_>,
-    action: &str,
-    roles: &[Role],
-    target: &str,
-    detail: serde_json::Value,
-    write: F,
-) -> Result<Flag>
-where
-    F: AsyncFnOnce(&crate::State, &Principal) -> shared::Result<StoredFlag>,
-{
-    let (st, p) = caller(ctx).gql()?;
-    let trail = audit::Trail::new(p, action, detail.clone());
-    let result = trail
-        .scope(async {
-            p.require_any(roles, action)?;
-            write(st, p).await
-        })
-        .await;
-    trail
-        .finish(&st.db, None, Some(target.to_owned()), &result)
-        .await
-        .gql()?;
-    Ok(Flag::new(result.gql()?, None))
-}
-
-fn idem(key: &str) -> shared::Result<IdempotencyKey> {
-    IdempotencyKey::parse(key).field("input.idempotencyKey")
+fn flag(s: StoredFlag) -> Flag {
+    Flag::new(s, None)
 }
 
 #[Object]
@@ -217,15 +189,15 @@ impl FlagMutation {
     /// Creates a flag, off in every environment (it serves `offVariant`).
     async fn create_flag(&self, ctx: &Context<'_>, input: CreateFlagInput) -> Result<Flag> {
         let detail = json!({ "key": input.key, "kind": input.kind, "variants": input.variants.iter().map(|v| &v.name).collect::<Vec<_>>(), "idempotencyKey": input.idempotency_key });
-        let target = input.key.clone();
+        let target = Target::Input(Some(input.key.clone()));
         audited(
             ctx,
             "createFlag",
             &[Role::PlatformAdmin],
-            &target,
             detail,
+            target,
             async |st, p| {
-                let key = idem(&input.idempotency_key)?;
+                let key = idempotency_key(&input.idempotency_key)?;
                 let new = NewFlag {
                     key: input.key,
                     description: input.description,
@@ -238,20 +210,21 @@ impl FlagMutation {
             },
         )
         .await
+        .map(flag)
     }
 
     /// Changes a flag's description, variants or off variant.
     async fn update_flag(&self, ctx: &Context<'_>, input: UpdateFlagInput) -> Result<Flag> {
         let detail = json!({ "key": input.key, "description": input.description, "variants": input.variants, "offVariant": input.off_variant, "expectedVersion": input.expected_version });
-        let target = input.key.clone();
+        let target = Target::Input(Some(input.key.clone()));
         audited(
             ctx,
             "updateFlag",
             &[Role::PlatformAdmin],
-            &target,
             detail,
+            target,
             async |st, p| {
-                let key = idem(&input.idempotency_key)?;
+                let key = idempotency_key(&input.idempotency_key)?;
                 let change = FlagChange {
                     key: input.key,
                     description: input.description,
@@ -263,6 +236,7 @@ impl FlagMutation {
             },
         )
         .await
+        .map(flag)
     }
 
     /// Sets a flag's targeting in one environment (and lifts a kill there).
@@ -272,15 +246,15 @@ impl FlagMutation {
         input: SetFlagTargetingInput,
     ) -> Result<Flag> {
         let detail = json!({ "key": input.key, "environment": input.environment, "enabled": input.enabled, "rules": input.rules, "defaultVariant": input.default_variant, "expectedVersion": input.expected_version });
-        let target = input.key.clone();
+        let target = Target::Input(Some(input.key.clone()));
         audited(
             ctx,
             "setFlagTargeting",
             &[Role::PlatformAdmin],
-            &target,
             detail,
+            target,
             async |st, p| {
-                let key = idem(&input.idempotency_key)?;
+                let key = idempotency_key(&input.idempotency_key)?;
                 let change = TargetingChange {
                     key: input.key,
                     environment: input.environment,
@@ -293,39 +267,42 @@ impl FlagMutation {
             },
         )
         .await
+        .map(flag)
     }
 
     /// Archives a flag: it serves its off variant everywhere.
     async fn archive_flag(&self, ctx: &Context<'_>, input: ArchiveFlagInput) -> Result<Flag> {
         let detail = json!({ "key": input.key, "expectedVersion": input.expected_version });
-        let target = input.key.clone();
+        let target = Target::Input(Some(input.key.clone()));
         audited(
             ctx,
             "archiveFlag",
             &[Role::PlatformAdmin],
-            &target,
             detail,
+            target,
             async |st, p| {
-                let key = idem(&input.idempotency_key)?;
+                let key = idempotency_key(&input.idempotency_key)?;
                 flags::archive(st, &p.subject, &key, &input.key, input.expected_version).await
             },
         )
         .await
+        .map(flag)
     }
 
     /// The kill switch: the flag serves its off variant in `environment` in
     /// every cell, on the fastest path. Safe to repeat.
     async fn kill_flag(&self, ctx: &Context<'_>, key: String, environment: String) -> Result<Flag> {
         let detail = json!({ "key": key, "environment": environment });
-        let target = key.clone();
+        let target = Target::Input(Some(key.clone()));
         audited(
             ctx,
             "killFlag",
             &[Role::PlatformAdmin, Role::Sre],
-            &target,
             detail,
+            target,
             async |st, _| flags::kill(st, &key, &environment).await,
         )
         .await
+        .map(flag)
     }
 }

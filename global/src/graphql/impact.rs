@@ -5,8 +5,8 @@ use async_graphql::connection::{Connection, CursorType, Edge, OpaqueCursor};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use shared::IntoGql;
 
-use super::ops::{ops_caller, uuid};
 use super::types::{Cell, Tenant};
+use super::{args::uuid, auth::ops_caller};
 use crate::service::impact::{self, MAX_PAGE, Query};
 
 #[derive(Default)]

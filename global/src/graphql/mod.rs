@@ -1,16 +1,22 @@
 //! The global GraphQL API: the one API of the admin UI, tools and SREs.
 
+#[macro_use]
+mod mirror;
+
+mod args;
 mod audit;
+mod audited;
 mod auth;
 mod breakglass;
 mod config;
 mod flags;
 mod impact;
+mod incidents;
 mod lifecycle;
 mod loader;
+mod maintenance;
 mod members;
 mod mutation;
-mod ops;
 mod placement;
 mod plans;
 mod projects;
@@ -28,7 +34,7 @@ use async_graphql::dataloader::DataLoader;
 
 pub use mutation::Mutation;
 pub use query::Query;
-pub use subscription::{Subscription, TenantEvent, TenantEventKind};
+pub use subscription::Subscription;
 
 use crate::State;
 
@@ -44,7 +50,8 @@ pub struct AllQuery(
     sync::SyncQuery,
     quota::QuotaQuery,
     placement::PlacementQuery,
-    ops::OpsQuery,
+    incidents::IncidentQuery,
+    maintenance::MaintenanceQuery,
     impact::ImpactQuery,
     audit::AuditQuery,
     breakglass::BreakGlassQuery,
@@ -64,7 +71,8 @@ pub struct AllMutation(
     placement::PlacementMutation,
     plans::PlansMutation,
     members::MembersMutation,
-    ops::OpsMutation,
+    incidents::IncidentMutation,
+    maintenance::MaintenanceMutation,
     recovery::RecoveryMutation,
     breakglass::BreakGlassMutation,
 );

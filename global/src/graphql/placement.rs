@@ -10,7 +10,7 @@ use shared::error::Field;
 use shared::ids::{CellId, IdempotencyKey, Plan, Region};
 
 use super::auth::caller;
-use super::types::{Cell, CellState};
+use super::types::{Cell, CellState, PlacementRule};
 use crate::service::{cells, placement};
 
 #[derive(Default)]
@@ -23,7 +23,7 @@ pub struct PlacementMutation;
 #[derive(SimpleObject)]
 pub struct RejectedCell {
     pub cell: Cell,
-    pub rule: placement::Rule,
+    pub rule: PlacementRule,
 }
 
 /// Where a new tenant would go now, and why not elsewhere.
@@ -78,7 +78,7 @@ impl PlacementQuery {
                 .into_iter()
                 .map(|(c, rule)| RejectedCell {
                     cell: view(c),
-                    rule,
+                    rule: rule.into(),
                 })
                 .collect(),
         })

@@ -7,10 +7,37 @@ use shared::audit;
 use shared::auth::Role;
 
 use super::auth::caller;
-use crate::service::rebuild::{self, CellPass};
+use crate::service::rebuild;
 
 #[derive(Default)]
 pub struct RecoveryMutation;
+
+/// What one cell's pass did.
+#[derive(SimpleObject)]
+#[graphql(name = "DirectoryRebuildCell")]
+pub struct CellPass {
+    pub cell_id: String,
+    /// Records the cell holds.
+    pub seen: i64,
+    /// Directory rows that were missing and were written.
+    pub restored: i64,
+    /// Rows that were older than the cell's record and were brought up to it.
+    pub updated: i64,
+    /// Why the cell could not be read, if so.
+    pub error: Option<String>,
+}
+
+impl From<rebuild::CellPass> for CellPass {
+    fn from(c: rebuild::CellPass) -> Self {
+        Self {
+            cell_id: c.cell_id,
+            seen: c.seen,
+            restored: c.restored,
+            updated: c.updated,
+            error: c.error,
+        }
+    }
+}
 
 /// What `rebuildDirectory` did, cell by cell.
 #[derive(SimpleObject)]
@@ -40,7 +67,7 @@ impl RecoveryMutation {
                     restored: cells.iter().map(|c| c.restored).sum(),
                     updated: cells.iter().map(|c| c.updated).sum(),
                     complete: cells.iter().all(|c| c.error.is_none()),
-                    cells,
+                    cells: cells.into_iter().map(Into::into).collect(),
                 })
             })
             .await;

@@ -6,15 +6,14 @@ use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde_json::json;
 use shared::IntoGql;
-use shared::audit;
 use shared::auth::Role;
-use shared::error::Field;
 use shared::flags::{RolloutState, Stage};
-use shared::ids::IdempotencyKey;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
+use super::args::idempotency_key;
+use super::audited::{Target, audited};
 use super::auth::caller;
 use crate::service::rollouts::{self, NewRollout, Op, Progress, Stored};
 
@@ -225,36 +224,32 @@ impl RolloutQuery {
 }
 
 async fn operate(ctx: &Context<'_>, action: &str, id: ID, op: Op) -> Result<Rollout> {
-    let (st, p) = caller(ctx).gql()?;
     let detail = json!({ "id": id.to_string() });
-    let trail = audit::Trail::new(p, action, detail.clone());
-    let result = trail
-        .scope(async {
-            p.require_any(&[Role::PlatformAdmin, Role::Sre], action)?;
-            let id = rollout_id(&id)?;
-            rollouts::operate(st, id, op, &p.subject).await
-        })
-        .await;
-    trail
-        .finish(&st.db, None, Some(id.to_string()), &result)
-        .await
-        .gql()?;
-    Ok(result.gql()?.into())
+    let target = Target::Input(Some(id.to_string()));
+    let roles = [Role::PlatformAdmin, Role::Sre];
+    audited(ctx, action, &roles, detail, target, async |st, p| {
+        let id = rollout_id(&id)?;
+        rollouts::operate(st, id, op, &p.subject).await
+    })
+    .await
+    .map(Into::into)
 }
 
 #[Object]
 impl RolloutMutation {
     /// Starts exposing `variant` stage by stage; the first stage is the canary.
     async fn start_rollout(&self, ctx: &Context<'_>, input: StartRolloutInput) -> Result<Rollout> {
-        let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "flagKey": input.flag_key, "environment": input.environment, "variant": input.variant, "stages": input.stages, "requiresTenantVersion": input.requires_tenant_version, "startAt": input.start_at, "idempotencyKey": input.idempotency_key });
-        let target = input.flag_key.clone();
-        let trail = audit::Trail::new(p, "startRollout", detail.clone());
-        let result = trail
-            .scope(async {
-                p.require_any(&[Role::PlatformAdmin], "startRollout")?;
-                let key =
-                    IdempotencyKey::parse(&input.idempotency_key).field("input.idempotencyKey")?;
+        let target = Target::Input(Some(input.flag_key.clone()));
+        let roles = [Role::PlatformAdmin];
+        audited(
+            ctx,
+            "startRollout",
+            &roles,
+            detail,
+            target,
+            async |st, p| {
+                let key = idempotency_key(&input.idempotency_key)?;
                 let n = NewRollout {
                     flag_key: input.flag_key,
                     environment: input.environment,
@@ -266,13 +261,10 @@ impl RolloutMutation {
                     start_at: input.start_at,
                 };
                 rollouts::start(st, &p.subject, &key, n).await
-            })
-            .await;
-        trail
-            .finish(&st.db, None, Some(target), &result)
-            .await
-            .gql()?;
-        Ok(result.gql()?.into())
+            },
+        )
+        .await
+        .map(Into::into)
     }
 
     async fn pause_rollout(&self, ctx: &Context<'_>, id: ID) -> Result<Rollout> {

@@ -8,19 +8,21 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::auth::caller;
 use super::types::Tenant;
-use crate::entity::tenant;
+use crate::events;
 
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum TenantEventKind {
     Created,
     Updated,
 }
 
-/// A change to a tenant's directory row.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct TenantEvent {
-    pub kind: TenantEventKind,
-    pub tenant: tenant::Model,
+impl From<events::TenantEventKind> for TenantEventKind {
+    fn from(k: events::TenantEventKind) -> Self {
+        match k {
+            events::TenantEventKind::Created => Self::Created,
+            events::TenantEventKind::Updated => Self::Updated,
+        }
+    }
 }
 
 #[derive(SimpleObject)]
@@ -53,7 +55,7 @@ impl Subscription {
                 let ev = ev.ok()?;
                 let id = TenantId(ev.tenant.id);
                 (p.can_read_tenant(id) && only.is_none_or(|o| o == id)).then_some(TenantEventView {
-                    kind: ev.kind,
+                    kind: ev.kind.into(),
                     tenant: Tenant(ev.tenant),
                 })
             }),

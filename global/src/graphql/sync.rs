@@ -5,9 +5,9 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::IntoGql;
-use shared::audit;
 use shared::auth::Role;
 
+use super::audited::{Target, audited};
 use super::auth::caller;
 use super::types::Cell;
 use crate::service::{antientropy, sync_status};
@@ -74,8 +74,10 @@ fn view(st: &crate::State, s: sync_status::Status) -> Option<SyncStatus> {
     })
 }
 
+const OPERATORS: [Role; 2] = [Role::PlatformAdmin, Role::Sre];
+
 fn operator(p: &shared::auth::Principal, action: &str) -> shared::Result<()> {
-    p.require_any(&[Role::PlatformAdmin, Role::Sre], action)
+    p.require_any(&OPERATORS, action)
 }
 
 #[Object]
@@ -104,12 +106,15 @@ impl SyncMutation {
     /// Runs the anti-entropy check now on one cell (or every UP cell) and
     /// republishes what a cell is behind on. Safe to repeat.
     async fn repair_sync(&self, ctx: &Context<'_>, cell_id: Option<ID>) -> Result<Vec<SyncStatus>> {
-        let (st, p) = caller(ctx).gql()?;
         let detail = json!({ "cellId": cell_id.as_ref().map(|c| c.as_str()) });
-        let trail = audit::Trail::new(p, "repairSync", detail.clone());
-        let result = trail
-            .scope(async {
-                operator(p, "repairSync")?;
+        let target = Target::Input(cell_id.as_ref().map(|c| c.to_string()));
+        let statuses = audited(
+            ctx,
+            "repairSync",
+            &OPERATORS,
+            detail,
+            target,
+            async |st, _| {
                 let cells: Vec<_> = match &cell_id {
                     Some(id) => vec![st.cells.get(id).ok_or_else(|| {
                         shared::Error::NotFound(format!("cell {} is not registered", id.as_str()))
@@ -125,21 +130,10 @@ impl SyncMutation {
                     antientropy::check_cell(st, c).await;
                 }
                 sync_status::statuses(st, cell_id.as_ref().map(|c| c.as_str())).await
-            })
-            .await;
-        trail
-            .finish(
-                &st.db,
-                None,
-                cell_id.as_ref().map(|c| c.to_string()),
-                &result,
-            )
-            .await
-            .gql()?;
-        Ok(result
-            .gql()?
-            .into_iter()
-            .filter_map(|s| view(st, s))
-            .collect())
+            },
+        )
+        .await?;
+        let st = ctx.data_unchecked::<crate::State>();
+        Ok(statuses.into_iter().filter_map(|s| view(st, s)).collect())
     }
 }

@@ -308,6 +308,26 @@ impl CellState {
     }
 }
 
+mirror_enum! {
+    /// Why a cell was not chosen.
+    pub enum PlacementRule mirrors crate::service::placement::Rule {
+        /// Another region: data never leaves its region.
+        Region,
+        /// Not heartbeating.
+        Down,
+        /// An operator stopped new placements.
+        Draining,
+        /// A maintenance window in progress covers the cell.
+        Maintenance,
+        /// The plan requires a label this cell lacks.
+        PlanIsolation,
+        /// At capacity.
+        Capacity,
+        /// Eligible, but more loaded (by weighted share) than the chosen cell.
+        Load,
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct TotalCount {
     /// Tenants matching the filter, across all pages.

@@ -14,15 +14,11 @@ use super::{idempotency, scope};
 use crate::State;
 use crate::entity::{incident, incident_event};
 
-#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Severity {
-    #[graphql(name = "SEV1")]
     Sev1,
-    #[graphql(name = "SEV2")]
     Sev2,
-    #[graphql(name = "SEV3")]
     Sev3,
-    #[graphql(name = "SEV4")]
     Sev4,
 }
 
@@ -43,8 +39,7 @@ impl Severity {
     }
 }
 
-#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[graphql(name = "IncidentStatus")]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Investigating,
     Identified,

@@ -22,8 +22,7 @@ const SKEW: Duration = Duration::seconds(60);
 /// The longest window.
 const MAX_LENGTH: Duration = Duration::days(14);
 
-#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[graphql(name = "MaintenanceStatus")]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Scheduled,
     InProgress,

@@ -14,8 +14,7 @@ use crate::entity::cell;
 use crate::service::cells::{DRAINING, MAINTENANCE, UP};
 
 /// Why a cell was not chosen.
-#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(name = "PlacementRule")]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// Another region: data never leaves its region.
     Region,

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::State;
 use crate::entity::{saga_step, tenant};
-use crate::graphql::{TenantEvent, TenantEventKind};
+use crate::events::{TenantEvent, TenantEventKind};
 use crate::service::directory::{self, NewTenant};
 use crate::service::saga::{self, Lease, LifecycleEvent};
 use crate::service::{cells, idempotency, placement, tenant_status};

@@ -17,8 +17,7 @@ use crate::entity::{cell, tenant};
 const PAGE: i32 = 500;
 
 /// What one cell's pass did.
-#[derive(Debug, Clone, Default, async_graphql::SimpleObject)]
-#[graphql(name = "DirectoryRebuildCell")]
+#[derive(Debug, Clone, Default)]
 pub struct CellPass {
     pub cell_id: String,
     /// Records the cell holds.

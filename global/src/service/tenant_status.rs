@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::State;
 use crate::entity::tenant;
-use crate::graphql::{TenantEvent, TenantEventKind};
+use crate::events::{TenantEvent, TenantEventKind};
 use crate::service::idempotency;
 
 pub use shared::lifecycle::{DIRECTORY_STREAM as STREAM, RECORDS_STREAM as CELL_STREAM};
