@@ -68,15 +68,23 @@ pub struct State {
 /// A running cell.
 pub struct App {
     pub addr: SocketAddr,
+    /// The scraper's `/metrics` listener, when `limits.metrics_port` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub endpoint: String,
     pub state: State,
     server: Running,
+    metrics_server: Option<Running>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The scraper's `/metrics` URL, when `limits.metrics_port` is set.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_addr.map(|a| format!("http://{a}/metrics"))
     }
 
     /// Stops heartbeats, drains in-flight requests and closes the database.
@@ -86,6 +94,9 @@ impl App {
             let _ = t.await;
         }
         self.server.stop().await;
+        if let Some(m) = self.metrics_server {
+            m.stop().await;
+        }
         if let Err(e) = self.state.quota.flush().await {
             tracing::warn!(error = %e, "limiter state not persisted at stop");
         }
@@ -179,6 +190,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         dev_mode: settings.dev_mode,
         revocations: state.revocations.clone(),
         placement: Some(Arc::new(service::tenants::Placement(state.db.clone()))),
+        session_ends: None,
     };
     let schema = graphql::schema(
         Some(state.clone()),
@@ -186,7 +198,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.introspection,
     );
     let router = layered(
-        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
+        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, &shared)),
         &shared,
     )
     .merge(
@@ -212,6 +224,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         (GraphqlClient::new(token, Duration::from_secs(5)), url)
     });
     breakglass::load_at_start(&state.revocations, global.as_ref()).await;
+    let metrics_server = shared::server::serve_metrics(addr, &shared, shutdown.clone()).await?;
     let server = serve(listener, router, shutdown);
 
     let mut tasks = Vec::new();
@@ -269,6 +282,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     tracing::info!(cell = %settings.cell_id, region = %settings.region, %addr, "cell serving");
     Ok(App {
         addr,
+        metrics_addr: metrics_server.as_ref().map(|m| m.addr),
+        metrics_server,
         endpoint,
         state,
         server,

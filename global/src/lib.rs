@@ -66,6 +66,9 @@ pub struct State {
     pub keys: Arc<shared::auth::Keys>,
     /// Revoked break-glass requests, checked on every request with a `bg` claim.
     pub revocations: shared::breakglass::Revocations,
+    /// Ended authority (a removed membership), to every replica: the
+    /// subject's subscription connections close.
+    pub session_ends: Arc<Bus<shared::server::SessionEnd>>,
     cells_gauge: prometheus::IntGaugeVec,
     /// From reservation to ACTIVE or FAILED, by outcome (the provisioning SLI).
     pub provisioning_duration: prometheus::HistogramVec,
@@ -86,14 +89,22 @@ impl State {
 /// A running global tier.
 pub struct App {
     pub addr: SocketAddr,
+    /// The scraper's `/metrics` listener, when `limits.metrics_port` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: State,
     server: Running,
+    metrics_server: Option<Running>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The scraper's `/metrics` URL, when `limits.metrics_port` is set.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_addr.map(|a| format!("http://{a}/metrics"))
     }
 
     /// Stops background work, drains in-flight requests, closes the database.
@@ -103,6 +114,9 @@ impl App {
             let _ = t.await;
         }
         self.server.stop().await;
+        if let Some(m) = self.metrics_server {
+            m.stop().await;
+        }
         let _ = self.state.db.close_by_ref().await;
     }
 }
@@ -144,6 +158,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .map_err(anyhow::Error::msg)?,
         None => Bus::local(),
     };
+    let session_ends = match &settings.redis_url {
+        Some(url) => Bus::redis(
+            url,
+            format!("{}:global:session-ends", settings.redis_prefix),
+            shutdown.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => Bus::local(),
+    };
     let cache = cells::Cache::default();
     cache
         .reload(&db)
@@ -180,6 +203,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         driving: Arc::default(),
         keys: settings.keys.clone(),
         revocations: shared::breakglass::Revocations::default(),
+        session_ends: session_ends.clone(),
     };
     for r in service::breakglass::live_revocations(&state.db)
         .await
@@ -200,6 +224,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         dev_mode: settings.dev_mode,
         revocations: state.revocations.clone(),
         placement: Some(Arc::new(service::directory::Placement(state.db.clone()))),
+        session_ends: Some(session_ends),
     };
     let schema = graphql::schema(
         Some(state.clone()),
@@ -207,11 +232,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         settings.introspection,
     );
     let router = layered(
-        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, metrics.clone())),
+        GraphqlRoutes::router(schema, &shared).merge(ops_routes(ready, &shared)),
         &shared,
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
+    let metrics_server = shared::server::serve_metrics(addr, &shared, shutdown.clone()).await?;
     let server = serve(listener, router, shutdown);
     let sweeper = tokio::spawn(sweep_cells(
         state.clone(),
@@ -272,8 +298,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     tracing::info!(%addr, "global tier serving");
     Ok(App {
         addr,
+        metrics_addr: metrics_server.as_ref().map(|m| m.addr),
         state,
         server,
+        metrics_server,
         tasks,
     })
 }

@@ -1,7 +1,9 @@
 //! JWT claims, roles and verification.
 //!
 //! Tokens are HS256 (pinned: any other `alg`, including `none`, is refused)
-//! with `exp`, `iss` and `aud` required. Several verification secrets may be
+//! with `exp`, `iss` and `aud` required, `nbf` honoured when present and a
+//! non-empty `sub`. Every refusal answers the same [`REFUSED`] message; which
+//! check failed is logged, never told to the caller. Several verification secrets may be
 //! configured at once so that keys rotate without downtime; the first one
 //! signs, and each token names its key with a `kid`.
 
@@ -18,6 +20,10 @@ use crate::ids::{CellId, Invalid, TenantId};
 pub const DEFAULT_ISSUER: &str = "tenantctl";
 pub const DEFAULT_AUDIENCE: &str = "tenant-control-plane";
 const ALGORITHM: Algorithm = Algorithm::HS256;
+
+/// What a caller whose token was refused (missing, malformed, expired, not
+/// yet valid, wrongly signed, revoked…) is told, whatever the reason.
+pub const REFUSED: &str = "invalid or missing token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -181,11 +187,10 @@ pub enum TokenError {
 }
 
 impl From<TokenError> for Error {
+    /// The reason goes to the log; the caller gets [`REFUSED`].
     fn from(e: TokenError) -> Self {
-        Error::Unauthenticated(match e {
-            TokenError::Missing => "a bearer token is required".to_string(),
-            TokenError::Invalid(why) => format!("invalid token: {why}"),
-        })
+        tracing::info!(reason = %e, "token refused");
+        Error::Unauthenticated(REFUSED.into())
     }
 }
 
@@ -247,7 +252,9 @@ impl Keys {
         validation.algorithms = vec![ALGORITHM];
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // `nbf` is optional, but a token that names one is refused before it.
+        validation.validate_nbf = true;
         validation.leeway = 30;
         Ok(Self {
             issuer: issuer.to_owned(),
@@ -289,6 +296,9 @@ impl Keys {
                         && data.claims.exp <= chrono::Utc::now().timestamp() =>
                 {
                     return Err(TokenError::Invalid("break-glass token expired".into()));
+                }
+                Ok(data) if data.claims.sub.trim().is_empty() => {
+                    return Err(TokenError::Invalid("empty subject".into()));
                 }
                 Ok(data) => {
                     let exp = data.claims.exp;
@@ -550,6 +560,78 @@ mod tests {
         assert!(k.verify(&late).is_err());
         let ordinary = k.mint("a", vec![Role::Sre], vec![], None, -1).unwrap();
         assert!(k.verify(&ordinary).is_ok());
+    }
+
+    /// Signs arbitrary claims with `SECRET`, as `Keys` would.
+    fn forge(claims: serde_json::Value) -> String {
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(key_id(SECRET));
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn claims(sub: &str) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        serde_json::json!({
+            "sub": sub, "iss": DEFAULT_ISSUER, "aud": DEFAULT_AUDIENCE,
+            "exp": now + 3600, "iat": now, "roles": ["platform-admin"],
+        })
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf() {
+        let now = chrono::Utc::now().timestamp();
+        let mut later = claims("alice");
+        later["nbf"] = (now + 3600).into();
+        let err = keys().verify(&forge(later)).unwrap_err();
+        assert!(err.to_string().contains("Immature"), "{err}");
+        // Within the leeway, or past, it is valid.
+        let mut now_ok = claims("alice");
+        now_ok["nbf"] = (now + 5).into();
+        assert!(keys().verify(&forge(now_ok)).is_ok());
+        let mut past = claims("alice");
+        past["nbf"] = (now - 60).into();
+        assert!(keys().verify(&forge(past)).is_ok());
+        // A wrongly typed nbf is no way around it.
+        let mut string_nbf = claims("alice");
+        string_nbf["nbf"] = "tomorrow".into();
+        assert!(keys().verify(&forge(string_nbf)).is_err());
+    }
+
+    #[test]
+    fn an_empty_or_missing_subject_is_refused() {
+        for sub in ["", "   "] {
+            assert!(keys().verify(&forge(claims(sub))).is_err(), "{sub:?}");
+        }
+        let mut none = claims("x");
+        none.as_object_mut().unwrap().remove("sub");
+        assert!(keys().verify(&forge(none)).is_err());
+        assert!(keys().verify(&forge(claims("alice"))).is_ok());
+    }
+
+    #[test]
+    fn every_refusal_tells_the_caller_the_same_thing() {
+        let k = keys();
+        let expired = k.mint("a", vec![Role::Sre], vec![], None, -600).unwrap();
+        let mut bad_roles = claims("a");
+        bad_roles["roles"] = serde_json::json!(["root"]);
+        let reasons = [
+            bearer(None).unwrap_err(),
+            k.verify(&expired).unwrap_err(),
+            k.verify("not.a.jwt").unwrap_err(),
+            k.verify(&forge(bad_roles)).unwrap_err(),
+            k.verify(&forge(claims(""))).unwrap_err(),
+        ];
+        for r in reasons {
+            let detail = r.to_string();
+            let public = Error::from(r);
+            assert_eq!(public.code(), crate::error::Code::Unauthenticated);
+            assert_eq!(public.to_string(), REFUSED, "detail was {detail}");
+        }
     }
 
     #[test]

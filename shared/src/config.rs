@@ -253,6 +253,15 @@ pub struct CommonArgs {
     /// Tenants with a request series of their own in /metrics (the rest fold into `other`).
     #[arg(long)]
     pub metrics_top_tenants: Option<usize>,
+    /// Port (on the listen address) serving /metrics without a token, for the scraper.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// GraphQL requests a second each caller may make (0: no limit).
+    #[arg(long)]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Requests each caller may make at once beyond its rate.
+    #[arg(long)]
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl CommonArgs {
@@ -277,7 +286,10 @@ impl CommonArgs {
             .set("limits.request_timeout_ms", self.request_timeout_ms)
             .set("limits.max_depth", self.max_depth)
             .set("limits.max_complexity", self.max_complexity)
-            .set("limits.metrics_top_tenants", self.metrics_top_tenants);
+            .set("limits.metrics_top_tenants", self.metrics_top_tenants)
+            .set("limits.metrics_port", self.metrics_port)
+            .set("limits.rate_limit_per_sec", self.rate_limit_per_sec)
+            .set("limits.rate_limit_burst", self.rate_limit_burst);
     }
 }
 

@@ -111,8 +111,13 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
 
 /// Whether `e` is SQLite's "database is locked" (a transaction that read
 /// first could not take the write lock): running it again is safe.
+/// (`From<DbErr>` maps it to a CONFLICT carrying [`crate::error::BUSY`].)
 pub fn is_busy(e: &crate::Error) -> bool {
-    matches!(e, crate::Error::Internal(inner) if format!("{inner:#}").contains("database is locked"))
+    match e {
+        crate::Error::Conflict(m) => m == crate::error::BUSY,
+        crate::Error::Internal(inner) => format!("{inner:#}").contains("database is locked"),
+        _ => false,
+    }
 }
 
 /// Begins a transaction that reads, then writes. On SQLite it takes the write

@@ -19,6 +19,8 @@ pub enum Code {
     Forbidden,
     Unauthenticated,
     Unavailable,
+    /// The caller sent more requests than its rate allows; `retryAfterMs` says when to retry.
+    RateLimited,
     Internal,
 }
 
@@ -31,6 +33,7 @@ impl Code {
             Code::Forbidden => "FORBIDDEN",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Unavailable => "UNAVAILABLE",
+            Code::RateLimited => "RATE_LIMITED",
             Code::Internal => "INTERNAL",
         }
     }
@@ -43,6 +46,7 @@ impl Code {
             "FORBIDDEN" => Code::Forbidden,
             "UNAUTHENTICATED" => Code::Unauthenticated,
             "UNAVAILABLE" => Code::Unavailable,
+            "RATE_LIMITED" => Code::RateLimited,
             "INTERNAL" => Code::Internal,
             _ => return None,
         })
@@ -57,6 +61,7 @@ impl Code {
             Code::Forbidden => 403,
             Code::Unauthenticated => 401,
             Code::Unavailable => 503,
+            Code::RateLimited => 429,
             Code::Internal => 500,
         }
     }
@@ -79,6 +84,12 @@ pub enum Error {
     Unauthenticated(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Too many requests; the client may retry after `retry_after_ms`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_ms: u64,
+    },
     /// Never shown to the client: only the request id is.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -106,6 +117,7 @@ impl Error {
             Error::Forbidden(_) => Code::Forbidden,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::RateLimited { .. } => Code::RateLimited,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -119,6 +131,10 @@ impl Error {
             Code::Forbidden => Error::Forbidden(message),
             Code::Unauthenticated => Error::Unauthenticated(message),
             Code::Unavailable => Error::Unavailable(message),
+            Code::RateLimited => Error::RateLimited {
+                message,
+                retry_after_ms: 1000,
+            },
             Code::Internal => Error::Internal(anyhow::anyhow!("remote internal error: {message}")),
         }
     }
@@ -156,6 +172,9 @@ impl ErrorExtensions for Error {
             {
                 ext.set("field", field.as_str());
             }
+            if let Error::RateLimited { retry_after_ms, .. } = self {
+                ext.set("retryAfterMs", *retry_after_ms);
+            }
             if let Some(id) = &request_id {
                 ext.set("requestId", id.as_str());
             }
@@ -188,9 +207,29 @@ impl From<sea_orm::DbErr> for Error {
                     "the database aborted this change in a conflict with another; retry".into(),
                 )
             }
+            // SQLite could not take its write lock (another connection
+            // wrote since this transaction read, or held the lock past the
+            // busy timeout): nothing was written; the change lost a race.
+            other if is_sqlite_busy(&other) => {
+                tracing::info!(error = %other, "SQLite busy: the change lost a race");
+                Error::Conflict(BUSY.into())
+            }
             other => Error::Internal(other.into()),
         }
     }
+}
+
+/// What a change that lost SQLite's write lock to a concurrent one answers
+/// (CONFLICT): read again and retry.
+pub const BUSY: &str =
+    "the change conflicted with a concurrent change to the same data; read it again and retry";
+
+/// SQLite's `SQLITE_BUSY` / `SQLITE_LOCKED` family, by their messages.
+fn is_sqlite_busy(e: &sea_orm::DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("database is locked")
+        || text.contains("database table is locked")
+        || text.contains("database schema is locked")
 }
 
 /// PostgreSQL's `deadlock_detected` (40P01) and `serialization_failure`
@@ -239,6 +278,37 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_busy_is_a_conflict_never_internal() {
+        for text in [
+            "error returned from database: (code: 5) database is locked",
+            "error returned from database: (code: 517) database is locked",
+            "error returned from database: (code: 6) database table is locked",
+        ] {
+            let e = Error::from(sea_orm::DbErr::Custom(text.into()));
+            assert!(matches!(&e, Error::Conflict(m) if m == BUSY), "{e:?}");
+            assert_eq!(e.into_gql().message, BUSY);
+        }
+    }
+
+    #[test]
+    fn rate_limited_carries_its_code_and_retry_after() {
+        let e = Error::RateLimited {
+            message: "slow down".into(),
+            retry_after_ms: 250,
+        }
+        .into_gql();
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code").map(|v| v.to_string()),
+            Some("\"RATE_LIMITED\"".into())
+        );
+        assert_eq!(
+            ext.get("retryAfterMs").map(|v| v.to_string()),
+            Some("250".into())
+        );
+    }
+
+    #[test]
     fn bad_input_carries_code_and_field() {
         let e = Error::bad_input("input.slug", "too short").into_gql();
         let ext = e.extensions.expect("extensions");
@@ -275,6 +345,7 @@ mod tests {
             Code::Forbidden,
             Code::Unauthenticated,
             Code::Unavailable,
+            Code::RateLimited,
             Code::Internal,
         ] {
             assert_eq!(Code::parse(c.as_str()), Some(c));

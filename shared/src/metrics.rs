@@ -208,8 +208,12 @@ impl Metrics {
                 .with_label_values(&[op, plan])
                 .observe(elapsed.as_secs_f64());
         }
-        if let Some(t) = &facts.tenant {
-            self.tenants.record(t, outcome != Outcome::Error);
+        if facts.tenant.is_some() {
+            let ok = outcome != Outcome::Error;
+            match facts.counted_tenant() {
+                Some(t) => self.tenants.record(t, ok),
+                None => self.tenants.record_other(ok),
+            }
         }
     }
 

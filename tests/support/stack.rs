@@ -331,3 +331,27 @@ pub fn message(body: &Value) -> &str {
         .and_then(|c| c.as_str())
         .unwrap_or("")
 }
+
+/// A token that may read `/metrics` on a tier's API port (an SRE's).
+pub fn metrics_token() -> String {
+    Keys::hs256(&[SECRET.into()], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+        .unwrap()
+        .mint("metrics-reader", vec![Role::Sre], vec![], None, 600)
+        .unwrap()
+}
+
+/// `GET {base}/metrics` on a tier's API port, with [`metrics_token`].
+pub fn metrics_request(http: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
+    http.get(format!("{base}/metrics"))
+        .bearer_auth(metrics_token())
+}
+
+/// The text of `{base}/metrics` on a tier's API port.
+pub async fn scrape(base: &str) -> String {
+    let resp = metrics_request(&reqwest::Client::new(), base)
+        .send()
+        .await
+        .expect("metrics request sent");
+    assert_eq!(resp.status(), 200, "GET {base}/metrics");
+    resp.text().await.expect("metrics text")
+}

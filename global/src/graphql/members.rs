@@ -162,7 +162,17 @@ impl MembersMutation {
             Level::Admin,
             detail,
             |st, _, have, t| async move {
-                members::remove(&st.db, have, t, &input.subject, input.expected_version).await
+                let removed =
+                    members::remove(&st.db, have, t, &input.subject, input.expected_version)
+                        .await?;
+                // Subscriptions that relied on the membership end, on every replica.
+                st.session_ends
+                    .publish(shared::server::SessionEnd {
+                        subject: input.subject.clone(),
+                        tenant: Some(t),
+                    })
+                    .await;
+                Ok(removed)
             },
         )
         .await

@@ -41,6 +41,7 @@ impl RequestFacts {
         if let Ok(Some((cell, plan))) =
             tokio::time::timeout(LOOKUP_TIMEOUT, lookup.placement(&tenant)).await
         {
+            // The tier knows the tenant: it exists.
             self.set_placement(cell.as_deref(), plan.as_deref());
         }
     }
@@ -62,6 +63,23 @@ pub struct Facts {
     pub cell: Option<String>,
     /// That tenant's plan.
     pub plan: Option<String>,
+    /// The tenant exists: a resolver placed it, or the tier's lookup found it.
+    pub confirmed: bool,
+    /// The request was refused as unauthenticated, forbidden or not found:
+    /// the caller may not have been entitled to the tenant it named.
+    pub denied: bool,
+}
+
+impl Facts {
+    /// The tenant this request may be counted under by name: one that
+    /// exists and that the caller was allowed to act on. Any other named
+    /// tenant is counted as `other`, so a caller cannot make series of
+    /// made-up or foreign ids.
+    pub fn counted_tenant(&self) -> Option<&str> {
+        self.tenant
+            .as_deref()
+            .filter(|_| self.confirmed && !self.denied)
+    }
 }
 
 impl RequestFacts {
@@ -70,15 +88,22 @@ impl RequestFacts {
         self.lock().tenant = Some(tenant.to_string());
     }
 
-    /// Sets the tenant's cell and plan; `None` or empty leaves a part as it was.
+    /// Sets the tenant's cell and plan; `None` or empty leaves a part as it
+    /// was. A placed tenant exists: it may be counted by name.
     pub fn set_placement(&self, cell: Option<&str>, plan: Option<&str>) {
         let mut g = self.lock();
+        g.confirmed = true;
         if let Some(c) = cell.filter(|c| !c.is_empty()) {
             g.cell = Some(c.to_owned());
         }
         if let Some(p) = plan.filter(|p| !p.is_empty()) {
             g.plan = Some(p.to_owned());
         }
+    }
+
+    /// The request was refused (UNAUTHENTICATED, FORBIDDEN or NOT_FOUND).
+    pub fn set_denied(&self) {
+        self.lock().denied = true;
     }
 
     /// Sets (or clears) the operation name.

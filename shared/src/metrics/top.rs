@@ -85,6 +85,13 @@ impl TenantTop {
         self.requests.with_label_values(&[label, outcome]).inc();
     }
 
+    /// Counts one request under `other` without naming its tenant (one that
+    /// does not exist or that its caller was not entitled to).
+    pub fn record_other(&self, ok: bool) {
+        let outcome = if ok { OUTCOMES[0] } else { OUTCOMES[1] };
+        self.requests.with_label_values(&[OTHER, outcome]).inc();
+    }
+
     /// Elects the busiest tenants of the window now (the periodic election
     /// calls this itself).
     pub fn rotate(&self) {

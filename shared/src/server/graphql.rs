@@ -3,20 +3,25 @@
 //! legacy graphql-ws protocol), authenticated by JWT.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols, WsMessage};
 use async_graphql::{Data, Executor, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{Extension, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{broadcast, watch};
 
 use super::Shared;
-use crate::auth::{Keys, Principal, bearer};
+use super::ratelimit::CallerLimiter;
+use crate::auth::{Keys, Principal, REFUSED, bearer};
 use crate::breakglass::{self, Revocations};
 use crate::error::{Code, Error};
 use crate::metrics::operation::{PlacementLookup, RequestFacts, inspect};
@@ -69,6 +74,23 @@ pub fn record_tenant_at(
 
 pub struct GraphqlRoutes;
 
+/// A subject lost authority it may have relied on: its membership of
+/// `tenant` was removed. Its subscription connections close (4403), unless
+/// its token alone lets it read that tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionEnd {
+    pub subject: String,
+    pub tenant: Option<crate::ids::TenantId>,
+}
+
+/// The close code of a connection whose authority was refused or ended
+/// (graphql-ws's `Forbidden`).
+pub const CLOSE_FORBIDDEN: u16 = 4403;
+
+/// The longest an error message a client gets may be: an error never
+/// echoes a large input back.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+
 #[derive(Clone)]
 struct GqlState<E> {
     executor: E,
@@ -78,6 +100,8 @@ struct GqlState<E> {
     placement: Option<Arc<dyn PlacementLookup>>,
     dev_mode: bool,
     timeout: std::time::Duration,
+    limiter: Arc<CallerLimiter>,
+    session_ends: Option<Arc<crate::events::Bus<SessionEnd>>>,
 }
 
 impl GraphqlRoutes {
@@ -90,6 +114,11 @@ impl GraphqlRoutes {
             placement: shared.placement.clone(),
             dev_mode: shared.dev_mode,
             timeout: std::time::Duration::from_millis(shared.limits.request_timeout_ms),
+            limiter: Arc::new(CallerLimiter::new(
+                shared.limits.rate_limit_per_sec,
+                shared.limits.rate_limit_burst,
+            )),
+            session_ends: shared.session_ends.clone(),
         };
         Router::new()
             .route("/graphql", get(graphiql::<E>).post(post_graphql::<E>))
@@ -185,6 +214,23 @@ async fn execute_post<E: Executor>(
             ));
         }
     };
+    if let Err(retry_ms) = st.limiter.check(&principal) {
+        st.metrics
+            .graphql_errors
+            .with_label_values(&[Code::RateLimited.as_str()])
+            .inc();
+        let mut resp = error_response_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited,
+            format!("too many requests from this caller; retry in {retry_ms} ms"),
+            rid,
+            serde_json::json!({ "retryAfterMs": retry_ms }),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&retry_ms.div_ceil(1000).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return rejected(resp);
+    }
     let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -196,14 +242,28 @@ async fn execute_post<E: Executor>(
             ));
         }
     };
-    // Parsed once here; execution reuses the parsed document.
+    // Parsed once here; execution reuses the parsed document. A query that
+    // does not parse is answered here, without echoing it.
     let (operation, tenant) = match async_graphql::parser::parse_query(&request.query) {
         Ok(doc) => {
             let seen = inspect(&doc, request.operation_name.as_deref(), &request.variables);
             request.set_parsed_query(doc);
             seen
         }
-        Err(_) => (None, None),
+        Err(e) => {
+            st.metrics
+                .graphql_errors
+                .with_label_values(&[Code::BadUserInput.as_str()])
+                .inc();
+            let (message, locations) = parse_error(&e);
+            return rejected(error_response_with(
+                StatusCode::OK,
+                Code::BadUserInput,
+                message,
+                rid,
+                serde_json::json!({ "locations": locations }),
+            ));
+        }
     };
     if let Some(op) = &operation {
         span.0.record("operation", op.as_str());
@@ -254,6 +314,9 @@ async fn execute_post<E: Executor>(
     for err in &mut response.errors {
         let code = ensure_code(err);
         st.metrics.graphql_errors.with_label_values(&[code]).inc();
+        if matches!(code, "UNAUTHENTICATED" | "FORBIDDEN" | "NOT_FOUND") {
+            facts.set_denied();
+        }
         outcome = match (outcome, code) {
             (_, "INTERNAL" | "UNAVAILABLE") => Outcome::Error,
             (Outcome::Error, _) => Outcome::Error,
@@ -270,6 +333,51 @@ async fn execute_post<E: Executor>(
     (axum::Json(response).into_response(), outcome)
 }
 
+/// What a client is told of a query that does not parse: where, and what
+/// was expected there, never the text around it (the parser's own message
+/// quotes the offending line, however long).
+fn parse_error(e: &async_graphql::parser::Error) -> (String, serde_json::Value) {
+    use async_graphql::parser::Error as P;
+    let locations: Vec<serde_json::Value> = e
+        .positions()
+        .take(1)
+        .map(|p| serde_json::json!({ "line": p.line, "column": p.column }))
+        .collect();
+    let at = e
+        .positions()
+        .next()
+        .map(|p| format!(" at line {}, column {}", p.line, p.column))
+        .unwrap_or_default();
+    let mut message = match e {
+        P::Syntax { message, .. } => {
+            // pest ends its message with `= expected …` after the quoted line.
+            let expected = message
+                .lines()
+                .rev()
+                .find_map(|l| l.trim_start().strip_prefix("= "))
+                .unwrap_or("unexpected input");
+            format!("the query does not parse{at}: {expected}")
+        }
+        P::RecursionLimitExceeded => "the query is nested too deeply to parse".to_string(),
+        other => format!("the query is not a valid document{at}: {other}"),
+    };
+    truncate(&mut message, 256);
+    (message, serde_json::Value::Array(locations))
+}
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+}
+
 /// Verifies the bearer token (and that its break-glass request, if any, was
 /// not revoked) and logs why one was refused.
 fn authenticate(
@@ -277,18 +385,26 @@ fn authenticate(
     revocations: &Revocations,
     authorization: Option<&str>,
 ) -> Result<Principal, Error> {
+    authenticate_expiring(keys, revocations, authorization).map(|(p, _)| p)
+}
+
+/// As [`authenticate`], with the token's `exp` (epoch seconds). The reason
+/// of a refusal is logged (by `From<TokenError>`); the caller gets [`REFUSED`].
+fn authenticate_expiring(
+    keys: &Keys,
+    revocations: &Revocations,
+    authorization: Option<&str>,
+) -> Result<(Principal, i64), Error> {
     let token = bearer(authorization)?;
-    keys.verify(token)
-        .and_then(|p| revocations.check(&p).map(|()| p))
-        .map_err(|e| {
-            tracing::info!(reason = %e, "token refused");
-            Error::from(e)
-        })
+    let (p, exp) = keys.verify_expiring(token)?;
+    revocations.check(&p)?;
+    Ok((p, exp))
 }
 
 /// Errors raised by the GraphQL engine itself (parse, validation, limits,
 /// argument coercion) carry no code: they are all the client's input.
 fn ensure_code(err: &mut ServerError) -> &'static str {
+    truncate(&mut err.message, MAX_ERROR_MESSAGE);
     if let Some(code) = err
         .extensions
         .as_ref()
@@ -312,7 +428,19 @@ fn error_response(
     message: String,
     request_id: Option<&RequestId>,
 ) -> Response {
-    let mut ext = serde_json::json!({ "code": code.as_str() });
+    error_response_with(status, code, message, request_id, serde_json::json!({}))
+}
+
+/// An error answer whose extensions carry `extra` beside the code.
+fn error_response_with(
+    status: StatusCode,
+    code: Code,
+    message: String,
+    request_id: Option<&RequestId>,
+    extra: serde_json::Value,
+) -> Response {
+    let mut ext = extra;
+    ext["code"] = code.as_str().into();
     if let Some(id) = request_id {
         ext["requestId"] = id.as_str().into();
     }
@@ -328,26 +456,182 @@ fn error_response(
 
 async fn websocket<E: Executor>(
     State(st): State<GqlState<E>>,
-    protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let keys = st.keys.clone();
-    let revocations = st.revocations.clone();
+    // What async-graphql-axum's `GraphQLProtocol` extracts (its field is private).
+    let Some(protocol) = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| {
+            list.split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        })
+    else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, st.executor, protocol)
-                .on_connection_init(move |payload| async move {
-                    let auth = connection_token(&payload);
-                    let principal = authenticate(&keys, &revocations, auth.as_deref())
-                        .map_err(Error::into_gql)?;
+        .on_upgrade(move |socket| serve_socket(st, socket, protocol))
+}
+
+/// What a connection's authority rests on, once its `connection_init` was
+/// accepted: the principal and its token's `exp`.
+struct Session {
+    principal: Principal,
+    exp: i64,
+}
+
+/// Serves one GraphQL WebSocket connection until the client leaves or the
+/// authority it was opened with ends: its token expires, its break-glass
+/// grant is revoked, or its subject loses a membership it may rely on. A
+/// refused `connection_init` and an ended authority both close with 4403
+/// (on the legacy graphql-ws protocol after a `connection_error` message).
+async fn serve_socket<E: Executor>(
+    st: GqlState<E>,
+    socket: WebSocket,
+    protocol: WebSocketProtocols,
+) {
+    let (session_tx, session_rx) = watch::channel::<Option<Arc<Session>>>(None);
+    let refused = Arc::new(AtomicBool::new(false));
+    // Listen before the session starts, so that no ending falls in between.
+    let ends = st.session_ends.as_ref().map(|b| b.subscribe());
+    let legacy = protocol == WebSocketProtocols::SubscriptionsTransportWS;
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|m| futures_util::future::ready(m.is_ok()))
+        .filter_map(|m| {
+            futures_util::future::ready(match m {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+                _ => None,
+            })
+        });
+    let (keys, revocations, init_refused) =
+        (st.keys.clone(), st.revocations.clone(), refused.clone());
+    let messages = async_graphql::http::WebSocket::new(st.executor.clone(), input, protocol)
+        .on_connection_init(move |payload| async move {
+            let auth = connection_token(&payload);
+            match authenticate_expiring(&keys, &revocations, auth.as_deref()) {
+                Ok((principal, exp)) => {
                     let mut data = Data::default();
-                    data.insert(principal);
+                    data.insert(principal.clone());
                     data.insert(RequestId::new());
+                    session_tx.send_replace(Some(Arc::new(Session { principal, exp })));
                     Ok(data)
-                })
-                .serve()
+                }
+                Err(e) => {
+                    init_refused.store(true, Ordering::Release);
+                    Err(e.into_gql())
+                }
+            }
+        });
+    futures_util::pin_mut!(messages);
+    let ended = authority_ended(session_rx, st.revocations.clone(), ends);
+    futures_util::pin_mut!(ended);
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else { break };
+                let out = match msg {
+                    WsMessage::Text(t) => Message::Text(t.into()),
+                    // The library closes a refused connection_init with 1002.
+                    WsMessage::Close(_, _) if refused.load(Ordering::Acquire) => forbidden(),
+                    WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })),
+                };
+                if sink.send(out).await.is_err() {
+                    return;
+                }
+            }
+            why = &mut ended => {
+                tracing::info!(reason = why, "subscription connection closed: its authority ended");
+                if legacy {
+                    let _ = sink.send(connection_error()).await;
+                }
+                let _ = sink.send(forbidden()).await;
+                let _ = sink.close().await;
+                return;
+            }
+        }
+    }
+    // The legacy protocol answers a refused connection_init with a
+    // connection_error message and ends: close it as the other does.
+    if legacy && refused.load(Ordering::Acquire) {
+        let _ = sink.send(forbidden()).await;
+    }
+    let _ = sink.close().await;
+}
+
+fn forbidden() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CLOSE_FORBIDDEN,
+        reason: "Forbidden".into(),
+    }))
+}
+
+/// The legacy protocol's way of telling the client before it closes.
+fn connection_error() -> Message {
+    Message::Text(
+        serde_json::json!({
+            "type": "connection_error",
+            "payload": {
+                "message": REFUSED,
+                "extensions": { "code": Code::Unauthenticated.as_str() },
+            },
         })
+        .to_string()
+        .into(),
+    )
+}
+
+/// How often a break-glass connection checks that its grant still stands
+/// (one hash lookup).
+const REVOCATION_CHECK: Duration = Duration::from_millis(200);
+
+/// Resolves, with the reason, when the session's authority ends; never
+/// before a session started.
+async fn authority_ended(
+    mut session: watch::Receiver<Option<Arc<Session>>>,
+    revocations: Revocations,
+    mut ends: Option<broadcast::Receiver<SessionEnd>>,
+) -> &'static str {
+    let s = loop {
+        if let Some(s) = session.borrow_and_update().clone() {
+            break s;
+        }
+        if session.changed().await.is_err() {
+            // No session will start (the init was refused or never came).
+            return std::future::pending().await;
+        }
+    };
+    let left_ms = (s.exp * 1000 - chrono::Utc::now().timestamp_millis()).max(0);
+    let expiry = tokio::time::sleep(Duration::from_millis(left_ms as u64));
+    futures_util::pin_mut!(expiry);
+    let mut tick = tokio::time::interval(REVOCATION_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut expiry => return "token expired",
+            _ = tick.tick(), if s.principal.break_glass.is_some() => {
+                if revocations.check(&s.principal).is_err() {
+                    return "break-glass access revoked";
+                }
+            }
+            ev = async { ends.as_mut().expect("guarded").recv().await }, if ends.is_some() => {
+                match ev {
+                    Ok(e) if e.subject == s.principal.subject
+                        && !e.tenant.is_some_and(|t| s.principal.can_read_tenant(t)) =>
+                    {
+                        return "membership removed";
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => ends = None,
+                }
+            }
+        }
+    }
 }
 
 /// The `Authorization` value carried by a `connection_init` payload, in any

@@ -5,6 +5,7 @@
 mod graphql;
 mod observe;
 mod ops;
+pub mod ratelimit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Keys;
 use crate::metrics::Metrics;
 
-pub use graphql::{GraphqlRoutes, Placement, RequestSpan, record_tenant, record_tenant_at};
+pub use graphql::{
+    GraphqlRoutes, Placement, RequestSpan, SessionEnd, record_tenant, record_tenant_at,
+};
 pub use observe::{HookMeter, observe};
-pub use ops::{ReadyCheck, ops_routes};
+pub use ops::{ReadyCheck, metrics_routes, ops_routes, serve_metrics};
 
 /// Where a server sits: stamped on every request span.
 #[derive(Debug, Clone)]
@@ -40,10 +43,35 @@ pub struct Limits {
     /// are counted under `tenant="other"`.
     #[serde(default = "default_top_tenants")]
     pub metrics_top_tenants: usize,
+    /// GraphQL requests a second each caller (token subject) may make;
+    /// 0 switches the limit off. `service` tokens are exempt.
+    #[serde(default = "default_rate_limit_per_sec")]
+    pub rate_limit_per_sec: u32,
+    /// How many requests a caller may make at once, beyond its rate.
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+    /// A port (on the API's address) serving `/metrics` without a token, for
+    /// the Prometheus scraper; 0 picks a free one. On the API port
+    /// `/metrics` needs a platform-admin, sre or service token.
+    #[serde(default)]
+    pub metrics_port: Option<u16>,
 }
 
 fn default_top_tenants() -> usize {
     crate::metrics::DEFAULT_TOP_TENANTS
+}
+
+/// Generous: far above what one client of the API makes, low enough to
+/// stop a runaway loop from starving everyone else.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 50_000;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 50_000;
+
+fn default_rate_limit_per_sec() -> u32 {
+    DEFAULT_RATE_LIMIT_PER_SEC
+}
+
+fn default_rate_limit_burst() -> u32 {
+    DEFAULT_RATE_LIMIT_BURST
 }
 
 impl Default for Limits {
@@ -54,6 +82,9 @@ impl Default for Limits {
             max_depth: 12,
             max_complexity: 500,
             metrics_top_tenants: crate::metrics::DEFAULT_TOP_TENANTS,
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            metrics_port: None,
         }
     }
 }
@@ -68,6 +99,11 @@ impl Limits {
         }
         if self.metrics_top_tenants > 10_000 {
             return Err("metrics_top_tenants must be at most 10000".into());
+        }
+        if self.rate_limit_per_sec > 0 && self.rate_limit_burst == 0 {
+            return Err(
+                "rate_limit_burst must be at least 1 when rate_limit_per_sec is set".into(),
+            );
         }
         if self.max_depth == 0 || self.max_complexity == 0 {
             return Err("max_depth and max_complexity must be positive".into());
@@ -105,6 +141,9 @@ pub struct Shared {
     pub revocations: crate::breakglass::Revocations,
     /// Places the tenant of a request no resolver placed, for its metrics.
     pub placement: Option<Arc<dyn crate::metrics::operation::PlacementLookup>>,
+    /// Authority that ended (a membership removed), fanned out to every
+    /// replica: subscription connections of that subject close.
+    pub session_ends: Option<Arc<crate::events::Bus<SessionEnd>>>,
 }
 
 /// Wraps a tier's router with the common layers: request id, span and

@@ -34,6 +34,7 @@ async fn failed_over(c: &Chaos, i: usize, metric: &str, decision: &str) -> u64 {
     let text = c
         .http
         .get(format!("{}/metrics", c.cell_url(i)))
+        .bearer_auth(e2e::stack::metrics_token())
         .send()
         .await
         .unwrap()

@@ -66,6 +66,7 @@ async fn repaired(c: &Chaos, i: usize, stream: &str) -> u64 {
     let text = c
         .http
         .get(format!("{}/metrics", c.cell_url(i)))
+        .bearer_auth(e2e::stack::metrics_token())
         .send()
         .await
         .unwrap()

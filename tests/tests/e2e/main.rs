@@ -12,6 +12,7 @@
 mod api_reference;
 mod audit;
 mod auth;
+mod authority;
 mod backup;
 mod bad_input;
 mod break_glass;

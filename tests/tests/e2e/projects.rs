@@ -158,7 +158,8 @@ async fn config_writes_must_name_a_project_and_environment_the_tenant_has() {
 
 /// GraphQL requests the cell at `url` has served so far (its own /metrics).
 async fn cell_graphql_calls(url: &str) -> i64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+    let text = e2e::stack::metrics_request(&reqwest::Client::new(), url)
+        .send()
         .await
         .expect("metrics")
         .text()

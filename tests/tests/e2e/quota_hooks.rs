@@ -162,7 +162,8 @@ async fn consume_enforces_hard_and_soft_limits_once_per_key() {
         "pro plan: {seats}"
     );
 
-    let metrics = reqwest::get(format!("{url}/metrics"))
+    let metrics = e2e::stack::metrics_request(&reqwest::Client::new(), &url)
+        .send()
         .await
         .unwrap()
         .text()

@@ -151,7 +151,8 @@ async fn replicas_share_limits_in_redis_and_each_metric_fails_open_or_closed() {
     )
     .await;
     assert_eq!(checked["allowed"], false);
-    let text = reqwest::get(format!("{one}/metrics"))
+    let text = e2e::stack::metrics_request(&reqwest::Client::new(), &one)
+        .send()
         .await
         .unwrap()
         .text()

@@ -112,6 +112,7 @@ async fn every_metric_the_alert_rules_use_is_exported() {
             exported.push_str(
                 &s.http
                     .get(format!("{base}/metrics"))
+                    .bearer_auth(e2e::stack::metrics_token())
                     .send()
                     .await
                     .unwrap()

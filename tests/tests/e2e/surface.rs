@@ -127,7 +127,10 @@ async fn health_readiness_and_metrics_on_both_tiers() {
         assert_eq!(h.status(), 200);
         let r = s.http.get(format!("{base}/readyz")).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        let m = s.http.get(format!("{base}/metrics")).send().await.unwrap();
+        let m = e2e::stack::metrics_request(&s.http, &base)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(m.status(), 200);
         assert!(
             m.headers()["content-type"]
@@ -145,6 +148,7 @@ async fn health_readiness_and_metrics_on_both_tiers() {
     let text = s
         .http
         .get(format!("{}/metrics", s.url()))
+        .bearer_auth(e2e::stack::metrics_token())
         .send()
         .await
         .unwrap()

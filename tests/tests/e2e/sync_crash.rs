@@ -42,7 +42,8 @@ fn cell(port: u16, db: &str, prefix: &str, apply_delay_ms: u64) -> Child {
 
 /// `tcp_sync_events_total{outcome=…, stream="global.config-keys"}` of a process.
 async fn counted(url: &str, outcome: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+    let text = e2e::stack::metrics_request(&reqwest::Client::new(), url)
+        .send()
         .await
         .unwrap()
         .text()

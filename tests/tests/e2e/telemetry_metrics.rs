@@ -9,6 +9,7 @@ use serde_json::json;
 async fn scrape(s: &Stack, base: &str) -> String {
     s.http
         .get(format!("{base}/metrics"))
+        .bearer_auth(e2e::stack::metrics_token())
         .send()
         .await
         .unwrap()

@@ -208,9 +208,13 @@ pub(super) fn activation_window(
 ) -> Result<DateTime<Utc>> {
     let id = cur.id;
     if !same_subject(&cur.requester, &p.subject) {
-        return Err(Error::Forbidden(
-            "only the requester may activate a break-glass request".into(),
-        ));
+        // Operators may see the request: they learn nothing new. Anyone
+        // else gets what an unknown id gets (no existence oracle).
+        return Err(if p.has_any(&OPERATORS) {
+            Error::Forbidden("only the requester may activate a break-glass request".into())
+        } else {
+            Error::NotFound(format!("break-glass request {id} not found"))
+        });
     }
     match (cur.status.as_str(), cur.expires_at) {
         (APPROVED | ACTIVE, Some(end)) if end > now => Ok(end),

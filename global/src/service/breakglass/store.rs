@@ -273,10 +273,10 @@ pub async fn revoke(
     let cur = get(st, id).await?;
     let operator = p.has_any(&OPERATORS) && p.break_glass.is_none();
     if !(operator || same_subject(&cur.requester, &p.subject)) {
-        return Err(Error::Forbidden(
-            "revokeBreakGlass needs one of the roles: sre, platform-admin (or to be the requester)"
-                .into(),
-        ));
+        // As for an unknown id: no oracle of which requests exist.
+        return Err(Error::NotFound(format!(
+            "break-glass request {id} not found"
+        )));
     }
     if cur.status == REVOKED {
         return Ok(cur);
