@@ -164,7 +164,15 @@ impl ConfigMutation {
         ctx: &Context<'_>,
         input: UpdateTenantConfigInput,
     ) -> Result<ConfigVersion> {
-        let detail = serde_json::to_value(&input).unwrap_or_default();
+        // The keys, not their values: those stay in the cell (residency).
+        let detail = json!({
+            "tenantId": input.tenant_id,
+            "projectId": input.project_id,
+            "environment": input.environment,
+            "set": input.set.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+            "unset": input.unset,
+            "expectedVersion": input.expected_version,
+        });
         let q = "mutation($i: UpdateTenantConfigInput!, $who: String) { updateTenantConfig(input: $i, onBehalfOf: $who) { version } }";
         routed_write(
             ctx,
@@ -213,7 +221,7 @@ pub(super) async fn routed_write<T: serde::de::DeserializeOwned>(
     input: impl serde::Serialize,
 ) -> Result<T> {
     let (st, p) = caller(ctx).gql()?;
-    let trail = audit::Trail::new(p, action, detail.clone());
+    let trail = audit::Trail::routed(p, action, detail.clone());
     let result = trail
         .scope(async {
             // Plans are the owners' to change; configuration and projects, any member's.
