@@ -527,3 +527,84 @@ pub(super) async fn backfill<C: ConnectionTrait>(db: &C) -> std::result::Result<
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        let mut e = Entry {
+            id: Uuid::now_v7(),
+            at: now(),
+            actor: "global".into(),
+            roles: "service".into(),
+            action: "updateTenantConfig".into(),
+            tenant_id: Some(Uuid::now_v7()),
+            target: Some("alice".into()),
+            outcome: "OK".into(),
+            request_id: Some("r1".into()),
+            detail: r#"{"set":[{"key":"k","value":"secret-value"}]}"#.into(),
+            source: OWN.into(),
+            seq: 7,
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+            break_glass_id: None,
+            diff: Some(r#"{"before":null,"after":{"k":"secret-value"}}"#.into()),
+            fields: Some(r#"["k"]"#.into()),
+            values_hash: None,
+            salt: Some("00112233445566778899aabbccddeeff".into()),
+        };
+        e.values_hash = Some(values_hash(e.salt.as_deref().unwrap(), &e));
+        e.hash = content_hash(&e);
+        e
+    }
+
+    #[test]
+    fn a_sealed_copy_holds_no_values_and_keeps_its_hash() {
+        let e = entry();
+        let s = sealed(e.clone());
+        assert_eq!(
+            (s.target.as_deref(), s.diff.as_deref(), s.detail.as_str()),
+            (None, None, NO_DETAIL)
+        );
+        assert!(s.salt.is_none());
+        assert!(!serde_json::to_string(&s).unwrap().contains("secret-value"));
+        assert_eq!(content_hash(&s), e.hash);
+        assert!(!holds_values(&s));
+        assert!(holds_values(&e));
+        assert_eq!(values_fault(&e), None);
+        assert_eq!(values_fault(&s), None);
+    }
+
+    #[test]
+    fn altered_values_are_found_with_or_without_the_salt() {
+        let e = entry();
+        let mut changed = e.clone();
+        changed.detail = "{}".into();
+        // The chain hash does not cover the values themselves...
+        assert_eq!(content_hash(&changed), e.hash);
+        // ...their hash does.
+        assert!(values_fault(&changed).unwrap().contains("altered"));
+        let mut smuggled = sealed(e.clone());
+        smuggled.diff = Some("{}".into());
+        assert!(values_fault(&smuggled).is_some());
+        // The names of the fields changed are covered by the chain hash.
+        let mut renamed = e.clone();
+        renamed.fields = Some(r#"["other"]"#.into());
+        assert_ne!(content_hash(&renamed), e.hash);
+    }
+
+    #[test]
+    fn entries_without_a_values_hash_keep_the_old_hash_and_their_values() {
+        let mut e = entry();
+        e.values_hash = None;
+        e.salt = None;
+        e.fields = None;
+        e.hash = content_hash(&e);
+        let s = sealed(e.clone());
+        assert_eq!(s, e, "an old entry cannot lose its values");
+        let mut changed = e.clone();
+        changed.detail = "{}".into();
+        assert_ne!(content_hash(&changed), e.hash);
+    }
+}

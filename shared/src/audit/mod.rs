@@ -309,3 +309,40 @@ pub async fn page<C: ConnectionTrait>(
     rows.truncate(first as usize);
     Ok((rows, more))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::changed_fields;
+    use serde_json::json;
+
+    #[test]
+    fn changed_fields_name_what_differs_without_values() {
+        let before = json!({ "version": 1, "doc": { "tenant": { "a": 1, "b": "x" }, "projects": {} } });
+        let after = json!({ "version": 2, "doc": { "tenant": { "a": 1, "b": "secret" }, "projects": { "web": { "k": true } } } });
+        assert_eq!(
+            changed_fields(&before, &after),
+            ["doc.projects.web.k", "doc.tenant.b", "version"]
+        );
+        // A create names every field of what was made.
+        assert_eq!(
+            changed_fields(&json!(null), &json!({ "name": "n", "slug": "s" })),
+            ["name", "slug"]
+        );
+        assert!(changed_fields(&after, &after).is_empty());
+        // Below four levels a changed object is named whole: its keys may be values.
+        let deep = |v| json!({ "doc": { "tenant": { "k": { "inner": v } } } });
+        assert_eq!(
+            changed_fields(&deep(json!({ "user-key": 1 })), &deep(json!({}))),
+            ["doc.tenant.k.inner"]
+        );
+        assert_eq!(changed_fields(&json!(1), &json!(2)), ["$"]);
+    }
+
+    #[test]
+    fn many_changed_fields_are_summarised_by_their_top_level() {
+        let after: serde_json::Map<String, serde_json::Value> =
+            (0..100).map(|i| (format!("k{i}"), json!({ "v": i }))).collect();
+        let f = changed_fields(&json!({}), &json!({ "doc": after }));
+        assert_eq!(f, ["doc"]);
+    }
+}
