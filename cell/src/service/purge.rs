@@ -46,10 +46,11 @@ pub async fn purge(db: &DatabaseConnection, tenant: TenantId) -> Result<u64> {
     let txn = begin_write(db).await?;
     let total = delete_rows(&txn, tenant).await?;
     if total > 0 {
-        // Recorded with the tenant's id and without its data: only how
+        // Recorded without the tenant id and without its data: only how
         // many rows went (nothing tenant-scoped may remain).
-        let before = serde_json::json!({ "rows": total });
-        shared::audit::change(&txn, Some(tenant.0), None, before, shared::audit::NONE).await?;
+        let before = serde_json::json!({ "tenantId": tenant, "rows": total });
+        let target = Some(tenant.to_string());
+        shared::audit::change(&txn, None, target, before, shared::audit::NONE).await?;
     }
     txn.commit().await?;
     Ok(total)
@@ -118,7 +119,9 @@ async fn delete_rows<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64
             DbBackend::Postgres => {
                 "DELETE FROM audit_log WHERE tenant_id::text = $1 AND values_hash IS NULL"
             }
-            _ => "DELETE FROM audit_log WHERE (tenant_id = ? OR tenant_id = ?) AND values_hash IS NULL",
+            _ => {
+                "DELETE FROM audit_log WHERE (tenant_id = ? OR tenant_id = ?) AND values_hash IS NULL"
+            }
         };
         let values: Vec<sea_orm::Value> = match backend {
             DbBackend::Postgres => vec![tenant.0.to_string().into()],

@@ -241,7 +241,11 @@ pub(super) async fn routed_write<T: serde::de::DeserializeOwned>(
             Ok::<_, shared::Error>((t, answer))
         })
         .await;
-    let tenant = result.as_ref().ok().map(|(t, _)| t.0);
+    // A refusal names the tenant too, so its purge erases the entry's input.
+    let tenant = match &result {
+        Ok((t, _)) => Some(t.0),
+        Err(_) => tenant_id.parse::<shared::ids::TenantId>().ok().map(|t| t.0),
+    };
     trail.finish(&st.db, tenant, None, &result).await.gql()?;
     Ok(result.gql()?.1)
 }

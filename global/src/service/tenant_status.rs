@@ -325,7 +325,7 @@ pub async fn apply_record_changes(st: &State, events: &[Event]) -> Result<()> {
 
 /// What the global tier held of a tenant its cell purged goes in the
 /// transaction that makes the tombstone: members, usage rollups, the
-/// saga's input, its idempotency keys and their answers, the values of
+/// saga's input, the answers kept with its idempotency keys, the values of
 /// its audit entries (ids, hashes and changed field names stay, so the
 /// chain verifies) and the published events naming it. What remains is
 /// listed in docs/DATA-MODEL.md ("What a purge leaves").
@@ -333,9 +333,13 @@ async fn forget<C: sea_orm::ConnectionTrait>(txn: &C, id: Uuid) -> Result<()> {
     crate::service::members::delete_all(txn, id).await?;
     crate::service::usage::forget_tenant(txn, id).await?;
     crate::service::saga::forget_input(txn, id).await?;
-    // The keys (client strings) and answers (the tenant as it was) of the
-    // requests about it: a retry after the purge finds the tombstone.
-    crate::entity::idempotency::Entity::delete_many()
+    // The answers kept with the keys of requests about it (the tenant as it
+    // was): a retry after the purge gets the tombstone.
+    crate::entity::idempotency::Entity::update_many()
+        .col_expr(
+            crate::entity::idempotency::Column::Answer,
+            Expr::value(Option::<String>::None),
+        )
         .filter(crate::entity::idempotency::Column::ResourceId.eq(id.to_string()))
         .exec(txn)
         .await?;

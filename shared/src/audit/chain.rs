@@ -404,6 +404,14 @@ pub async fn erase_tenant<C: ConnectionTrait>(db: &C, tenant: Uuid) -> Result<(u
         .col_expr(entity::Column::Salt, Expr::value(Option::<String>::None))
         .filter(entity::Column::TenantId.eq(tenant))
         .filter(entity::Column::ValuesHash.is_not_null())
+        // Only entries that still hold something: erasing twice is a no-op.
+        .filter(
+            sea_orm::Condition::any()
+                .add(entity::Column::Salt.is_not_null())
+                .add(entity::Column::Target.is_not_null())
+                .add(entity::Column::Diff.is_not_null())
+                .add(entity::Column::Detail.ne(NO_DETAIL)),
+        )
         .exec(db)
         .await?
         .rows_affected;

@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn changed_fields_name_what_differs_without_values() {
-        let before = json!({ "version": 1, "doc": { "tenant": { "a": 1, "b": "x" }, "projects": {} } });
+        let before =
+            json!({ "version": 1, "doc": { "tenant": { "a": 1, "b": "x" }, "projects": {} } });
         let after = json!({ "version": 2, "doc": { "tenant": { "a": 1, "b": "secret" }, "projects": { "web": { "k": true } } } });
         assert_eq!(
             changed_fields(&before, &after),
@@ -340,8 +341,9 @@ mod tests {
 
     #[test]
     fn many_changed_fields_are_summarised_by_their_top_level() {
-        let after: serde_json::Map<String, serde_json::Value> =
-            (0..100).map(|i| (format!("k{i}"), json!({ "v": i }))).collect();
+        let after: serde_json::Map<String, serde_json::Value> = (0..100)
+            .map(|i| (format!("k{i}"), json!({ "v": i })))
+            .collect();
         let f = changed_fields(&json!({}), &json!({ "doc": after }));
         assert_eq!(f, ["doc"]);
     }

@@ -63,10 +63,7 @@ async fn text_columns(db: &sea_orm::DatabaseConnection) -> Vec<(String, String, 
 async fn scan(url: &str, needles: &[(&'static str, String)]) -> BTreeSet<Hit> {
     let db = Database::connect(url).await.expect("database");
     let columns = text_columns(&db).await;
-    assert!(
-        columns.len() > 20,
-        "the scan sees the schema: {columns:?}"
-    );
+    assert!(columns.len() > 20, "the scan sees the schema: {columns:?}");
     let mut hits = BTreeSet::new();
     for (table, column, kind) in &columns {
         let as_text = if kind == "bytea" {
@@ -246,7 +243,10 @@ async fn a_cells_tenant_values_never_reach_the_global_database() {
         "{fields:?}"
     );
     for e in &shipped {
-        assert!(!e.to_string().contains(&canary), "shipped with a value: {e}");
+        assert!(
+            !e.to_string().contains(&canary),
+            "shipped with a value: {e}"
+        );
     }
 
     // The cell's own audit query serves the full entry, by its seq.
@@ -299,6 +299,8 @@ const PURGE_ALLOWED: &[(&str, &str, &str, &str)] = &[
     // The saga's statuses and steps (input, actor, key and errors erased).
     ("global", "provisioning_sagas", "tenant_id", "id"),
     ("global", "provisioning_steps", "tenant_id", "id"),
+    // The keys of requests about it (answers erased): a retry gets the tombstone.
+    ("global", "idempotency_keys", "resource_id", "id"),
     // The audit chains: each entry's tenant id (values erased, hashes kept).
     ("global", "audit_log", "tenant_id", "id"),
     ("cell", "audit_log", "tenant_id", "id"),
@@ -357,7 +359,11 @@ async fn a_purge_leaves_only_the_tombstone_and_ids_in_either_tier() {
             "idempotencyKey": format!("usage-{canary}"), "timestamp": chrono::Utc::now() }] }),
     )
     .await;
-    assert_eq!((st, &u["results"][0]["status"]), (200, &json!("accepted")), "{u}");
+    assert_eq!(
+        (st, &u["results"][0]["status"]),
+        (200, &json!("accepted")),
+        "{u}"
+    );
     // The rollup reaches the global tier before the purge.
     let sre = s.token("oncall", &[Role::Sre], &[], None);
     let usage = "query($t: ID!, $f: DateTime!, $to: DateTime!) { usage(tenantId: $t, metric: \"residency.calls\", from: $f, to: $to, granularity: DAY) { amount } }";
@@ -392,8 +398,16 @@ async fn a_purge_leaves_only_the_tombstone_and_ids_in_either_tier() {
     };
     // Before the purge both tiers hold the tenant (the scan finds it).
     let before = scan(&s.global_database_url, &needles(true)).await;
-    for want in ["members", "usage_rollups", "provisioning_sagas", "idempotency_keys"] {
-        assert!(before.iter().any(|(t, _, _)| t == want), "{want}: {before:?}");
+    for want in [
+        "members",
+        "usage_rollups",
+        "provisioning_sagas",
+        "idempotency_keys",
+    ] {
+        assert!(
+            before.iter().any(|(t, _, _)| t == want),
+            "{want}: {before:?}"
+        );
     }
     assert!(before.iter().any(|h| h.2 == "name"), "{before:?}");
 
@@ -404,7 +418,10 @@ async fn a_purge_leaves_only_the_tombstone_and_ids_in_either_tier() {
             json!({ "i": { "tenantId": id, "idempotencyKey": "bye", "gracePeriodSeconds": 1 } }),
         )
         .await;
-    assert_eq!(d["data"]["deprovisionTenant"]["status"], "DEPROVISIONING", "{d}");
+    assert_eq!(
+        d["data"]["deprovisionTenant"]["status"], "DEPROVISIONING",
+        "{d}"
+    );
     let read = "query($id: ID!) { tenant(id: $id) { status } }";
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -445,7 +462,11 @@ async fn a_purge_leaves_only_the_tombstone_and_ids_in_either_tier() {
         .await;
     assert_eq!(cell["data"]["verifyAuditChain"]["valid"], true, "{cell}");
     let global_log = s
-        .gql(&sre, LOG, json!({ "f": { "tenantId": id, "source": "global" } }))
+        .gql(
+            &sre,
+            LOG,
+            json!({ "f": { "tenantId": id, "source": "global" } }),
+        )
         .await;
     let entries = global_log["data"]["auditLog"]["nodes"]
         .as_array()
@@ -480,7 +501,9 @@ async fn a_purge_leaves_only_the_tombstone_and_ids_in_either_tier() {
         .clone();
     assert!(cell_entries.len() >= 4, "{cell_log}");
     assert!(
-        cell_entries.iter().all(|e| e["erased"] == true && e["diff"].is_null()),
+        cell_entries
+            .iter()
+            .all(|e| e["erased"] == true && e["diff"].is_null()),
         "{cell_log}"
     );
     // The tenant's members and usage are gone from the API too.
