@@ -26,7 +26,9 @@ pub const HEADER: &str = "x-break-glass-id";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Revoked {
+    /// The break-glass request (the tokens' `bg` claim).
     pub id: Uuid,
+    /// When its last token expires; the entry can be dropped after that.
     pub until: DateTime<Utc>,
 }
 
@@ -60,10 +62,12 @@ impl Revocations {
         self.1.store(true, Ordering::Release);
     }
 
+    /// Whether break-glass tokens may be accepted at all: the list is complete.
     pub fn is_loaded(&self) -> bool {
         self.1.load(Ordering::Acquire)
     }
 
+    /// Adds (or replaces) a revocation, dropping entries whose `until` has passed.
     pub fn revoke(&self, r: &Revoked) {
         let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
         let now = Utc::now().timestamp();
@@ -71,6 +75,7 @@ impl Revocations {
         m.insert(r.id, r.until.timestamp());
     }
 
+    /// Whether break-glass request `id` was revoked.
     pub fn is_revoked(&self, id: Uuid) -> bool {
         self.0
             .read()
@@ -78,10 +83,12 @@ impl Revocations {
             .contains_key(&id)
     }
 
+    /// How many revocations the list holds, expired ones not yet dropped included.
     pub fn len(&self) -> usize {
         self.0.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Whether the list holds no revocation.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

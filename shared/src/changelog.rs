@@ -94,8 +94,11 @@ pub async fn install<C: ConnectionTrait>(db: &C, table: &str, key: &str) -> Resu
 
 /// The migration that installs the log of `table` (keyed by `key`).
 pub struct Migration {
+    /// The migration's name, unique in its migrator (e.g. `m0021_directory_log`).
     pub name: &'static str,
+    /// The table whose changes are logged; it must exist already.
     pub table: &'static str,
+    /// The table's uuid column each log entry records.
     pub key: &'static str,
 }
 
@@ -118,7 +121,12 @@ pub enum Follow {
     /// Nothing.
     Current,
     /// These keys (each once, oldest change first); the cursor moves to `to`.
-    Changed { keys: Vec<uuid::Uuid>, to: i64 },
+    Changed {
+        /// The changed rows' keys.
+        keys: Vec<uuid::Uuid>,
+        /// The `seq` of the newest entry read: the next cursor.
+        to: i64,
+    },
     /// Too much, or pruned past the cursor: read the table whole, taking
     /// `head` as the cursor read before it.
     Reload,

@@ -12,6 +12,8 @@ use crate::auth::ServiceToken;
 use crate::error::{Code, Error, Result};
 use crate::request::RequestId;
 
+/// A GraphQL client authenticated as the control plane's service identity.
+/// Cheap to clone: clones share the connection pool.
 #[derive(Clone)]
 pub struct GraphqlClient {
     http: reqwest::Client,
@@ -19,6 +21,8 @@ pub struct GraphqlClient {
 }
 
 impl GraphqlClient {
+    /// A client whose calls each take at most `timeout` (connecting at most
+    /// 2 s of it), authenticated with `token`.
     pub fn new(token: Arc<ServiceToken>, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -30,7 +34,10 @@ impl GraphqlClient {
     }
 
     /// Runs `query` on `base_url` (`http://host:port`) and decodes `data`.
-    /// `target` names the callee in errors (`cell us-east-1-a`).
+    /// `target` names the callee in errors (`cell us-east-1-a`). An
+    /// unreachable callee or unreadable answer is UNAVAILABLE; the first
+    /// GraphQL error comes back with its code and field, except that a
+    /// refusal of the service token is INTERNAL.
     pub async fn call<T: DeserializeOwned>(
         &self,
         target: &str,

@@ -38,7 +38,10 @@ pub struct Jwt {
     /// Older secrets still accepted while tokens signed with them expire.
     #[serde(default)]
     pub previous_secrets: Vec<String>,
+    /// The `iss` claim tokens must carry and service tokens get (default `tenantctl`).
     pub issuer: String,
+    /// The `aud` claim tokens must carry and service tokens get (default
+    /// `tenant-control-plane`).
     pub audience: String,
 }
 
@@ -54,6 +57,8 @@ impl Default for Jwt {
 }
 
 impl Jwt {
+    /// The signing and verifying keys. Errors when `secret` is unset or any
+    /// secret is shorter than 32 characters; empty previous secrets are skipped.
     pub fn keys(&self) -> Result<Arc<Keys>, String> {
         let secret = self
             .secret
@@ -168,6 +173,8 @@ mod tests {
 pub struct Overrides(serde_json::Map<String, serde_json::Value>);
 
 impl Overrides {
+    /// Sets the value at dotted `path`; `None` (a flag not given) sets
+    /// nothing, so the file's value stays.
     pub fn set<V: Serialize>(&mut self, path: &str, value: Option<V>) -> &mut Self {
         let Some(v) = value else { return self };
         let Ok(v) = serde_json::to_value(v) else {
@@ -249,6 +256,8 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// Adds the flags given to `o`, at the config paths they override
+    /// (`jwt.*`, `limits.*`, …).
     pub fn overrides(&self, o: &mut Overrides) {
         o.set("jwt.secret", self.jwt_secret.clone())
             .set(

@@ -13,6 +13,9 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::server::ReadyCheck;
 
+/// Opens a pool of at most `max_connections` (1 to 8 on SQLite) to `url`
+/// (`postgres://…` or `sqlite://…`), waiting at most 5 s for a connection.
+/// SQLite runs in WAL mode with a 5 s busy timeout.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     let sqlite = url.starts_with("sqlite:");
@@ -70,6 +73,7 @@ pub struct DbReady {
 }
 
 impl DbReady {
+    /// A check of `db`, not ready until [`DbReady::mark_migrated`].
     pub fn new(db: DatabaseConnection) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -77,6 +81,7 @@ impl DbReady {
         })
     }
 
+    /// Migrations ran: from now on the check pings the database (2 s timeout).
     pub fn mark_migrated(&self) {
         self.migrated.store(true, Ordering::Release);
     }

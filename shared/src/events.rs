@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 const MAXLEN: usize = 10_000;
 
+/// A fan-out channel of events of type `T` (sent as JSON on Redis) to every
+/// subscriber on every replica. At most 1024 events wait per subscriber; a
+/// slower subscriber misses the oldest (`RecvError::Lagged`).
 pub struct Bus<T> {
     local: broadcast::Sender<T>,
     redis: Option<RedisSide>,
@@ -34,6 +37,7 @@ struct RedisSide {
 }
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Bus<T> {
+    /// A bus within this process only (the dev stack, tests).
     pub fn local() -> Arc<Self> {
         Arc::new(Self {
             local: broadcast::channel(1024).0,
@@ -42,8 +46,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Bus<T> {
         })
     }
 
-    /// Tails `key` on Redis until `shutdown`. Never fails: an unreachable
-    /// Redis is retried in the background.
+    /// Tails the Redis Stream `key` (capped near 10 000 entries) until
+    /// `shutdown`, from its end when first reached. Fails only on a malformed
+    /// `url`: an unreachable Redis is retried in the background. Must be
+    /// called within a Tokio runtime.
     pub fn redis(url: &str, key: String, shutdown: CancellationToken) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
         let bus = Arc::new(Self {
@@ -59,6 +65,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Bus<T> {
         Ok(bus)
     }
 
+    /// Receives every event published from now on, on any replica.
     pub fn subscribe(&self) -> broadcast::Receiver<T> {
         self.local.subscribe()
     }

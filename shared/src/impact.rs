@@ -8,7 +8,9 @@ use serde_json::Value;
 /// The environment flag questions evaluate in when none is named.
 pub const DEFAULT_ENVIRONMENT: &str = "prod";
 
-/// One question about every tenant of a cell.
+/// One question about every tenant of a cell. It names either `flagKey`
+/// (with optional `flagVariant` and `environment`) or `configKey` with
+/// `configValue`; anything else is BAD_USER_INPUT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, async_graphql::InputObject)]
 #[serde(rename_all = "camelCase")]
 #[graphql(name = "ImpactQuestion")]
@@ -16,11 +18,14 @@ pub struct Question {
     /// Tenants the flag serves `flagVariant` (any variant but the flag's
     /// off variant when unset) in `environment` (default `prod`).
     pub flag_key: Option<String>,
+    /// With `flagKey`: the variant asked about.
     pub flag_variant: Option<String>,
+    /// With `flagKey`: the environment evaluated (default `prod`).
     pub environment: Option<String>,
     /// Tenants whose effective tenant-level value of `configKey` (their
     /// TENANT layer, else the key's default) equals `configValue` (JSON).
     pub config_key: Option<String>,
+    /// With `configKey`: the value, as JSON (plain text reads as a string).
     pub config_value: Option<String>,
 }
 

@@ -14,17 +14,22 @@ use uuid::Uuid;
 
 use crate::model::TenantStatus;
 
+/// Directory status changes, global → cells.
 pub const DIRECTORY_STREAM: &str = "global.directory";
+/// Tenant record and plan changes, cell → global.
 pub const RECORDS_STREAM: &str = "cell.tenants";
 
+/// The entity of tenant `id`'s directory row on [`DIRECTORY_STREAM`]: `tenant:{id}`.
 pub fn directory_entity(id: Uuid) -> String {
     format!("tenant:{id}")
 }
 
+/// The entity of tenant `id`'s cell record on [`RECORDS_STREAM`]: `tenant-record:{id}`.
 pub fn record_entity(id: Uuid) -> String {
     format!("tenant-record:{id}")
 }
 
+/// The entity of tenant `id`'s plan on [`RECORDS_STREAM`]: `tenant-plan:{id}`.
 pub fn plan_entity(id: Uuid) -> String {
     format!("tenant-plan:{id}")
 }
@@ -33,9 +38,13 @@ pub fn plan_entity(id: Uuid) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryChange {
+    /// The tenant changed.
     pub tenant_id: Uuid,
+    /// Its home cell; other cells ignore the event.
     pub cell_id: String,
+    /// The tenant's status now.
     pub status: TenantStatus,
+    /// While DEPROVISIONING: when the grace period ends and the cell purges the tenant.
     pub purge_at: Option<DateTime<Utc>>,
 }
 
@@ -43,7 +52,9 @@ pub struct DirectoryChange {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordChange {
+    /// The tenant changed.
     pub tenant_id: Uuid,
+    /// Its status in the cell (DELETED once purged).
     pub status: TenantStatus,
     /// Set on `tenant-plan:{id}` events: the tenant's plan now.
     #[serde(default, skip_serializing_if = "Option::is_none")]

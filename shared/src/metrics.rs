@@ -17,16 +17,21 @@ use prometheus::{
 
 /// Stable metric names (without the `tcp_` prefix the registry adds).
 pub mod names {
+    /// HTTP requests by route and status class (`2xx` … `5xx`).
     pub const HTTP_REQUESTS: &str = "http_requests_total";
+    /// HTTP request latency by route, in seconds.
     pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+    /// GraphQL errors by error code (`BAD_USER_INPUT`, `INTERNAL`, …).
     pub const GRAPHQL_ERRORS: &str = "graphql_errors_total";
     /// GraphQL requests by operation, (tenant's) cell, plan and outcome.
     pub const OPERATIONS: &str = "graphql_operations_total";
+    /// GraphQL request latency by operation, (tenant's) cell and plan, in seconds.
     pub const OPERATION_DURATION: &str = "graphql_operation_duration_seconds";
     /// Requests of the busiest tenants, the rest under `tenant="other"`.
     pub const TENANT_REQUESTS: &str = "tenant_requests_total";
     /// Data-plane hook requests by hook and outcome (cells).
     pub const HOOK_REQUESTS: &str = "hook_requests_total";
+    /// Data-plane hook latency by hook, in seconds (cells).
     pub const HOOK_DURATION: &str = "hook_request_duration_seconds";
     /// `createTenant` saga, first attempt to ACTIVE or FAILED (global tier).
     pub const PROVISIONING_DURATION: &str = "provisioning_duration_seconds";
@@ -49,12 +54,16 @@ pub const DEFAULT_TOP_TENANTS: usize = 100;
 /// making (`rejected`), or an INTERNAL/UNAVAILABLE error or timeout (`error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// No error.
     Ok,
+    /// Only errors of the caller's making (bad input, not found, conflict, …).
     Rejected,
+    /// An INTERNAL or UNAVAILABLE error, or a timeout.
     Error,
 }
 
 impl Outcome {
+    /// The `outcome` label value: `ok`, `rejected` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -64,16 +73,27 @@ impl Outcome {
     }
 }
 
+/// One server's metrics: its registry (every series prefixed `tcp_` and
+/// labelled with `tier`, and `cell` in a cell) and the series every server
+/// records. Cheap to clone: clones share the series.
 #[derive(Clone)]
 pub struct Metrics {
+    /// The registry [`Metrics::render`] exports; register more series with
+    /// the `*_vec` helpers.
     pub registry: Registry,
+    /// `tcp_http_requests_total{route, status}`.
     pub http_requests: IntCounterVec,
+    /// `tcp_http_request_duration_seconds{route}`.
     pub http_duration: HistogramVec,
+    /// `tcp_graphql_errors_total{code}`.
     pub graphql_errors: IntCounterVec,
     /// `{operation, cell, plan, outcome}`; a cell's registry has no `cell`
     /// label here (every series of a cell carries its own `cell`).
     pub operations: IntCounterVec,
+    /// `tcp_graphql_operation_duration_seconds{operation, cell, plan}`;
+    /// no `cell` label in a cell's registry either.
     pub operation_duration: HistogramVec,
+    /// `tcp_tenant_requests_total{tenant, outcome}`, for the busiest tenants.
     pub tenants: Arc<top::TenantTop>,
     /// Whether the operation series carry a `cell` label (global tier).
     cell_label: bool,
@@ -193,6 +213,8 @@ impl Metrics {
         }
     }
 
+    /// Creates and registers a histogram `tcp_{name}` with these labels and
+    /// bucket bounds (seconds for latencies: see [`LATENCY_BUCKETS`]).
     pub fn histogram_vec(
         &self,
         name: &str,
@@ -206,24 +228,29 @@ impl Metrics {
         h
     }
 
+    /// Registers a collector; registering a name twice is logged, not fatal.
     pub fn register<C: prometheus::core::Collector + 'static>(&self, c: C) {
         if let Err(e) = self.registry.register(Box::new(c)) {
             tracing::warn!(error = %e, "metric registered twice");
         }
     }
 
+    /// Creates and registers an integer gauge `tcp_{name}` with these labels.
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
         self.register(g.clone());
         g
     }
 
+    /// Creates and registers an integer counter `tcp_{name}` with these labels;
+    /// by Prometheus convention `name` ends in `_total`.
     pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
         self.register(c.clone());
         c
     }
 
+    /// Creates and registers an unlabelled histogram `tcp_{name}` with these bucket bounds.
     pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Histogram {
         let h = prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
             .expect("valid metric");

@@ -9,16 +9,25 @@ use crate::ids::{Invalid, TenantId};
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TenantStatus {
+    /// Reserved by `createTenant` (the slug is held); not yet placed in a cell.
     Pending,
+    /// Placed in a cell; being created there.
     Provisioning,
+    /// Serving: reads and writes are allowed.
     Active,
+    /// Stopped by `suspendTenant`: data kept, writes refused until `resumeTenant`.
     Suspended,
+    /// Provisioning failed and was undone; the record stays, the slug is free.
     Failed,
+    /// In its grace period after `deprovisionTenant`: writes refused,
+    /// `restoreTenant` brings it back, and at the end its data is purged.
     Deprovisioning,
+    /// Purged: a tombstone whose slug stays reserved for a while; no change is allowed.
     Deleted,
 }
 
 impl TenantStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [TenantStatus; 7] = [
         TenantStatus::Pending,
         TenantStatus::Provisioning,
@@ -29,6 +38,7 @@ impl TenantStatus {
         TenantStatus::Deleted,
     ];
 
+    /// The status as GraphQL and the databases spell it, e.g. `DEPROVISIONING`.
     pub fn as_str(self) -> &'static str {
         match self {
             TenantStatus::Pending => "PENDING",
@@ -41,6 +51,7 @@ impl TenantStatus {
         }
     }
 
+    /// The inverse of [`TenantStatus::as_str`]; anything else is [`Invalid`].
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         Self::ALL
             .into_iter()
@@ -53,14 +64,24 @@ impl TenantStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CellTenant {
+    /// The tenant's id, chosen by the global tier.
     pub id: TenantId,
+    /// A DNS label of 3 to 63 characters, unique platform-wide.
     pub slug: String,
+    /// The display name.
     pub name: String,
+    /// The region the tenant lives in (its home cell's).
     pub region: String,
+    /// `free`, `pro` or `enterprise`.
     pub plan: String,
+    /// The lifecycle status, as the cell last heard it from the directory.
     pub status: TenantStatus,
+    /// The directory version the cell last applied; flags target it as the
+    /// tenant's `version`.
     pub version: i64,
+    /// When the cell created the record.
     pub created_at: DateTime<Utc>,
+    /// When the record last changed.
     pub updated_at: DateTime<Utc>,
 }
 

@@ -13,11 +13,14 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// How log lines are written to stdout; `json` or `text` in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// One JSON object per line, with the current span: for log shippers.
     #[default]
     Json,
+    /// Human-readable lines: for a terminal.
     Text,
 }
 

@@ -5,36 +5,53 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The type of a config key's values.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[graphql(name = "ConfigType")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ValueType {
+    /// `true` or `false`.
     Bool,
+    /// A 64-bit integer, within the key's `min` and `max` when set.
     Int,
+    /// A string, one of the key's `enum` values and matching its `pattern` when set.
     String,
     /// A string such as `250ms`, `30s`, `5m`, `2h` or `1d`.
     Duration,
+    /// Any JSON value, satisfying the key's `jsonSchema` when set.
     Json,
 }
 
+/// A level a config value is set at. The narrower scope wins: ENVIRONMENT
+/// over PROJECT over TENANT over the key's default.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[graphql(name = "ConfigScope")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Scope {
+    /// The whole tenant.
     Tenant,
+    /// One of the tenant's projects.
     Project,
+    /// One environment (`dev`, `prod`, …) of one project.
     Environment,
 }
 
 /// One key of the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyDef {
+    /// 1 to 128 of `a-z 0-9 . _ -`, starting with a letter, e.g. `limits.max_users`.
     pub key: String,
+    /// The type every value must have.
     pub value_type: ValueType,
+    /// The value where no scope sets one; valid for the key.
     pub default: Value,
+    /// The scopes a value may be set at; at least one.
     pub scopes: Vec<Scope>,
+    /// Free text for people.
     pub description: String,
+    /// The least value of an INT key, inclusive.
     pub min: Option<i64>,
+    /// The greatest value of an INT key, inclusive; at least `min`.
     pub max: Option<i64>,
     /// Allowed values of a STRING key.
     pub allowed: Option<Vec<String>>,
@@ -44,10 +61,12 @@ pub struct KeyDef {
     /// value must satisfy. Remote `$ref`s are not fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<Value>,
+    /// Values stay and still apply; new uses are discouraged.
     pub deprecated: bool,
 }
 
-/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` into milliseconds.
+/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` (a whole number and one unit)
+/// into milliseconds; `None` for anything else or on overflow.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
@@ -64,7 +83,9 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
 }
 
 impl KeyDef {
-    /// Checks the definition itself; every problem is listed.
+    /// Checks the definition itself (key syntax, scopes, bounds that fit the
+    /// type, a valid pattern and schema, a valid default); every problem is
+    /// listed, one message each.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut errs = Vec::new();
         let key_ok = !self.key.is_empty()
@@ -115,7 +136,8 @@ impl KeyDef {
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    /// Checks a value against the key's type and bounds.
+    /// Checks a value against the key's type and bounds; the error is one
+    /// message for the user naming the key.
     pub fn validate(&self, v: &Value) -> Result<(), String> {
         match self.value_type {
             ValueType::Bool => v
@@ -326,18 +348,29 @@ pub fn entity(key: &str) -> String {
 #[derive(async_graphql::SimpleObject, Debug, Clone)]
 #[graphql(name = "ConfigKey")]
 pub struct View {
+    /// The key, e.g. `limits.max_users`.
     pub key: String,
+    /// The type every value must have.
     #[graphql(name = "type")]
     pub value_type: ValueType,
+    /// The value where no scope sets one.
     pub default: async_graphql::Json<Value>,
+    /// The scopes a value may be set at.
     pub scopes: Vec<Scope>,
+    /// What the key is for.
     pub description: String,
+    /// The least value of an INT key, inclusive.
     pub min: Option<i64>,
+    /// The greatest value of an INT key, inclusive.
     pub max: Option<i64>,
+    /// The values a STRING key allows; null: any.
     #[graphql(name = "enum")]
     pub allowed: Option<Vec<String>>,
+    /// A regular expression a STRING value must match in full.
     pub pattern: Option<String>,
+    /// A JSON Schema a JSON value must satisfy.
     pub json_schema: Option<async_graphql::Json<Value>>,
+    /// Values stay and still apply; new uses are discouraged.
     pub deprecated: bool,
     /// Increases with every change to the definition.
     pub version: i64,

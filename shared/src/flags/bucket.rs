@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+/// How many buckets tenants are hashed into: one per 0.001 %.
 pub const BUCKETS: u32 = 100_000;
 
 /// The bucket of `tenant` for `salt`, 0 to 99 999.
@@ -33,7 +34,8 @@ pub fn hash(bytes: &[u8]) -> u32 {
     murmur3::murmur3_32(&mut std::io::Cursor::new(bytes), 0).unwrap_or_default()
 }
 
-/// The bucket bound of a percentage: buckets below it are in.
+/// The bucket bound of a percentage (0 to 100, rounded to 0.001; values
+/// outside are clamped): buckets below it are in.
 pub fn threshold(percentage: f64) -> u32 {
     (percentage * 1000.0).round().clamp(0.0, BUCKETS as f64) as u32
 }

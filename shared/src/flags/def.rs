@@ -10,13 +10,18 @@ use uuid::Uuid;
 
 use crate::Error;
 
+/// The type of every variant value of a flag.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[graphql(name = "FlagKind")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Kind {
+    /// `true` or `false`.
     Boolean,
+    /// A JSON string.
     String,
+    /// A JSON number.
     Number,
+    /// Any JSON value; given as a string, the string is parsed as JSON.
     Json,
 }
 
@@ -24,21 +29,32 @@ pub enum Kind {
 #[derive(SimpleObject, InputObject, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[graphql(name = "FlagVariant", input_name = "FlagVariantInput")]
 pub struct Variant {
+    /// Unique within the flag: 1 to 64 of letters, digits, '.', '_' and '-'.
     pub name: String,
+    /// The value served, of the flag's kind.
     pub value: Value,
 }
 
+/// How a constraint compares a tenant attribute with its `values`. A tenant
+/// without the attribute matches only NOT_IN.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[graphql(name = "ConstraintOperator")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Operator {
+    /// The attribute equals one of `values`.
     In,
+    /// The attribute equals none of `values`.
     NotIn,
+    /// The attribute, as a number, is below `values[0]`.
     Lt,
+    /// The attribute, as a number, is at most `values[0]`.
     Lte,
+    /// The attribute, as a number, is above `values[0]`.
     Gt,
+    /// The attribute, as a number, is at least `values[0]`.
     Gte,
-    /// `values[0]` is a semver range such as `>=1.2, <2`.
+    /// The attribute, as a semver version, matches the range `values[0]`
+    /// (e.g. `>=1.2, <2`); the integer `version` attribute reads as `N.0.0`.
     Semver,
     /// The attribute starts with one of `values`.
     Prefix,
@@ -49,8 +65,12 @@ pub enum Operator {
 #[derive(SimpleObject, InputObject, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[graphql(name = "FlagConstraint", input_name = "FlagConstraintInput")]
 pub struct Constraint {
+    /// The attribute's name, 1 to 64 characters.
     pub attribute: String,
+    /// How the attribute is compared with `values`.
     pub operator: Operator,
+    /// The operands: one or more for IN, NOT_IN and PREFIX; exactly one
+    /// number for LT, LTE, GT and GTE; exactly one range for SEMVER.
     pub values: Vec<String>,
 }
 
@@ -59,7 +79,9 @@ pub struct Constraint {
 #[graphql(name = "FlagPrerequisite", input_name = "FlagPrerequisiteInput")]
 #[serde(rename_all = "camelCase")]
 pub struct Prerequisite {
+    /// An existing flag; prerequisites must not form a cycle.
     pub flag_key: String,
+    /// One of that flag's variants.
     pub variant: String,
 }
 
@@ -70,17 +92,22 @@ pub struct Prerequisite {
 #[graphql(name = "FlagRule", input_name = "FlagRuleInput")]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
+    /// The variant served when the rule matches; one of the flag's variants.
     pub variant: String,
+    /// Only these tenants; empty: any tenant.
     #[graphql(default)]
     #[serde(default)]
     pub tenant_ids: Vec<Uuid>,
+    /// Conditions on tenant attributes, all of which must hold.
     #[graphql(default)]
     #[serde(default)]
     pub constraints: Vec<Constraint>,
+    /// Other flags that must serve the given variants, all of them.
     #[graphql(default)]
     #[serde(default)]
     pub prerequisites: Vec<Prerequisite>,
-    /// 0 to 100, in steps of 0.001.
+    /// The share of otherwise matching tenants the rule serves, by sticky
+    /// bucket: 0 to 100, in steps of 0.001; absent: all of them.
     pub percentage: Option<f64>,
 }
 
@@ -88,10 +115,13 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Targeting {
+    /// Off: every tenant gets the off variant (a running rollout still
+    /// serves its cohorts).
     pub enabled: bool,
     /// Set by the kill switch: serves the off variant whatever else says.
     #[serde(default)]
     pub killed: bool,
+    /// Evaluated in order; the first that matches decides.
     pub rules: Vec<Rule>,
     /// Served when no rule matches; the off variant when unset.
     pub default_variant: Option<String>,
@@ -101,23 +131,33 @@ pub struct Targeting {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlagDef {
+    /// 1 to 100 of `a-z 0-9 . _ -`, starting with a letter or digit.
     pub key: String,
+    /// Free text for people, at most 1000 characters.
     pub description: String,
+    /// The type of every variant's value.
     pub kind: Kind,
+    /// At least one, with distinct names.
     pub variants: Vec<Variant>,
+    /// The variant served when the flag is off, killed, archived or not
+    /// targeted in an environment; one of `variants`.
     pub off_variant: String,
     /// Percentage buckets hash `"{salt}:{tenantId}"`; the key when unset.
+    /// 1 to 100 characters when set.
     pub salt: Option<String>,
+    /// Archived flags serve their off variant everywhere.
     pub archived: bool,
     /// Environments with targeting; any other environment is off.
     pub environments: BTreeMap<String, Targeting>,
 }
 
 impl FlagDef {
+    /// The salt percentage buckets hash with: `salt`, or the key when unset.
     pub fn salt(&self) -> &str {
         self.salt.as_deref().unwrap_or(&self.key)
     }
 
+    /// The variant called `name`, if the flag has one.
     pub fn variant(&self, name: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| v.name == name)
     }
@@ -140,7 +180,9 @@ impl FlagDef {
     }
 
     /// Checks the definition itself (not prerequisites, which need the
-    /// other flags: see [`check_prerequisites`]).
+    /// other flags: see [`check_prerequisites`]). Parses JSON variants given
+    /// as strings in place. Errors are BAD_USER_INPUT naming the `input.…`
+    /// field at fault.
     pub fn check(&mut self) -> Result<(), Error> {
         check_key(&self.key).map_err(|m| Error::bad_input("input.key", m))?;
         if self.description.chars().count() > 1000 {
@@ -272,6 +314,7 @@ pub fn check_environment(env: &str) -> Result<(), String> {
     }
 }
 
+/// Percentages are finite and 0 to 100; the error is the message for the user.
 pub fn check_percentage(p: f64) -> Result<(), String> {
     if p.is_finite() && (0.0..=100.0).contains(&p) {
         Ok(())
@@ -331,7 +374,7 @@ fn check_constraint(c: &Constraint) -> Result<(), String> {
 
 /// Checks that each prerequisite names a known flag and one of its
 /// variants, and that no chain of prerequisites leads back to `def`.
-/// `others` looks a flag up by key.
+/// `others` looks a flag up by key. Errors are BAD_USER_INPUT.
 pub fn check_prerequisites(
     def: &FlagDef,
     others: &dyn Fn(&str) -> Option<FlagDef>,

@@ -18,10 +18,16 @@ use super::rollout::{Cohort, RolloutPlan};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantAttrs {
+    /// The tenant's id (attribute `tenantId`).
     pub id: Uuid,
+    /// Its plan, e.g. `pro` (attribute `plan`).
     pub plan: String,
+    /// Its region (attribute `region`).
     pub region: String,
+    /// Its home cell's id (attribute `cell`).
     pub cell: String,
+    /// Its record's version (attribute `version`), compared as a number or
+    /// as the semver version `N.0.0`.
     pub version: i64,
 }
 
@@ -29,15 +35,21 @@ pub struct TenantAttrs {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
+    /// Every flag definition the cell holds.
     pub flags: Vec<StoredFlag>,
+    /// Rollout plans; only those in an exposing state take effect.
     pub rollouts: Vec<RolloutPlan>,
+    /// The tenants evaluation can answer for: the cell's own.
     pub tenants: Vec<TenantAttrs>,
 }
 
+/// A flag definition with the sync version it was applied at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredFlag {
+    /// The definition.
     pub def: FlagDef,
+    /// The global tier's version of it; increases with every change.
     pub version: i64,
 }
 
@@ -45,10 +57,16 @@ pub struct StoredFlag {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
+    /// A rule (or a rollout stage) without a percentage split matched.
     TargetingMatch,
+    /// A rule (or a rollout stage) matched and the tenant's bucket fell in its split.
     Split,
+    /// No rule matched: the environment's default variant.
     Default,
+    /// The off variant: the flag is off, killed, archived or not targeted in
+    /// the environment.
     Disabled,
+    /// The flag could not be evaluated; see the error code.
     Error,
 }
 
@@ -56,7 +74,9 @@ pub enum Reason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
+    /// No flag has the key asked for.
     FlagNotFound,
+    /// Prerequisites nest too deeply; the off variant is served.
     General,
 }
 
@@ -64,10 +84,15 @@ pub enum ErrorCode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evaluation<'a> {
+    /// The flag asked for.
     pub flag_key: &'a str,
+    /// The served variant's value; `null` for an unknown flag.
     pub value: &'a Value,
+    /// The served variant's name; `None` for an unknown flag.
     pub variant: Option<&'a str>,
+    /// Why this variant was served.
     pub reason: Reason,
+    /// Set when `reason` is [`Reason::Error`].
     pub error_code: Option<ErrorCode>,
 }
 
@@ -78,6 +103,8 @@ type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 /// Custom attributes of an evaluation request.
 pub type Context = HashMap<String, Value>;
 
+/// Evaluation was asked for a tenant the snapshot does not hold (not a
+/// tenant of this cell).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tenant {0} is not a tenant of this cell")]
 pub struct UnknownTenant(pub Uuid);
@@ -283,7 +310,8 @@ impl CFlag {
     }
 }
 
-/// A compiled snapshot.
+/// A compiled snapshot: what [`Engine::evaluate`] answers from. Immutable;
+/// a new snapshot is compiled into a new engine.
 #[derive(Default)]
 pub struct Engine {
     flags: FastMap<String, CFlag>,
@@ -316,6 +344,9 @@ fn compile_rule(def: &FlagDef, r: &Rule) -> Option<CRule> {
 const MAX_PREREQ_DEPTH: usize = 16;
 
 impl Engine {
+    /// Compiles `snap`. Flags whose off variant is missing, rules that do
+    /// not compile and rollouts of unknown flags or variants are left out
+    /// rather than failing the snapshot; writes are checked, so none should be.
     pub fn compile(snap: &Snapshot) -> Self {
         let mut flags = FastMap::default();
         for f in &snap.flags {
@@ -400,10 +431,12 @@ impl Engine {
         }
     }
 
+    /// The attributes of tenant `id`, if the snapshot holds it.
     pub fn tenant(&self, id: Uuid) -> Option<&TenantAttrs> {
         self.tenants.get(&id)
     }
 
+    /// Every tenant of the snapshot, in no particular order.
     pub fn tenant_ids(&self) -> impl Iterator<Item = &Uuid> {
         self.tenants.keys()
     }
@@ -417,11 +450,13 @@ impl Engine {
         }
     }
 
+    /// How many flags compiled.
     pub fn flag_count(&self) -> usize {
         self.flags.len()
     }
 
-    /// One flag for one tenant.
+    /// One flag for one tenant in environment `env`; `ctx` holds custom
+    /// attributes. An unknown flag is an [`Reason::Error`] answer, not an error.
     pub fn evaluate<'a>(
         &'a self,
         tenant: Uuid,
@@ -433,7 +468,7 @@ impl Engine {
         Ok(self.eval(t, flag, env, ctx, 0))
     }
 
-    /// Every flag for one tenant, by key.
+    /// Every flag for one tenant in `env`, sorted by key.
     pub fn evaluate_all(
         &self,
         tenant: Uuid,

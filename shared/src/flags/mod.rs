@@ -23,10 +23,12 @@ pub const ACK_STREAM: &str = "cell.rollout-acks";
 /// Data-plane health per tenant, flag and variant, cell → global.
 pub const SIGNAL_STREAM: &str = "cell.signals";
 
+/// The sync entity of flag `key` on [`STREAM`]: `flag:{key}`.
 pub fn flag_entity(key: &str) -> String {
     format!("flag:{key}")
 }
 
+/// The sync entity of rollout `id` on [`ROLLOUT_STREAM`]: `rollout:{id}`.
 pub fn rollout_entity(id: uuid::Uuid) -> String {
     format!("rollout:{id}")
 }

@@ -9,13 +9,20 @@ use super::RolloutState;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ack {
+    /// The rollout acknowledged.
     pub rollout_id: Uuid,
+    /// The id of the acknowledging cell.
     pub cell: String,
+    /// Index into the plan's stages of the stage the cell now serves.
     pub stage: usize,
+    /// The rollout's state as the cell applied it.
     pub state: RolloutState,
+    /// The cell's tenants the rollout's variant reaches now (all stages so
+    /// far, after the version requirement).
     pub exposed_tenants: i64,
     /// Tenants kept out by the rollout's version requirement.
     pub excluded_tenants: i64,
+    /// Every tenant of the cell's flag snapshot: the denominator of the two counts.
     pub tenants: i64,
 }
 
@@ -23,10 +30,15 @@ pub struct Ack {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Signal {
+    /// A tenant of the reporting cell.
     pub tenant_id: Uuid,
+    /// The flag whose variant served the requests.
     pub flag_key: String,
+    /// The variant served.
     pub variant: String,
+    /// Requests since the previous report (≥ 0); the global tier adds them up.
     pub requests: i64,
+    /// How many of `requests` failed (0 to `requests`).
     pub errors: i64,
 }
 
@@ -34,11 +46,16 @@ pub struct Signal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Signals {
+    /// The id of the reporting cell.
     pub cell: String,
+    /// The environment the requests ran in (a DNS label such as `prod`).
     pub environment: String,
+    /// The counts, 1 to 1000 per batch.
     pub signals: Vec<Signal>,
 }
 
+/// The sync entity of `cell`'s acknowledgements of `rollout` on
+/// [`ACK_STREAM`](super::ACK_STREAM): `rollout-ack:{rollout}:{cell}`.
 pub fn ack_entity(rollout: Uuid, cell: &str) -> String {
     format!("rollout-ack:{rollout}:{cell}")
 }

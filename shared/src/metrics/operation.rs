@@ -24,6 +24,7 @@ use crate::ids::TenantId;
 /// cell); `None` for a tenant it does not know.
 #[async_trait::async_trait]
 pub trait PlacementLookup: Send + Sync {
+    /// `(cell, plan)` of `tenant` (its id as text), either unknown when `None`.
     async fn placement(&self, tenant: &str) -> Option<(Option<String>, Option<String>)>;
 }
 
@@ -49,20 +50,27 @@ impl RequestFacts {
 #[derive(Clone, Default)]
 pub struct RequestFacts(Arc<Mutex<Facts>>);
 
+/// What is known of one request so far; missing parts are labelled
+/// `unknown` (operation) or empty (cell, plan).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
     /// The first root field, once the request was executed.
     pub operation: Option<String>,
+    /// The id of the tenant the request acted on.
     pub tenant: Option<String>,
+    /// That tenant's home cell id.
     pub cell: Option<String>,
+    /// That tenant's plan.
     pub plan: Option<String>,
 }
 
 impl RequestFacts {
+    /// Names the tenant the request acts on.
     pub fn set_tenant(&self, tenant: &dyn std::fmt::Display) {
         self.lock().tenant = Some(tenant.to_string());
     }
 
+    /// Sets the tenant's cell and plan; `None` or empty leaves a part as it was.
     pub fn set_placement(&self, cell: Option<&str>, plan: Option<&str>) {
         let mut g = self.lock();
         if let Some(c) = cell.filter(|c| !c.is_empty()) {
@@ -73,10 +81,12 @@ impl RequestFacts {
         }
     }
 
+    /// Sets (or clears) the operation name.
     pub fn set_operation(&self, operation: Option<String>) {
         self.lock().operation = operation;
     }
 
+    /// A copy of the facts as they stand.
     pub fn snapshot(&self) -> Facts {
         self.lock().clone()
     }

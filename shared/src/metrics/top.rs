@@ -22,6 +22,8 @@ pub const OTHER: &str = "other";
 /// The outcomes a tenant series is split by.
 pub const OUTCOMES: [&str; 2] = ["ok", "error"];
 
+/// The bounded per-tenant request counter described above; shared by every
+/// request of a server.
 pub struct TenantTop {
     n: usize,
     window: Duration,

@@ -10,12 +10,18 @@ use tokio_util::sync::CancellationToken;
 use super::{Delivery, Event, Transport};
 use crate::Result;
 
+/// Which stream a consumer reads, as whom, and how.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The stream read, e.g. `global.directory`.
     pub stream: String,
+    /// The consumer group: every group gets every entry.
     pub group: String,
+    /// This member's name in the group, unique among its members.
     pub consumer: String,
+    /// At most this many entries per read, applied as one batch.
     pub batch: usize,
+    /// How long a read waits for new entries.
     pub block: Duration,
     /// Entries pending this long are taken over (their consumer is presumed dead).
     pub claim_idle: Duration,

@@ -35,15 +35,18 @@ pub struct Divergence {
 }
 
 impl Divergence {
+    /// Whether the replica matches the owner.
     pub fn is_empty(&self) -> bool {
         self.behind.is_empty() && self.ahead.is_empty()
     }
 
+    /// How many entities differ, either way.
     pub fn len(&self) -> usize {
         self.behind.len() + self.ahead.len()
     }
 }
 
+/// How `replica` differs from `owner`; each list in entity order.
 pub fn diff(owner: &Versions, replica: &Versions) -> Divergence {
     let mut d = Divergence::default();
     for (entity, v) in owner {

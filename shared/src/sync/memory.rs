@@ -26,6 +26,8 @@ struct Stream {
     groups: HashMap<String, Group>,
 }
 
+/// An in-memory [`Transport`]: streams live as long as the value and are
+/// never trimmed. Share one (in an `Arc`) between the tiers of a process.
 #[derive(Default)]
 pub struct Memory {
     streams: Mutex<HashMap<String, Stream>>,
@@ -33,6 +35,7 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// A transport with no streams yet.
     pub fn new() -> Self {
         Self::default()
     }

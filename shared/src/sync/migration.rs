@@ -20,6 +20,7 @@ enum SyncApplied {
     Version,
 }
 
+/// Creates `sync_outbox` and `sync_applied` (`m0101_create_sync_tables`).
 pub struct CreateSyncTables;
 
 impl MigrationName for CreateSyncTables {

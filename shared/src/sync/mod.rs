@@ -26,22 +26,31 @@ pub use transport::{Claimed, Delivery, GroupIdle, GroupStatus, Transport};
 /// A change to one entity, as it travels between the tiers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// A UUIDv7, unique per event; orders the outbox.
     pub id: Uuid,
     /// The stream it travels on, e.g. `global.directory` or `cell.us-east-1-a.status`.
     pub stream: String,
     /// The entity it changes, e.g. `tenant:0192…`; versions are per entity.
     pub entity: String,
+    /// The entity's version after the change; consumers apply an event only
+    /// if it is newer than what they applied for the entity.
     pub version: i64,
     /// Who made the change (`global`, a cell id).
     pub origin: String,
+    /// The change itself, in the stream's payload type (e.g.
+    /// [`crate::lifecycle::DirectoryChange`]).
     pub payload: serde_json::Value,
     /// W3C trace context of the change, so traces cross the stream.
     #[serde(default)]
     pub trace: HashMap<String, String>,
+    /// When the event was made: the commit of the change, give or take
+    /// (propagation delay is measured from it).
     pub created_at: DateTime<Utc>,
 }
 
 impl Event {
+    /// A new event with a fresh id, the current span's trace context and
+    /// the current time.
     pub fn new(
         stream: &str,
         entity: &str,

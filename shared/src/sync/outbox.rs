@@ -17,23 +17,29 @@ use tokio_util::sync::CancellationToken;
 use super::{Event, Transport};
 use crate::{Error, Result};
 
+/// The `sync_outbox` table.
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
+    /// One event to publish, or published within the last hour.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "sync_outbox")]
     pub struct Model {
         /// UUIDv7: publishing in id order keeps each entity's events in order.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// The stream to publish on.
         pub stream: String,
         /// The whole event, JSON.
         #[sea_orm(column_type = "Text")]
         pub event: String,
+        /// When it was enqueued (the event's `created_at`).
         pub created_at: DateTimeUtc,
+        /// When the relay published it; unset while it waits.
         pub published_at: Option<DateTimeUtc>,
     }
 
+    /// The table has no relations.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
@@ -99,6 +105,9 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// Starts the relay task, until `shutdown`: it publishes on every nudge,
+    /// at least every second (every 500 ms while publishing fails), and
+    /// prunes rows published more than an hour ago.
     pub fn spawn(
         db: DatabaseConnection,
         transport: Arc<dyn Transport>,

@@ -16,6 +16,8 @@ use tokio::sync::Mutex;
 use super::{Claimed, Delivery, Event, GroupIdle, GroupStatus, Transport};
 use crate::{Error, Result};
 
+/// The Redis Streams [`Transport`]: stream `s` is the key
+/// `{prefix}:sync:{s}`, trimmed to about `maxlen` entries on append.
 pub struct Redis {
     client: redis::Client,
     prefix: String,
@@ -32,6 +34,8 @@ fn unavailable(e: redis::RedisError) -> Error {
 }
 
 impl Redis {
+    /// A transport on `url`; connects lazily, so an unreachable Redis shows
+    /// as UNAVAILABLE calls, not here. A malformed `url` is BAD_USER_INPUT.
     pub fn new(url: &str, prefix: &str, maxlen: usize) -> Result<Self> {
         let client = redis::Client::open(url)
             .map_err(|e| Error::bad_input("redis_url", format!("invalid redis url: {e}")))?;

@@ -11,7 +11,10 @@ use crate::Result;
 /// One entry handed to a consumer; ack it by `position` once applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
+    /// The entry's position in its stream (a Redis Stream id such as
+    /// `1700000000000-0`); increases along the stream.
     pub position: String,
+    /// The event delivered.
     pub event: Event,
 }
 
@@ -19,7 +22,10 @@ pub struct Delivery {
 /// away while they were pending (their events are lost: resync).
 #[derive(Debug, Default)]
 pub struct Claimed {
+    /// Entries now delivered to the claiming consumer.
     pub deliveries: Vec<Delivery>,
+    /// Positions that were pending but whose entries are gone; acked away
+    /// by the claim. Their events are lost to the group: it must resync.
     pub trimmed: Vec<String>,
 }
 
@@ -27,6 +33,7 @@ pub struct Claimed {
 /// last read from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupIdle {
+    /// The group's name.
     pub name: String,
     /// The least idle consumer's idle time; none when no consumer has read yet.
     pub idle: Option<Duration>,
@@ -47,6 +54,9 @@ pub struct GroupStatus {
     pub oldest_unapplied: Option<DateTime<Utc>>,
 }
 
+/// A stream transport: Redis Streams in deployments ([`super::redis`]),
+/// in-process for the dev stack and tests ([`super::memory`]). Each group
+/// gets every entry of a stream; within a group, each entry goes to one consumer.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Appends `event` to `stream`; returns its position.
