@@ -29,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(purged::CreatePurgedTenants),
             Box::new(shared::audit::migration::ChainAuditLog),
             Box::new(plan_changes::CreatePlanChanges),
+            Box::new(shared::audit::migration::SealAuditValues),
             // The change log of tenant config: the impact index follows it.
             Box::new(shared::changelog::Migration {
                 name: "m0009_tenant_config_log",

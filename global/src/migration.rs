@@ -35,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(versions::AddCellVersionAndAnswers),
             Box::new(shared::audit::migration::ChainAuditLog),
             Box::new(breakglass::CreateBreakGlass),
+            Box::new(shared::audit::migration::SealAuditValues),
             // The directory's change log: the impact cache follows it.
             Box::new(shared::changelog::Migration {
                 name: "m0021_directory_log",

@@ -58,14 +58,23 @@ pub async fn tenant_rows(database_url: &str, tenant_id: &str) -> BTreeMap<String
         .map(|t| (t, "tenant_id"))
         .chain([("tenants".to_owned(), "id")])
     {
+        // An audit entry counts while it holds the tenant's values: a purge
+        // erases them and keeps the entry (ids and hashes), so the chain holds.
+        let holding = if table == "audit_log" {
+            " AND (salt IS NOT NULL OR values_hash IS NULL)"
+        } else {
+            ""
+        };
         // UUID and text tenant columns alike.
         let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
             DbBackend::Postgres => (
-                format!("SELECT COUNT(*) AS n FROM {table} WHERE {col}::text = $1"),
+                format!("SELECT COUNT(*) AS n FROM {table} WHERE {col}::text = $1{holding}"),
                 vec![id.to_string().into()],
             ),
             _ => (
-                format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = ? OR {col} = ?"),
+                format!(
+                    "SELECT COUNT(*) AS n FROM {table} WHERE ({col} = ? OR {col} = ?){holding}"
+                ),
                 vec![id.into(), id.to_string().into()],
             ),
         };

@@ -19,8 +19,10 @@ use shared::sync::{Event, outbox};
 use crate::entity::{purged_tenant, tenant};
 
 /// Every tenant-scoped table of the cell and the column naming the tenant
-/// (a UUID column, or text for the quota and metering tables).
-pub const TENANT_TABLES: [(&str, &str); 15] = [
+/// (a UUID column, or text for the quota and metering tables). The audit
+/// log is not deleted but erased (`shared::audit::chain::erase_tenant`):
+/// its entries keep ids and hashes, so the chain still verifies.
+pub const TENANT_TABLES: [(&str, &str); 14] = [
     ("plan_changes", "tenant_id"),
     ("quota_overrides", "tenant_id"),
     ("quota_counters", "tenant_id"),
@@ -34,7 +36,6 @@ pub const TENANT_TABLES: [(&str, &str); 15] = [
     ("secret_refs", "tenant_id"),
     ("tenant_config_history", "tenant_id"),
     ("tenant_config", "tenant_id"),
-    ("audit_log", "tenant_id"),
     ("tenants", "id"),
 ];
 
@@ -108,6 +109,33 @@ async fn delete_rows<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<u64
             .await?;
         total += res.rows_affected();
     }
+    // The audit chain keeps the tenant's entries without their values (ids,
+    // hashes, actions, changed field names); entries from before values
+    // were hashed apart can only go whole, as they always did.
+    let (erased, legacy) = shared::audit::chain::erase_tenant(db, tenant.0).await?;
+    total += erased;
+    if legacy > 0 {
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "DELETE FROM audit_log WHERE tenant_id::text = $1 AND values_hash IS NULL"
+            }
+            _ => {
+                "DELETE FROM audit_log WHERE (tenant_id = ? OR tenant_id = ?) AND values_hash IS NULL"
+            }
+        };
+        let values: Vec<sea_orm::Value> = match backend {
+            DbBackend::Postgres => vec![tenant.0.to_string().into()],
+            _ => vec![tenant.0.into(), tenant.0.to_string().into()],
+        };
+        total += db
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+            .rows_affected();
+    }
+    // Published events about the tenant (usage totals, plan reports, audit
+    // entries) are kept only for inspection: they go too (not counted:
+    // they are the cell's events, not the tenant's rows).
+    outbox::forget_published(db, &tenant.0.to_string()).await?;
     Ok(total)
 }
 

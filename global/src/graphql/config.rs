@@ -83,7 +83,7 @@ impl ConfigMutation {
         let detail =
             json!({ "name": input.name, "scheme": shared::secretref::scheme(&input.reference) });
         let action = "setSecretRef";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.set_secret_ref(&input).await?))
         })
@@ -97,9 +97,17 @@ impl ConfigMutation {
         input: UpdateTenantConfigInput,
     ) -> Result<ConfigVersion> {
         let (st, p) = caller(ctx).gql()?;
-        let detail = serde_json::to_value(&input).unwrap_or_default();
+        // The keys, not their values: those stay in the cell (residency).
+        let detail = json!({
+            "tenantId": input.tenant_id,
+            "projectId": input.project_id,
+            "environment": input.environment,
+            "set": input.set.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+            "unset": input.unset,
+            "expectedVersion": input.expected_version,
+        });
         let action = "updateTenantConfig";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.update_tenant_config(&input).await?))
         })
@@ -115,7 +123,7 @@ impl ConfigMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let action = "rollbackTenantConfig";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.rollback_tenant_config(&input).await?))
         })
@@ -130,12 +138,17 @@ pub(super) async fn audited<T>(
     st: &State,
     p: &Principal,
     action: &str,
+    tenant_id: &ID,
     detail: serde_json::Value,
     write: impl Future<Output = shared::Result<(TenantId, T)>>,
 ) -> Result<T> {
-    let trail = audit::Trail::new(p, action, detail);
+    let trail = audit::Trail::routed(p, action, detail);
     let result = trail.scope(write).await;
-    let tenant = result.as_ref().ok().map(|(t, _)| t.0);
+    // A refusal names the tenant too, so its purge erases the entry's input.
+    let tenant = match &result {
+        Ok((t, _)) => Some(t.0),
+        Err(_) => tenant_id.parse::<TenantId>().ok().map(|t| t.0),
+    };
     trail.finish(&st.db, tenant, None, &result).await.gql()?;
     Ok(result.gql()?.1)
 }

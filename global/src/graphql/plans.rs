@@ -22,7 +22,7 @@ impl PlansMutation {
         let detail = serde_json::to_value(&input).unwrap_or_default();
         // Plans are the owners' to change.
         let action = "changePlan";
-        let changed = audited(st, p, action, detail, async {
+        let changed = audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Owner, action).await?;
             Ok((home.tenant, home.change_plan(&input).await?))
         })
@@ -46,7 +46,7 @@ impl PlansMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let action = "setEntitlementOverride";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Owner, action).await?;
             Ok((home.tenant, home.set_entitlement_override(&input).await?))
         })

@@ -25,7 +25,7 @@ impl ProjectsMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let action = "createProject";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.create_project(&input).await?))
         })
@@ -41,7 +41,7 @@ impl ProjectsMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let action = "createEnvironment";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.create_environment(&input).await?))
         })

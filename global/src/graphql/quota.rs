@@ -104,7 +104,7 @@ impl QuotaMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let action = "setQuota";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.set_quota(&input).await?))
         })
@@ -116,7 +116,7 @@ impl QuotaMutation {
         let (st, p) = caller(ctx).gql()?;
         let detail = serde_json::to_value(&input).unwrap_or_default();
         let action = "clearQuota";
-        audited(st, p, action, detail, async {
+        audited(st, p, action, &input.tenant_id, detail, async {
             let home = tenant_cell::route(st, p, &input.tenant_id, Level::Member, action).await?;
             Ok((home.tenant, home.clear_quota(&input).await?))
         })

@@ -283,6 +283,29 @@ pub async fn set_status(
     Ok(())
 }
 
+/// A purged tenant's saga keeps its statuses, steps and times, but not
+/// its input (name, slug, owner), who asked for it and under which key,
+/// nor error texts that may quote them. Only a finished saga reaches a purge.
+pub async fn forget_input<C: sea_orm::ConnectionTrait>(db: &C, id: uuid::Uuid) -> Result<()> {
+    saga::Entity::update_many()
+        .col_expr(saga::Column::Input, Expr::value("{}"))
+        .col_expr(saga::Column::Actor, Expr::value(""))
+        .col_expr(saga::Column::IdempotencyKey, Expr::value(""))
+        .col_expr(saga::Column::Reason, Expr::value(Option::<String>::None))
+        .filter(saga::Column::TenantId.eq(id))
+        .exec(db)
+        .await?;
+    saga_step::Entity::update_many()
+        .col_expr(
+            saga_step::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(saga_step::Column::TenantId.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Unfinished sagas whose lease ran out: their driver died.
 pub async fn orphaned(db: &DatabaseConnection) -> Result<Vec<TenantId>> {
     let rows = saga::Entity::find()

@@ -298,6 +298,9 @@ pub async fn apply_record_changes(st: &State, events: &[Event]) -> Result<()> {
                 .one(&txn)
                 .await?
             {
+                if row.status == TenantStatus::Deleted.as_str() {
+                    forget(&txn, change.tenant_id).await?;
+                }
                 outbox::enqueue(&txn, &event(&row)?).await?;
             }
             deleted.push(change.tenant_id);
@@ -317,6 +320,31 @@ pub async fn apply_record_changes(st: &State, events: &[Event]) -> Result<()> {
                 .await;
         }
     }
+    Ok(())
+}
+
+/// What the global tier held of a tenant its cell purged goes in the
+/// transaction that makes the tombstone: members, usage rollups, the
+/// saga's input, the answers kept with its idempotency keys, the values of
+/// its audit entries (ids, hashes and changed field names stay, so the
+/// chain verifies) and the published events naming it. What remains is
+/// listed in docs/DATA-MODEL.md ("What a purge leaves").
+async fn forget<C: sea_orm::ConnectionTrait>(txn: &C, id: Uuid) -> Result<()> {
+    crate::service::members::delete_all(txn, id).await?;
+    crate::service::usage::forget_tenant(txn, id).await?;
+    crate::service::saga::forget_input(txn, id).await?;
+    // The answers kept with the keys of requests about it (the tenant as it
+    // was): a retry after the purge gets the tombstone.
+    crate::entity::idempotency::Entity::update_many()
+        .col_expr(
+            crate::entity::idempotency::Column::Answer,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(crate::entity::idempotency::Column::ResourceId.eq(id.to_string()))
+        .exec(txn)
+        .await?;
+    shared::audit::chain::erase_tenant(txn, id).await?;
+    outbox::forget_published(txn, &id.to_string()).await?;
     Ok(())
 }
 

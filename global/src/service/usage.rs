@@ -18,12 +18,17 @@ use uuid::Uuid;
 
 use crate::entity::usage_rollup;
 
-/// Applies rollups in one transaction, each only if newer than what is held.
+/// Applies rollups in one transaction, each only if newer than what is
+/// held, and none of a DELETED tenant (a total published before its purge
+/// but delivered after it must not bring its usage back).
 pub async fn apply(db: &DatabaseConnection, events: &[Event]) -> Result<usize> {
     let txn = db.begin().await?;
     let mut changed = 0;
     for e in events {
         let r: Rollup = serde_json::from_value(e.payload.clone()).map_err(Error::internal)?;
+        if is_deleted(&txn, r.tenant_id).await? {
+            continue;
+        }
         if !shared::sync::applied::advance(&txn, &e.entity, e.version).await? {
             continue;
         }
@@ -32,6 +37,26 @@ pub async fn apply(db: &DatabaseConnection, events: &[Event]) -> Result<usize> {
     }
     txn.commit().await?;
     Ok(changed)
+}
+
+async fn is_deleted<C: ConnectionTrait>(db: &C, tenant: Uuid) -> Result<bool> {
+    use crate::entity::tenant;
+    Ok(tenant::Entity::find_by_id(tenant)
+        .filter(tenant::Column::Status.eq(shared::model::TenantStatus::Deleted.as_str()))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// A purged tenant's usage goes: its rollups and the versions applied of
+/// them (entities `usage:{tenant}:…`).
+pub async fn forget_tenant<C: ConnectionTrait>(db: &C, tenant: Uuid) -> Result<()> {
+    usage_rollup::Entity::delete_many()
+        .filter(usage_rollup::Column::TenantId.eq(tenant))
+        .exec(db)
+        .await?;
+    shared::sync::applied::forget_prefix(db, &format!("usage:{tenant}:")).await?;
+    Ok(())
 }
 
 async fn upsert<C: ConnectionTrait>(db: &C, r: &Rollup, version: i64) -> Result<()> {

@@ -24,13 +24,29 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
     /// The break-glass request the actor acted under, if any.
     pub break_glass_id: Option<ID>,
-    /// The input and, for a refusal, the error, as JSON.
+    /// The input and, for a refusal, the error, as JSON; `{}` when this
+    /// copy does not hold the entry's values (see `detailAt`, `erased`).
     pub detail: String,
     /// `{"before": …, "after": …}` as JSON: the changed entity before and
     /// after (`before` null for a create, `after` null for a delete); null
-    /// for a refusal, or for a call that changed nothing in this tier's
-    /// database (a replay, a no-op, a write routed to a cell: see the cell's entry).
+    /// for a refusal, for a call that changed nothing in this tier's
+    /// database (a replay, a no-op, a write routed to a cell: see the cell's
+    /// entry), or when this copy does not hold the entry's values.
     pub diff: Option<String>,
+    /// The paths of the fields the change touched (names only, no values),
+    /// e.g. `doc.tenant.limits.max_users`; null without a diff.
+    pub changed_fields: Option<Vec<String>>,
+    /// sha256 over the entry's salt, target, detail and diff; the chain's
+    /// hash covers it in their place (null for entries older than it).
+    pub values_hash: Option<String>,
+    /// Where the full entry (target, detail, diff) is read when this copy
+    /// does not hold it: the cell whose chain it belongs to, on that cell's
+    /// own `auditLog` (filter `seq`). A cell's tenants' values stay in the
+    /// cell. Null when this copy holds them, or they were erased.
+    pub detail_at: Option<String>,
+    /// The entry's target, detail and diff were erased with its tenant's
+    /// purge; its ids, hashes and changed fields remain and still chain.
+    pub erased: bool,
     /// The tier whose chain holds it: `global` or a cell id.
     pub source: String,
     /// Its position in that chain.
@@ -42,7 +58,16 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// `own` names this tier's own chain (`global`, or the cell's id).
     pub fn new(e: Entry, own: &str) -> Self {
+        let held = chain::holds_values(&e);
+        let shipped = e.source != chain::OWN;
         Self {
+            changed_fields: e
+                .fields
+                .as_deref()
+                .and_then(|f| serde_json::from_str(f).ok()),
+            values_hash: e.values_hash.clone(),
+            detail_at: (!held && shipped).then(|| e.source.clone()),
+            erased: !held && !shipped,
             id: ID(e.id.to_string()),
             at: e.at,
             actor: e.actor,
@@ -84,6 +109,8 @@ pub struct AuditFilter {
     /// Only one tier's chain: `global` or a cell id (default: every tier).
     pub source: Option<String>,
     pub break_glass_id: Option<ID>,
+    /// Only the entry at this position of its chain (with `source`: one entry).
+    pub seq: Option<i64>,
 }
 
 pub type AuditConnection = Connection<OpaqueCursor<String>, AuditEntry>;
@@ -146,6 +173,7 @@ pub fn filter(p: &Principal, f: Option<AuditFilter>, own: &str) -> Result<Filter
         source: f
             .source
             .map(|s| if s == own { chain::OWN.to_owned() } else { s }),
+        seq: f.seq,
     })
 }
 

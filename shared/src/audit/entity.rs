@@ -34,6 +34,23 @@ pub struct Model {
     /// (null for a refusal or a call that changed nothing here).
     #[sea_orm(column_type = "Text", nullable)]
     pub diff: Option<String>,
+    /// JSON array: the paths of the fields the change touched (names, no
+    /// values), e.g. `doc.tenant.limits.max_users`; null without a diff.
+    #[sea_orm(column_type = "Text", nullable)]
+    #[serde(default)]
+    pub fields: Option<String>,
+    /// sha256 over `salt`, `target`, `detail` and `diff`: the chain's hash
+    /// covers this instead of those values, so a copy without them (an
+    /// entry a cell shipped) or an entry whose values were erased with its
+    /// tenant's purge still chains. Null for entries written before (their
+    /// hash covers the values themselves).
+    #[serde(default)]
+    pub values_hash: Option<String>,
+    /// The random salt of `values_hash`, kept only where the values are
+    /// (the writing tier, until the tenant is purged): without it the hash
+    /// cannot be tested against guessed values.
+    #[serde(default)]
+    pub salt: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -169,3 +169,49 @@ impl MigrationTrait for ChainAuditLog {
             .await
     }
 }
+
+#[derive(DeriveIden)]
+enum AuditValues {
+    Fields,
+    ValuesHash,
+    Salt,
+}
+
+/// Entries hash their values through `values_hash` (with a `salt` kept
+/// where the values are) and name the fields they changed, so a copy
+/// without the values still chains: what a cell ships to the global tier,
+/// and what remains of an entry after its tenant's purge. Entries written
+/// before keep hashing their values directly.
+pub struct SealAuditValues;
+
+impl MigrationName for SealAuditValues {
+    fn name(&self) -> &str {
+        "m0102_audit_values_hash"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SealAuditValues {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per statement.
+        let columns = [
+            ColumnDef::new(AuditValues::Fields).text().null().to_owned(),
+            ColumnDef::new(AuditValues::ValuesHash)
+                .string()
+                .null()
+                .to_owned(),
+            ColumnDef::new(AuditValues::Salt).string().null().to_owned(),
+        ];
+        for mut c in columns {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(AuditLog::Table)
+                        .add_column(&mut c)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

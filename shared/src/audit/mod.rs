@@ -3,6 +3,15 @@
 //! before/after of the change. Each tier keeps its own hash chain
 //! (`chain`); cells ship theirs to the global tier, which stores them
 //! beside its own (`source` = the cell id).
+//!
+//! Residency: an entry's values (its `target`, `detail` and `diff`) are
+//! hashed apart (`values_hash`, salted), and the chain hashes that hash and
+//! the names of the fields changed (`fields`). A cell ships its entries
+//! without their values, so its tenants' data stays in the cell: the
+//! global tier's copy says which fields changed and where the full entry
+//! is read (the cell's own `auditLog`). A tenant's purge erases the values
+//! of its entries on both tiers (`chain::erase_tenant`); the chains verify
+//! after either.
 
 pub mod api;
 pub mod chain;
@@ -58,6 +67,80 @@ pub fn diff(before: Value, after: Value) -> Value {
     serde_json::json!({ "before": before, "after": after })
 }
 
+/// How deep [`changed_fields`] names a field: `doc.projects.web.some.key`
+/// is as deep as a name goes; below, a changed object is named whole (its
+/// own keys may be values).
+const FIELD_DEPTH: usize = 4;
+/// At most this many names per entry; more are summarised by their parent.
+const MAX_FIELDS: usize = 64;
+
+/// The paths (dot-joined object keys, at most [`FIELD_DEPTH`] deep) where
+/// `before` and `after` differ: the names of the fields a change touched,
+/// without their values. A create or delete names every field of the side
+/// that exists.
+pub fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
+    fn walk(
+        path: &mut Vec<String>,
+        a: &Value,
+        b: &Value,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        if a == b {
+            return;
+        }
+        let descend = path.len() < FIELD_DEPTH;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) if descend => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    path.push(k.clone());
+                    walk(
+                        path,
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        out,
+                    );
+                    path.pop();
+                }
+            }
+            (Value::Object(x), Value::Null) | (Value::Null, Value::Object(x))
+                if descend && !x.is_empty() =>
+            {
+                for (k, v) in x {
+                    path.push(k.clone());
+                    walk(path, v, &Value::Null, out);
+                    path.pop();
+                }
+            }
+            _ => {
+                out.insert(if path.is_empty() {
+                    "$".to_owned()
+                } else {
+                    path.join(".")
+                });
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(&mut Vec::new(), before, after, &mut out);
+    if out.len() > MAX_FIELDS {
+        // Summarise by top-level field.
+        out = out
+            .into_iter()
+            .map(|f| f.split('.').next().unwrap_or("$").to_owned())
+            .collect();
+    }
+    out.into_iter().take(MAX_FIELDS).collect()
+}
+
+/// The names of the fields a recorded `{"before", "after"}` diff touched, as JSON.
+fn fields_of(diff: &Value) -> String {
+    let none = Value::Null;
+    let before = diff.get("before").unwrap_or(&none);
+    let after = diff.get("after").unwrap_or(&none);
+    Value::from(changed_fields(before, after)).to_string()
+}
+
 fn entry(r: Record<'_>) -> Entry {
     let roles: Vec<&str> = r.actor.roles.iter().map(|x| x.as_str()).collect();
     Entry {
@@ -76,7 +159,11 @@ fn entry(r: Record<'_>) -> Entry {
         prev_hash: String::new(),
         hash: String::new(),
         break_glass_id: r.actor.break_glass.or_else(crate::breakglass::current),
+        fields: r.diff.as_ref().map(fields_of),
         diff: r.diff.map(|d| d.to_string()),
+        // Set by `chain::append`.
+        values_hash: None,
+        salt: None,
     }
 }
 
@@ -160,6 +247,8 @@ pub struct Filter {
     pub break_glass_id: Option<Uuid>,
     /// Only this chain: [`chain::OWN`] or a cell id.
     pub source: Option<String>,
+    /// Only the entry at this position (of each chain, unless `source` names one).
+    pub seq: Option<i64>,
 }
 
 fn query(f: &Filter) -> sea_orm::Select<entity::Entity> {
@@ -187,6 +276,9 @@ fn query(f: &Filter) -> sea_orm::Select<entity::Entity> {
     }
     if let Some(s) = &f.source {
         q = q.filter(entity::Column::Source.eq(s.as_str()));
+    }
+    if let Some(n) = f.seq {
+        q = q.filter(entity::Column::Seq.eq(n));
     }
     q
 }
@@ -216,4 +308,43 @@ pub async fn page<C: ConnectionTrait>(
     let more = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok((rows, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_fields;
+    use serde_json::json;
+
+    #[test]
+    fn changed_fields_name_what_differs_without_values() {
+        let before =
+            json!({ "version": 1, "doc": { "tenant": { "a": 1, "b": "x" }, "projects": {} } });
+        let after = json!({ "version": 2, "doc": { "tenant": { "a": 1, "b": "secret" }, "projects": { "web": { "k": true } } } });
+        assert_eq!(
+            changed_fields(&before, &after),
+            ["doc.projects.web.k", "doc.tenant.b", "version"]
+        );
+        // A create names every field of what was made.
+        assert_eq!(
+            changed_fields(&json!(null), &json!({ "name": "n", "slug": "s" })),
+            ["name", "slug"]
+        );
+        assert!(changed_fields(&after, &after).is_empty());
+        // Below four levels a changed object is named whole: its keys may be values.
+        let deep = |v| json!({ "doc": { "tenant": { "k": { "inner": v } } } });
+        assert_eq!(
+            changed_fields(&deep(json!({ "user-key": 1 })), &deep(json!({}))),
+            ["doc.tenant.k.inner"]
+        );
+        assert_eq!(changed_fields(&json!(1), &json!(2)), ["$"]);
+    }
+
+    #[test]
+    fn many_changed_fields_are_summarised_by_their_top_level() {
+        let after: serde_json::Map<String, serde_json::Value> = (0..100)
+            .map(|i| (format!("k{i}"), json!({ "v": i })))
+            .collect();
+        let f = changed_fields(&json!({}), &json!({ "doc": after }));
+        assert_eq!(f, ["doc"]);
+    }
 }

@@ -31,6 +31,8 @@ struct Inner {
     target: Option<String>,
     /// Entries the work appended in its own transactions.
     written: Mutex<u32>,
+    /// A refusal is recorded with the error's code only, not its message.
+    codes_only: bool,
 }
 
 tokio::task_local! {
@@ -49,6 +51,23 @@ impl Trail {
             detail,
             target: None,
             written: Mutex::new(0),
+            codes_only: false,
+        }))
+    }
+
+    /// A write this tier routes to a tenant's home cell: `detail` must hold
+    /// no values of the tenant's (names, versions, keys), and a refusal is
+    /// recorded with the error's code only, since the cell's message may
+    /// quote the values (`got \`…\``). The cell's own entry holds them all,
+    /// and they stay in the cell (residency).
+    pub fn routed(actor: &Principal, action: &str, detail: Value) -> Self {
+        Self(Arc::new(Inner {
+            actor: actor.clone(),
+            action: action.to_owned(),
+            detail,
+            target: None,
+            written: Mutex::new(0),
+            codes_only: true,
         }))
     }
 
@@ -61,6 +80,7 @@ impl Trail {
             detail,
             target: Some(target),
             written: Mutex::new(0),
+            codes_only: false,
         }))
     }
 
@@ -87,6 +107,10 @@ impl Trail {
         let outcome = match result {
             Ok(_) if self.written() > 0 => return Ok(()),
             Ok(_) => Outcome::Ok,
+            Err(e) if self.0.codes_only => {
+                detail["error"] = serde_json::json!({ "code": e.code().as_str() });
+                Outcome::Refused
+            }
             Err(e) => {
                 detail["error"] =
                     serde_json::json!({ "code": e.code().as_str(), "message": e.to_string() });

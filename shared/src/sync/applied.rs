@@ -60,3 +60,21 @@ pub async fn current<C: ConnectionTrait>(db: &C, entity: &str) -> Result<Option<
         .await?;
     Ok(row.map(|r| r.try_get::<i64>("", "version")).transpose()?)
 }
+
+/// Forgets the versions applied of every entity whose name starts with
+/// `prefix` (a purged tenant's entities, which no event may bring back).
+pub async fn forget_prefix<C: ConnectionTrait>(db: &C, prefix: &str) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "DELETE FROM sync_applied WHERE starts_with(entity, $1)",
+        _ => "DELETE FROM sync_applied WHERE substr(entity, 1, length(?1)) = ?1",
+    };
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [prefix.into()],
+        ))
+        .await?;
+    Ok(res.rows_affected())
+}

@@ -51,6 +51,7 @@ mod quota_restart;
 mod quota_semantics;
 mod quotas;
 mod replicas;
+mod residency;
 mod rollout_cohorts;
 mod rollout_failures;
 mod rollout_pending;
