@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
-use shared::auth::{Principal, Role, bearer};
+use shared::auth::{Principal, REFUSED, Role, bearer};
 use shared::error::Error;
 use uuid::Uuid;
 
@@ -43,14 +43,14 @@ pub fn authorize(p: &Plane, headers: &HeaderMap, access: Access) -> Result<Arc<P
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     )
-    .map_err(|_| Error::Unauthenticated("a bearer token is required".into()))?;
+    .map_err(|_| refused("no bearer token"))?;
     let principal = p
         .tokens
         .verify(&p.keys, token, chrono::Utc::now().timestamp())
-        .map_err(|_| Error::Unauthenticated("the token is invalid or expired".into()))?;
+        .map_err(|_| refused("the token is invalid, expired or not yet valid"))?;
     p.st.revocations
         .check(&principal)
-        .map_err(|_| Error::Unauthenticated("this break-glass access was revoked".into()))?;
+        .map_err(|_| refused("the token's break-glass access was revoked"))?;
     let here = &p.st.cell_id;
     if let Some(c) = &principal.cell
         && c != here
@@ -76,6 +76,13 @@ pub fn authorize(p: &Plane, headers: &HeaderMap, access: Access) -> Result<Arc<P
         }));
     }
     Ok(principal)
+}
+
+/// Every token failure tells the caller the same thing (`auth::REFUSED`);
+/// why it failed goes to the log only.
+fn refused(why: &str) -> Error {
+    tracing::debug!(reason = why, "data-plane token refused");
+    Error::Unauthenticated(REFUSED.into())
 }
 
 /// A caller that may act for every tenant of this cell (a token naming no

@@ -296,9 +296,7 @@ where
     let mut attempt = 0u64;
     loop {
         match write().await {
-            Err(Error::Internal(e))
-                if attempt < 20 && format!("{e:#}").contains("database is locked") =>
-            {
+            Err(e) if attempt < 20 && shared::db::is_busy(&e) => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use shared::quota::api::{Granularity, UsagePoint};
 use shared::quota::{self, Rollup, window};
 use shared::sync::{Event, Transport, consumer};
@@ -22,7 +22,9 @@ use crate::entity::usage_rollup;
 /// held, and none of a DELETED tenant (a total published before its purge
 /// but delivered after it must not bring its usage back).
 pub async fn apply(db: &DatabaseConnection, events: &[Event]) -> Result<usize> {
-    let txn = db.begin().await?;
+    // It reads (is the tenant deleted?) before it writes: take SQLite's write
+    // lock at BEGIN so the upgrade cannot fail as "database is locked".
+    let txn = shared::db::begin_write(db).await?;
     let mut changed = 0;
     for e in events {
         let r: Rollup = serde_json::from_value(e.payload.clone()).map_err(Error::internal)?;
