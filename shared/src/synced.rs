@@ -105,6 +105,7 @@ pub struct Row<D> {
     pub def: D,
     /// Its version: increases with every change, so the newest one wins.
     pub version: i64,
+    /// When the row was last written; none when the table does not record it.
     pub updated_at: Option<DateTime<Utc>>,
 }
 

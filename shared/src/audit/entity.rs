@@ -1,3 +1,5 @@
+//! The `audit_log` table as a sea-orm entity: one row per entry, in either tier.
+
 use sea_orm::entity::prelude::*;
 
 /// One row of `audit_log`: an entry of this tier's hash chain, or one shipped from a cell.
