@@ -90,7 +90,7 @@ pub struct SetQuotaInput {
     pub enforcement: Enforcement,
     /// The override's current version (0 when the tenant has none yet).
     pub expected_version: i64,
-    /// Makes retries safe: a repeated key with the same input answers the first result.
+    /// Makes retries safe: a repeated key with the same input answers the first result; with different input it is a CONFLICT.
     pub idempotency_key: String,
 }
 
@@ -104,7 +104,7 @@ pub struct ClearQuotaInput {
     pub metric: String,
     /// The override's current version; a stale one is refused as a conflict.
     pub expected_version: i64,
-    /// Makes retries safe: a repeated key with the same input answers the first result.
+    /// Makes retries safe: a repeated key with the same input answers the first result; with different input it is a CONFLICT.
     pub idempotency_key: String,
 }
 
