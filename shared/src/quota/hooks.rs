@@ -33,7 +33,7 @@ pub struct QuotaRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// What check and consume answer.
+/// What check, consume and release answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
