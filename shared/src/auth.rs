@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::ids::{CellId, Invalid, TenantId};
 
+/// The `iss` tokens carry and must carry unless configured otherwise.
 pub const DEFAULT_ISSUER: &str = "tenantctl";
+/// The `aud` tokens carry and must carry unless configured otherwise.
 pub const DEFAULT_AUDIENCE: &str = "tenant-control-plane";
 const ALGORITHM: Algorithm = Algorithm::HS256;
 
@@ -25,6 +27,7 @@ const ALGORITHM: Algorithm = Algorithm::HS256;
 /// yet valid, wrongly signed, revoked…) is told, whatever the reason.
 pub const REFUSED: &str = "invalid or missing token";
 
+/// What a principal may do; a token carries one or more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
@@ -43,6 +46,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order help texts list them.
     pub const ALL: [Role; 6] = [
         Role::PlatformAdmin,
         Role::Sre,
@@ -52,6 +56,7 @@ impl Role {
         Role::Service,
     ];
 
+    /// The role's name in tokens and on the command line, such as `tenant-admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::PlatformAdmin => "platform-admin",
@@ -86,13 +91,20 @@ impl FromStr for Role {
     }
 }
 
+/// The JWT payload the control plane signs and accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    /// Who the token speaks for; must be non-empty.
     pub sub: String,
+    /// Who issued the token; must match the configured issuer.
     pub iss: String,
+    /// Who the token is for; must match the configured audience.
     pub aud: String,
+    /// Expiry, in seconds since the epoch (30 s of leeway, none for break-glass tokens).
     pub exp: i64,
+    /// When the token was minted, in seconds since the epoch.
     pub iat: i64,
+    /// What the bearer may do.
     pub roles: Vec<Role>,
     /// Tenants a tenant-scoped role applies to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -108,9 +120,13 @@ pub struct Claims {
 /// Who is calling, once the token is verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The token's `sub`: who is calling.
     pub subject: String,
+    /// What the caller may do.
     pub roles: Vec<Role>,
+    /// The tenants a tenant-scoped role applies to; empty for platform roles.
     pub tenants: Vec<TenantId>,
+    /// The cell a `data-plane` or cell `service` caller is bound to.
     pub cell: Option<CellId>,
     /// The break-glass request this token was minted for, if it is one.
     pub break_glass: Option<uuid::Uuid>,
@@ -129,10 +145,12 @@ impl From<Claims> for Principal {
 }
 
 impl Principal {
+    /// Whether the principal holds `role`.
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
 
+    /// Whether the principal holds any of `roles`.
     pub fn has_any(&self, roles: &[Role]) -> bool {
         roles.iter().any(|r| self.has(*r))
     }
@@ -157,6 +175,7 @@ impl Principal {
                 && self.tenants.contains(&id))
     }
 
+    /// Whether this principal may change tenant `id`: a platform admin, the global tier, or a tenant admin of that tenant.
     pub fn can_write_tenant(&self, id: TenantId) -> bool {
         self.has(Role::PlatformAdmin)
             || self.is_control_plane()
@@ -180,8 +199,10 @@ impl Principal {
 /// while the client sees a uniform UNAUTHENTICATED.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
+    /// The request carried no `Authorization: Bearer` token.
     #[error("no bearer token")]
     Missing,
+    /// The token failed a check: signature, algorithm, key id, expiry, issuer, audience or subject.
     #[error("token refused: {0}")]
     Invalid(String),
 }
@@ -265,6 +286,7 @@ impl Keys {
         })
     }
 
+    /// Checks the token's signature and claims and answers who it speaks for; every failure is a [`TokenError`].
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
         self.verify_expiring(token).map(|(p, _)| p)
     }
@@ -390,6 +412,7 @@ pub struct ServiceToken {
 impl ServiceToken {
     const TTL: i64 = 600;
 
+    /// Mints tokens for `subject` (bound to `cell` when given) with the signing secret of `keys`.
     pub fn new(keys: std::sync::Arc<Keys>, subject: &str, cell: Option<CellId>) -> Self {
         Self {
             keys,
@@ -399,6 +422,7 @@ impl ServiceToken {
         }
     }
 
+    /// A service token valid for at least another minute, minted anew when the cached one is about to expire; fails without a signing secret.
     pub fn get(&self) -> Result<String, Error> {
         let now = chrono::Utc::now().timestamp();
         let mut guard = self.cached.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,18 +13,26 @@ use crate::request::RequestId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
+    /// The input is malformed or breaks a rule; `field` names the input at fault when known.
     BadUserInput,
+    /// What the request names does not exist (or the caller may not know it does).
     NotFound,
+    /// The request lost to the current state: a stale expected version, a duplicate, a race; read again and retry.
     Conflict,
+    /// The caller is authenticated but not allowed to do this.
     Forbidden,
+    /// No valid credentials came with the request.
     Unauthenticated,
+    /// A dependency (database, another tier, the limiter store) is unreachable for now; retrying later is safe.
     Unavailable,
     /// The caller sent more requests than its rate allows; `retryAfterMs` says when to retry.
     RateLimited,
+    /// A failure of the server; the message carries only a request id to quote.
     Internal,
 }
 
 impl Code {
+    /// The code as sent in `extensions.code`, such as `BAD_USER_INPUT`.
     pub fn as_str(self) -> &'static str {
         match self {
             Code::BadUserInput => "BAD_USER_INPUT",
@@ -38,6 +46,7 @@ impl Code {
         }
     }
 
+    /// The code named by its wire form; `None` for an unknown code.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "BAD_USER_INPUT" => Code::BadUserInput,
@@ -67,27 +76,38 @@ impl Code {
     }
 }
 
+/// Every error the control plane returns; each maps to one [`Code`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The input is malformed or breaks a rule (`BAD_USER_INPUT`).
     #[error("{message}")]
     BadInput {
+        /// The input field at fault, such as `input.name`, when known.
         field: Option<String>,
+        /// What is wrong, shown to the client.
         message: String,
     },
+    /// Nothing by that name exists, or the caller may not see it (`NOT_FOUND`).
     #[error("{0}")]
     NotFound(String),
+    /// The change lost to the current state, such as a stale version (`CONFLICT`).
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (`FORBIDDEN`).
     #[error("{0}")]
     Forbidden(String),
+    /// The request carried no valid credentials (`UNAUTHENTICATED`).
     #[error("{0}")]
     Unauthenticated(String),
+    /// A dependency is unreachable for now; a retry later is safe (`UNAVAILABLE`).
     #[error("{0}")]
     Unavailable(String),
     /// Too many requests; the client may retry after `retry_after_ms`.
     #[error("{message}")]
     RateLimited {
+        /// Shown to the client.
         message: String,
+        /// How long to wait before retrying, in milliseconds.
         retry_after_ms: u64,
     },
     /// Never shown to the client: only the request id is.
@@ -95,9 +115,11 @@ pub enum Error {
     Internal(#[source] anyhow::Error),
 }
 
+/// A result whose error defaults to the control plane's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A `BAD_USER_INPUT` error blaming the input `field`.
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::BadInput {
             field: Some(field.into()),
@@ -105,10 +127,12 @@ impl Error {
         }
     }
 
+    /// An `INTERNAL` error; its cause is logged, never shown to the client.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Error::Internal(e.into())
     }
 
+    /// The stable code the client sees.
     pub fn code(&self) -> Code {
         match self {
             Error::BadInput { .. } => Code::BadUserInput,
@@ -241,6 +265,7 @@ fn is_aborted_conflict(e: &sea_orm::DbErr) -> bool {
 
 /// `result.gql()` turns a crate result into what a resolver returns.
 pub trait IntoGql<T> {
+    /// Converts the error, if any, into a GraphQL error with its `code` extension.
     fn gql(self) -> async_graphql::Result<T>;
 }
 
@@ -252,6 +277,7 @@ impl<T> IntoGql<T> for Result<T> {
 
 /// Tags a field name onto an `Invalid` from newtype parsing.
 pub trait Field<T> {
+    /// Turns the `Invalid` into a `BAD_USER_INPUT` blaming the input field `name`.
     fn field(self, name: &str) -> Result<T>;
 }
 

@@ -20,6 +20,7 @@ pub struct Invalid(pub String);
 pub struct TenantId(pub Uuid);
 
 impl TenantId {
+    /// A fresh id (UUID v7, so ids sort by creation time).
     pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
@@ -74,10 +75,12 @@ macro_rules! label_newtype {
         pub struct $name(String);
 
         impl $name {
+            /// Checks `s` is a DNS label of the allowed length; the [`Invalid`] says what is wrong otherwise.
             pub fn parse(s: &str) -> Result<Self, Invalid> {
                 check_dns_label($what, s, $min)?;
                 Ok(Self(s.to_owned()))
             }
+            /// The value as given.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -132,8 +135,10 @@ label_newtype!(
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// The longest key accepted, in bytes.
     pub const MAX_LEN: usize = 128;
 
+    /// Checks `s` is 1 to [`Self::MAX_LEN`] printable ASCII characters without spaces.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err(Invalid(format!(
@@ -149,6 +154,7 @@ impl IdempotencyKey {
         Ok(Self(s.to_owned()))
     }
 
+    /// The key as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }

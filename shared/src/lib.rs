@@ -2,6 +2,8 @@
 //! the error model, telemetry, config loading, the HTTP surface and the
 //! GraphQL client one tier uses to call another.
 
+#![warn(missing_docs)]
+
 /// Every binary of the control plane (and every test and bench, which host
 /// the tiers in process) allocates through mimalloc: the request paths
 /// allocate per request, and glibc's malloc took about 15 % of a quota

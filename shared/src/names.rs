@@ -104,16 +104,20 @@ pub fn display_text(what: &str, s: &str, max: usize) -> Result<String, Invalid> 
 pub struct TenantName(String);
 
 impl TenantName {
+    /// The longest name accepted, in characters after NFC normalisation.
     pub const MAX_CHARS: usize = 200;
 
+    /// Trims, normalises to NFC and checks the name; the [`Invalid`] names the offending character or the length.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         display_text("name", s, Self::MAX_CHARS).map(Self)
     }
 
+    /// The normalised name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The normalised name, owned.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -141,8 +145,10 @@ pub fn same_subject(a: &str, b: &str) -> bool {
 pub struct Subject(String);
 
 impl Subject {
+    /// The longest subject accepted, in characters after NFC normalisation.
     pub const MAX_CHARS: usize = 200;
 
+    /// Normalises to NFC and checks the subject; the [`Invalid`] names the offending character or the length.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let v: String = s.nfc().collect();
         let n = v.chars().count();
@@ -161,6 +167,7 @@ impl Subject {
         Ok(Self(v))
     }
 
+    /// The normalised subject, in the case it was given in.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -170,6 +177,7 @@ impl Subject {
         subject_key(&self.0)
     }
 
+    /// The normalised subject, owned, in the case it was given in.
     pub fn into_string(self) -> String {
         self.0
     }

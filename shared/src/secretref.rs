@@ -4,6 +4,7 @@
 
 use crate::ids::Invalid;
 
+/// The schemes a secret reference may use, as in `vault://…`.
 pub const SCHEMES: [&str; 5] = ["vault", "aws-sm", "gcp-sm", "azure-kv", "k8s-secret"];
 
 fn dns_label(s: &str) -> bool {

@@ -38,7 +38,9 @@ use crate::{Error, Result};
 /// The type of a table's key column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
+    /// A text key.
     Text,
+    /// A UUID key.
     Uuid,
 }
 
@@ -47,9 +49,11 @@ pub enum KeyType {
 /// write (when the table has one) `updated_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Table {
+    /// The table's name.
     pub name: &'static str,
     /// The primary key column.
     pub key: &'static str,
+    /// The key column's type.
     pub key_type: KeyType,
     /// The column holding the definition as JSON text.
     pub body: &'static str,
@@ -74,6 +78,7 @@ impl Table {
 pub trait Definition:
     Serialize + DeserializeOwned + Clone + PartialEq + Send + Sync + 'static
 {
+    /// Where definitions of this kind are stored.
     const TABLE: Table;
     /// The stream its changes travel on from the global tier to cells.
     const STREAM: &'static str;
@@ -86,7 +91,9 @@ pub trait Definition:
 /// A stored definition with its version.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stored<D> {
+    /// The definition.
     pub def: D,
+    /// Its version: increases with every change, so the newest one wins.
     pub version: i64,
 }
 
@@ -94,12 +101,16 @@ pub struct Stored<D> {
 /// it, when it was last written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row<D> {
+    /// The definition.
     pub def: D,
+    /// Its version: increases with every change, so the newest one wins.
     pub version: i64,
+    /// When the row was last written; none when the table does not record it.
     pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl<D> Row<D> {
+    /// The definition and version, without the write time.
     pub fn stored(self) -> Stored<D> {
         Stored {
             def: self.def,
@@ -267,7 +278,9 @@ pub async fn repair<D: Definition>(
 /// Creates the tables of synced kinds, under a migration name that must
 /// never change once released.
 pub struct Migration {
+    /// The migration's name, recorded in the database once it has run.
     pub name: &'static str,
+    /// The tables it creates.
     pub tables: &'static [Table],
 }
 

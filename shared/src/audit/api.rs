@@ -12,15 +12,23 @@ use crate::error::{Error, Result};
 /// One audited change (or refused attempt at one).
 #[derive(SimpleObject)]
 pub struct AuditEntry {
+    /// The entry's id.
     pub id: ID,
+    /// When the change was made (or refused).
     pub at: DateTime<Utc>,
+    /// Who acted: the token's subject.
     pub actor: String,
+    /// The roles the actor held, such as `tenant-admin`.
     pub roles: Vec<String>,
+    /// The operation, named after its mutation, such as `requestBreakGlass`.
     pub action: String,
+    /// The tenant the change concerns; null for platform-wide changes.
     pub tenant_id: Option<ID>,
+    /// What was changed, such as a tenant id or a flag key; null when erased or not held here.
     pub target: Option<String>,
     /// OK or REFUSED.
     pub outcome: String,
+    /// The id of the request that made the change, to match logs.
     pub request_id: Option<String>,
     /// The break-glass request the actor acted under, if any.
     pub break_glass_id: Option<ID>,
@@ -51,7 +59,9 @@ pub struct AuditEntry {
     pub source: String,
     /// Its position in that chain.
     pub seq: i64,
+    /// The hash of the entry before it in the same chain (empty for the first).
     pub prev_hash: String,
+    /// sha256 over this entry and `prevHash`: changing any entry breaks every later link.
     pub hash: String,
 }
 
@@ -97,10 +107,14 @@ impl AuditEntry {
     }
 }
 
+/// Narrows the audit log; every field given must match.
 #[derive(InputObject, Default)]
 pub struct AuditFilter {
+    /// Only entries about this tenant.
     pub tenant_id: Option<ID>,
+    /// Only entries by this actor (the token's subject).
     pub actor: Option<String>,
+    /// Only entries of this operation, such as `setQuota`.
     pub action: Option<String>,
     /// Entries at or after this time.
     pub from: Option<DateTime<Utc>>,
@@ -108,13 +122,16 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
     /// Only one tier's chain: `global` or a cell id (default: every tier).
     pub source: Option<String>,
+    /// Only entries made under this break-glass request.
     pub break_glass_id: Option<ID>,
     /// Only the entry at this position of its chain (with `source`: one entry).
     pub seq: Option<i64>,
 }
 
+/// A page of audit entries, newest first.
 pub type AuditConnection = Connection<OpaqueCursor<String>, AuditEntry>;
 
+/// The most entries one page may hold (`first`).
 pub const MAX_PAGE: i32 = 200;
 
 /// Checks `first` and decodes `after`.
@@ -177,6 +194,7 @@ pub fn filter(p: &Principal, f: Option<AuditFilter>, own: &str) -> Result<Filter
     })
 }
 
+/// A page of `rows`; `after` and `more` say whether pages come before and after it.
 pub fn connection(rows: Vec<Entry>, after: bool, more: bool, own: &str) -> AuditConnection {
     let mut conn = Connection::new(after, more);
     conn.edges.extend(
@@ -191,16 +209,20 @@ pub fn connection(rows: Vec<Entry>, after: bool, more: bool, own: &str) -> Audit
 pub struct BrokenLink {
     /// The entry where the chain breaks; null when its tail is missing.
     pub id: Option<ID>,
+    /// Its position in the chain.
     pub seq: i64,
+    /// Why the link does not hold.
     pub reason: String,
 }
 
 /// What `verifyAuditChain` found.
 #[derive(SimpleObject)]
 pub struct ChainVerdict {
+    /// Whether the whole chain holds.
     pub valid: bool,
     /// Entries checked.
     pub checked: u64,
+    /// The first link that does not hold; null when the chain is valid.
     pub first_broken: Option<BrokenLink>,
 }
 

@@ -252,15 +252,20 @@ pub async fn store_shipped<C: ConnectionTrait>(
 pub struct Broken {
     /// The entry where the chain breaks; none when the tail is missing.
     pub id: Option<Uuid>,
+    /// Its position in the chain.
     pub seq: i64,
+    /// Why the link does not hold.
     pub reason: String,
 }
 
+/// What verifying a chain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// Whether the whole chain holds.
     pub valid: bool,
     /// Entries checked.
     pub checked: u64,
+    /// The first link that does not hold; none when the chain is valid.
     pub first_broken: Option<Broken>,
 }
 

@@ -1,20 +1,29 @@
+//! The `audit_log` table as a sea-orm entity: one row per entry, in either tier.
+
 use sea_orm::entity::prelude::*;
 
+/// One row of `audit_log`: an entry of this tier's hash chain, or one shipped from a cell.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "audit_log")]
 pub struct Model {
     /// UUIDv7: entries sort by time.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// When the change was made (or refused).
     pub at: DateTimeUtc,
+    /// Who acted: the token's subject.
     pub actor: String,
     /// The actor's roles, comma-separated.
     pub roles: String,
+    /// The operation, named after its mutation, such as `setQuota`.
     pub action: String,
+    /// The tenant the change concerns; none for platform-wide changes.
     pub tenant_id: Option<Uuid>,
+    /// What was changed, such as a tenant id or a flag key; erased with the tenant's purge.
     pub target: Option<String>,
     /// OK or REFUSED.
     pub outcome: String,
+    /// The id of the request that made the change, to match logs.
     pub request_id: Option<String>,
     /// JSON: the input, and the error for a refusal.
     #[sea_orm(column_type = "Text")]
@@ -53,6 +62,7 @@ pub struct Model {
     pub salt: Option<String>,
 }
 
+/// The audit log relates to no other table.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 

@@ -18,6 +18,7 @@ enum AuditLog {
     Detail,
 }
 
+/// Creates the `audit_log` table.
 pub struct CreateAuditLog;
 
 impl MigrationName for CreateAuditLog {

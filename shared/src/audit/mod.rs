@@ -35,13 +35,17 @@ use crate::request::RequestId;
 
 pub use entity::Model as Entry;
 
+/// Whether the recorded attempt was carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// The change was made.
     Ok,
+    /// The change was refused (forbidden, invalid or conflicting).
     Refused,
 }
 
 impl Outcome {
+    /// `OK` or `REFUSED`, as stored and served.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "OK",
@@ -52,11 +56,17 @@ impl Outcome {
 
 /// One change to record.
 pub struct Record<'a> {
+    /// Who acted.
     pub actor: &'a Principal,
+    /// The operation, named after its mutation, such as `setQuota`.
     pub action: &'a str,
+    /// The tenant the change concerns; none for platform-wide changes.
     pub tenant_id: Option<Uuid>,
+    /// What was changed, such as a tenant id or a flag key.
     pub target: Option<String>,
+    /// Whether the change was made or refused.
     pub outcome: Outcome,
+    /// The input and, for a refusal, the error.
     pub detail: Value,
     /// `{"before": …, "after": …}` (see [`diff`]), for changes that have both.
     pub diff: Option<Value>,
@@ -237,13 +247,19 @@ pub async fn outcome_diff<T>(
 /// range, for some tenants only, under one break-glass grant, from one chain.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
+    /// Only entries about this tenant.
     pub tenant_id: Option<Uuid>,
+    /// Only entries by this actor (the token's subject).
     pub actor: Option<String>,
+    /// Only entries of this operation.
     pub action: Option<String>,
+    /// Only entries at or after this time.
     pub from: Option<DateTime<Utc>>,
+    /// Only entries before this time.
     pub to: Option<DateTime<Utc>>,
     /// Only entries of these tenants (a tenant principal's view).
     pub tenants: Option<Vec<Uuid>>,
+    /// Only entries made under this break-glass request.
     pub break_glass_id: Option<Uuid>,
     /// Only this chain: [`chain::OWN`] or a cell id.
     pub source: Option<String>,

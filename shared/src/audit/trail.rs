@@ -44,6 +44,7 @@ tokio::task_local! {
 pub struct Trail(Arc<Inner>);
 
 impl Trail {
+    /// Opens the trail of `actor` running `action` with the input `detail`.
     pub fn new(actor: &Principal, action: &str, detail: Value) -> Self {
         Self(Arc::new(Inner {
             actor: actor.clone(),

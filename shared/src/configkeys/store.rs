@@ -28,6 +28,7 @@ pub const MIGRATION: synced::Migration = synced::Migration {
 /// A stored definition with its version.
 pub type Stored = synced::Stored<KeyDef>;
 
+/// The config key `key` with its version, if it is defined.
 pub async fn get<C: ConnectionTrait>(db: &C, key: &str) -> Result<Option<Stored>> {
     Ok(synced::get::<KeyDef, C>(db, key)
         .await?

@@ -47,7 +47,9 @@ pub const MIGRATION: synced::Migration = synced::Migration {
 /// A stored flag with when it last changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// The flag with its version.
     pub flag: StoredFlag,
+    /// When the flag was last written.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -63,6 +65,7 @@ fn row(r: synced::Row<FlagDef>) -> Result<Row> {
     })
 }
 
+/// The flag `key`, if it exists.
 pub async fn get<C: ConnectionTrait>(db: &C, key: &str) -> Result<Option<Row>> {
     synced::get::<FlagDef, C>(db, key)
         .await?
@@ -101,6 +104,7 @@ pub async fn plans<C: ConnectionTrait>(db: &C) -> Result<Vec<(RolloutPlan, i64)>
         .collect())
 }
 
+/// Stores a rollout plan at `version`, replacing an older one.
 pub async fn put_plan<C: ConnectionTrait>(db: &C, p: &RolloutPlan, version: i64) -> Result<()> {
     synced::put(db, p, version).await
 }

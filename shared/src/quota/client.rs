@@ -7,6 +7,7 @@ use super::hooks::{
 };
 use crate::error::{Code, Error};
 
+/// Calls one cell's data-plane hooks over HTTP: the cell's error bodies come back as [`Error`]s with their codes, an unreachable cell as `UNAVAILABLE`.
 #[derive(Clone)]
 pub struct HooksClient {
     http: reqwest::Client,

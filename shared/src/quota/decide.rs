@@ -17,11 +17,17 @@ pub struct Slot {
 /// A decision, times in µs since the epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// Whether the amount may be used (SOFT limits allow past the limit).
     pub allowed: bool,
+    /// The rule's limit.
     pub limit: i64,
+    /// What is left before the limit after this decision (never below 0).
     pub remaining: i64,
+    /// When the PERIODIC window ends or the RATE burst is full again (µs since the epoch).
     pub reset_at: Option<i64>,
+    /// When a RATE limit denies: how long to wait before the amount fits (µs).
     pub retry_after_us: Option<i64>,
+    /// How much of the amount went past a SOFT limit.
     pub overage: i64,
     /// Used in the window (PERIODIC, GAUGE) or currently drawn from the burst (RATE), after this decision.
     pub used: i64,

@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::TenantStatus;
 
+/// Asks whether `amount` more may be used, without counting it (answers a [`Decision`]).
 pub const CHECK: &str = "/v1/quota/check";
+/// Counts `amount` if the limits allow it, idempotent by key (answers a [`Decision`]).
 pub const CONSUME: &str = "/v1/quota/consume";
+/// Reports metered usage after the fact, in batches of at most [`MAX_EVENTS`] (answers a [`UsageAnswer`]).
 pub const USAGE: &str = "/v1/usage";
 /// Lowers a GAUGE level (`amount` at most, never below zero), idempotent by key.
 pub const RELEASE: &str = "/v1/quota/release";
@@ -15,25 +18,34 @@ pub const RELEASE: &str = "/v1/quota/release";
 /// Most events one `/v1/usage` request may carry.
 pub const MAX_EVENTS: usize = 1000;
 
+/// The body of check, consume and release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuotaRequest {
+    /// The tenant's UUID.
     pub tenant_id: String,
+    /// The metric's name in the catalog.
     pub metric: String,
+    /// Units to check, consume or release: 1 to [`MAX_AMOUNT`].
     pub amount: i64,
     /// Required by consume and release; a check ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
 
+/// What check, consume and release answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
+    /// Whether the request may go ahead (SOFT limits allow past the limit).
     pub allowed: bool,
     /// Null when the tenant has no limit on the metric.
     pub limit: Option<i64>,
+    /// What is left before the limit after this request (never below 0); null with no limit.
     pub remaining: Option<i64>,
+    /// When the PERIODIC window resets or the RATE burst is full again; null otherwise.
     pub reset_at: Option<DateTime<Utc>>,
+    /// When denied by a RATE limit: how long to wait before trying again, in milliseconds.
     pub retry_after_ms: Option<i64>,
     /// How much of this request went past a SOFT limit.
     pub overage: i64,
@@ -47,7 +59,9 @@ pub struct Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Refusal {
+    /// The tenant is SUSPENDED.
     TenantSuspended,
+    /// The tenant is being deprovisioned.
     TenantDeprovisioning,
     /// Deleted or purged.
     TenantDeleted,
@@ -69,6 +83,7 @@ impl Refusal {
         })
     }
 
+    /// The wire code, such as `TENANT_SUSPENDED`.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::TenantSuspended => "TENANT_SUSPENDED",
@@ -83,40 +98,58 @@ impl Refusal {
 /// larger amount is refused at the edge, so no counter can overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000;
 
+/// One metered use reported to [`USAGE`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageEvent {
+    /// The tenant's UUID.
     pub tenant_id: String,
+    /// The metric's name in the catalog.
     pub metric: String,
+    /// Units used: 1 to [`MAX_AMOUNT`].
     pub amount: i64,
+    /// Makes the event count once however often it is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// When the usage happened; it is counted in that UTC hour.
     pub timestamp: DateTime<Utc>,
 }
 
+/// The body of a [`USAGE`] request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageBatch {
+    /// At most [`MAX_EVENTS`] events.
     pub events: Vec<UsageEvent>,
 }
 
+/// What became of one usage event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Counted.
     Accepted,
+    /// Already counted under the same idempotency key; not counted again.
     Duplicate,
+    /// Not counted; `reason` says why.
     Rejected,
 }
 
+/// The outcome of one usage event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageResult {
+    /// The event's idempotency key.
     pub idempotency_key: String,
+    /// Whether the event was counted.
     pub status: Status,
+    /// Why a rejected event was not counted; null otherwise.
     pub reason: Option<String>,
 }
 
+/// What a [`USAGE`] request answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageAnswer {
+    /// One result per event.
     pub results: Vec<UsageResult>,
 }
 
@@ -124,14 +157,17 @@ pub struct UsageAnswer {
 /// `{error: {code, message, field?, requestId?}}`, with a 4xx/5xx status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
+/// The inside of an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// A stable `shared::error::Code` (`BAD_USER_INPUT`, `NOT_FOUND`, …).
     pub code: String,
+    /// Readable text for humans; not stable, do not match on it.
     pub message: String,
     /// The input field at fault, for `BAD_USER_INPUT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

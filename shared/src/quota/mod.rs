@@ -29,6 +29,7 @@ pub fn usage_entity(tenant: &str, metric: &str, hour_start: i64) -> String {
     format!("usage:{tenant}:{metric}:{hour_start}")
 }
 
+/// How a metric is limited.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[graphql(name = "MetricKind")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -41,16 +42,22 @@ pub enum Kind {
     Gauge,
 }
 
+/// The window a PERIODIC metric's counter is reset on (UTC-aligned).
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[graphql(name = "QuotaPeriod")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Period {
+    /// One minute.
     Minute,
+    /// One hour.
     Hour,
+    /// One day.
     Day,
+    /// One calendar month.
     Month,
 }
 
+/// What happens to a request past the limit.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Enforcement {
@@ -76,10 +83,15 @@ pub enum FailMode {
 /// One metric of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricDef {
+    /// Unique in the catalog: lowercase letters, digits, '.' and '_', starting with a letter, at most 64 characters.
     pub name: String,
+    /// How the metric is limited.
     pub kind: Kind,
+    /// What one unit counts, such as `request` or `seat` (1 to 32 characters).
     pub unit: String,
+    /// Free text for operators (at most 1024 characters).
     pub description: String,
+    /// What cells decide when the shared limiter store is unreachable.
     #[serde(default)]
     pub fail_mode: FailMode,
 }
@@ -120,6 +132,7 @@ pub struct Rule {
     pub period: Option<Period>,
     /// RATE only: how many may come at once (defaults to `limit`).
     pub burst: Option<i64>,
+    /// Whether requests past the limit are denied or only flagged.
     pub enforcement: Enforcement,
 }
 
@@ -182,7 +195,9 @@ impl Rule {
 #[graphql(name = "QuotaSource")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Source {
+    /// The tenant's plan gives the limit.
     Plan,
+    /// An override set for the tenant with setQuota.
     Override,
 }
 
@@ -242,9 +257,14 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollup {
+    /// The tenant the usage belongs to.
     pub tenant_id: uuid::Uuid,
+    /// The metric's name in the catalog.
     pub metric: String,
+    /// The start of the UTC hour the total covers.
     pub hour_start: chrono::DateTime<chrono::Utc>,
+    /// The cell that counted the usage.
     pub cell_id: String,
+    /// Units used in that hour so far, in that cell.
     pub amount: i64,
 }

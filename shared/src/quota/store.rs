@@ -28,6 +28,7 @@ pub const MIGRATION: synced::Migration = synced::Migration {
 /// A stored definition with its version.
 pub type Stored = synced::Stored<MetricDef>;
 
+/// The metric `name` with its version, if it is defined.
 pub async fn get<C: ConnectionTrait>(db: &C, name: &str) -> Result<Option<Stored>> {
     Ok(synced::get::<MetricDef, C>(db, name)
         .await?

@@ -45,8 +45,11 @@ pub fn record_tenant(ctx: &async_graphql::Context<'_>, tenant: &dyn std::fmt::Di
 /// Where a tenant lives and on what plan, as far as the resolver knows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Placement<'a> {
+    /// The tenant's home cell.
     pub cell: Option<&'a str>,
+    /// The tenant's region.
     pub region: Option<&'a str>,
+    /// The tenant's plan.
     pub plan: Option<&'a str>,
 }
 
@@ -72,6 +75,7 @@ pub fn record_tenant_at(
     }
 }
 
+/// The GraphQL routes every tier serves: `POST /graphql`, subscriptions on `/graphql/ws`, GraphiQL on `GET /graphql` in dev mode.
 pub struct GraphqlRoutes;
 
 /// A subject lost authority it may have relied on: its membership of
@@ -79,7 +83,9 @@ pub struct GraphqlRoutes;
 /// its token alone lets it read that tenant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionEnd {
+    /// The subject whose authority ended.
     pub subject: String,
+    /// The tenant it lost access to; none when it lost all its access.
     pub tenant: Option<crate::ids::TenantId>,
 }
 
@@ -105,6 +111,7 @@ struct GqlState<E> {
 }
 
 impl GraphqlRoutes {
+    /// The routes, serving `executor` with the tier's keys, limits and revocations.
     pub fn router<E: Executor>(executor: E, shared: &Shared) -> Router {
         let st = GqlState {
             executor,

@@ -27,17 +27,24 @@ pub use ops::{ReadyCheck, metrics_routes, ops_routes, serve_metrics};
 /// Where a server sits: stamped on every request span.
 #[derive(Debug, Clone)]
 pub struct Component {
+    /// `global` or `cell`.
     pub tier: &'static str,
+    /// The cell's id; none for the global tier.
     pub cell: Option<String>,
+    /// The region the server runs in, when configured.
     pub region: Option<String>,
 }
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
+    /// The largest request body accepted, in bytes (at least 1024).
     pub max_body_bytes: usize,
+    /// How long a request may run, in milliseconds (at least 100).
     pub request_timeout_ms: u64,
+    /// The deepest GraphQL query accepted.
     pub max_depth: usize,
+    /// The most complex GraphQL query accepted (async-graphql's complexity count).
     pub max_complexity: usize,
     /// Tenants with a request series of their own in `/metrics`; the rest
     /// are counted under `tenant="other"`.
@@ -64,6 +71,7 @@ fn default_top_tenants() -> usize {
 /// Generous: far above what one client of the API makes, low enough to
 /// stop a runaway loop from starving everyone else.
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 50_000;
+/// How many requests a caller may make at once by default, beyond its rate.
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 50_000;
 
 fn default_rate_limit_per_sec() -> u32 {
@@ -90,6 +98,7 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Checks the limits; the error names the setting at fault.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
@@ -132,10 +141,15 @@ pub fn limit_schema<Q, M, S>(
 /// What every server of the control plane is given.
 #[derive(Clone)]
 pub struct Shared {
+    /// Verifies tokens (and mints service tokens).
     pub keys: Arc<Keys>,
+    /// Where request metrics are recorded.
     pub metrics: Metrics,
+    /// Where the server sits, stamped on every request span.
     pub component: Arc<Component>,
+    /// Limits applied to every request.
     pub limits: Limits,
+    /// Development conveniences: GraphiQL is served on `GET /graphql`.
     pub dev_mode: bool,
     /// Revoked break-glass requests, checked on every request with a `bg` claim.
     pub revocations: crate::breakglass::Revocations,
@@ -167,8 +181,11 @@ pub fn layered(router: Router, shared: &Shared) -> Router {
 
 /// A running server.
 pub struct Running {
+    /// The address the server listens on (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// Cancel to stop accepting and drain.
     pub shutdown: CancellationToken,
+    /// The serving task; ends when the server has stopped.
     pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 

@@ -28,6 +28,7 @@ impl State {
     }
 }
 
+/// Gives the request an id (its `x-request-id` when valid, else a new one), runs it in a span stamped with the server's tier, cell and region, and records its metrics.
 pub async fn observe(
     axum::extract::State(st): axum::extract::State<State>,
     mut req: Request,
@@ -104,6 +105,7 @@ pub struct HookMeter {
 }
 
 impl HookMeter {
+    /// Registers the hook metrics in `metrics`.
     pub fn new(metrics: &Metrics) -> Self {
         Self {
             requests: metrics.counter_vec(

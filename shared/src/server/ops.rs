@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 
 /// Answers whether the server can do its work (database migrated and reachable…).
 pub trait ReadyCheck: Send + Sync + 'static {
+    /// `Ok` when ready; otherwise what is not ready, for the readiness probe's answer.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 

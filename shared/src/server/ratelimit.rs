@@ -16,6 +16,7 @@ const SHARDS: usize = 16;
 /// Past this many callers a shard forgets those whose burst has refilled.
 const PRUNE_AT: usize = 4096;
 
+/// Each caller's rate limit state, in this process's memory, sharded by caller to keep lock contention low.
 pub struct CallerLimiter {
     rule: Option<Rule>,
     hasher: std::collections::hash_map::RandomState,
