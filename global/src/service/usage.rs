@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
-use sea_orm::DatabaseConnection;
 use shared::quota::api::{Granularity, UsagePoint};
 use shared::quota::{self, Rollup, window};
 use shared::sync::{Event, Transport, consumer};
