@@ -8,9 +8,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects with `protocol` (`graphql-transport-ws` or `graphql-ws`) and
-/// sends `connection_init` with `payload`; returns the socket and the first answer.
-pub async fn connect(base_http: &str, protocol: &str, payload: Value) -> (Socket, Value) {
+/// Opens `/graphql/ws` with `protocol` (`graphql-transport-ws` or
+/// `graphql-ws`) and sends `connection_init` with `payload`.
+pub async fn open(base_http: &str, protocol: &str, payload: Value) -> Socket {
     let url = format!("{}/graphql/ws", base_http.replacen("http://", "ws://", 1));
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
@@ -24,6 +24,12 @@ pub async fn connect(base_http: &str, protocol: &str, payload: Value) -> (Socket
         ))
         .await
         .unwrap();
+    socket
+}
+
+/// Like [`open`], and returns the server's first answer too.
+pub async fn connect(base_http: &str, protocol: &str, payload: Value) -> (Socket, Value) {
+    let mut socket = open(base_http, protocol, payload).await;
     let first = next_json(&mut socket).await;
     (socket, first)
 }

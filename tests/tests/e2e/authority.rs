@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use e2e::stack::{CREATE, Options, SECRET, code, message, metrics_token};
-use e2e::ws::{Socket, subscribe};
+use e2e::ws::{Socket, open, subscribe};
 use e2e::{Backend, Stack};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use shared::auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, REFUSED, Role};
 use shared::ids::TenantId;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const TRANSPORT_WS: &str = "graphql-transport-ws";
 const LEGACY_WS: &str = "graphql-ws";
@@ -107,24 +106,6 @@ async fn token_refusals_say_nothing_of_why() {
         assert_eq!(status, 200, "{body}");
     }
     s.stop().await;
-}
-
-/// Opens `/graphql/ws` with `protocol` and sends `connection_init`.
-async fn open(base: &str, protocol: &str, payload: Value) -> Socket {
-    let url = format!("{}/graphql/ws", base.replacen("http://", "ws://", 1));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket connects");
-    socket
-        .send(Message::text(
-            json!({ "type": "connection_init", "payload": payload }).to_string(),
-        ))
-        .await
-        .unwrap();
-    socket
 }
 
 fn bearer(token: &str) -> Value {
