@@ -151,6 +151,15 @@ async fn a_stopped_cell_shows_its_lag_and_catches_up() {
         .position(|c| c.state.cell_id.as_str() == "eu-west-1-a")
         .unwrap();
     wait_for(&s.cells[idx].state.db, &keys_in(&s.global.state.db).await).await;
+    // The row is applied before its entry is acknowledged: stop the cell
+    // only once nothing is pending, so the count below is the three new keys.
+    for _ in 0..100 {
+        let v = s.gql(&admin, STATUS, json!({ "c": "eu-west-1-a" })).await;
+        if only(&v, "syncStatus")["pendingCount"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stopped = s.cells.remove(idx);
     stopped.stop().await;
     for i in 1..=3 {
